@@ -1,0 +1,102 @@
+package kernels
+
+import (
+	"fmt"
+	"testing"
+)
+
+// benchShapes are the products of one training step of the stories15M-shaped
+// delta at 1024 tokens (forward NT, and the NN and TN of the backward pass),
+// plus the m=1 matvecs of decoding.
+var benchShapes = []struct {
+	name    string
+	m, n, k int
+}{
+	{"qkvo_1024x288x288", 1024, 288, 288},
+	{"w13_1024x768x288", 1024, 768, 288},
+	{"w2_1024x288x768", 1024, 288, 768},
+	{"cls_1024x32000x288", 1024, 32000, 288},
+	{"decode_cls_1x32000x288", 1, 32000, 288},
+	{"decode_w13_1x768x288", 1, 768, 288},
+}
+
+// benchLayouts maps each layout to the shape the backward pass feeds it:
+// forward Y[T×out] = X·Wᵀ is NT (m=T, n=out, k=in); the input gradient
+// dX[T×in] = dY·W is NN (m=T, n=in, k=out); the weight gradient
+// dW[out×in] = dYᵀ·X is TN (m=out, n=in, k=T).
+func benchProduct(l layout, m, n, k int) (mm, nn_, kk int) {
+	switch l {
+	case nn:
+		return m, k, n
+	case tn:
+		return n, k, m
+	}
+	return m, n, k
+}
+
+func benchmarkMatMul(b *testing.B, l layout) {
+	for _, s := range benchShapes {
+		if s.m == 1 && l == tn {
+			continue // decoding has no weight gradients
+		}
+		m, n, k := benchProduct(l, s.m, s.n, s.k)
+		for _, threads := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/threads=%d", s.name, threads), func(b *testing.B) {
+				p := NewPool(threads)
+				defer p.Close()
+				aLen, bLen := m*k, n*k
+				x, y, c := make([]float32, aLen), make([]float32, bLen), make([]float32, m*n)
+				for i := range x {
+					x[i] = float32(i%7) * 0.1
+				}
+				for i := range y {
+					y[i] = float32(i%5) * 0.1
+				}
+				for b.Loop() {
+					p.matMul(l, c, n, x, lda(l, m, k), y, ldb(l, n, k), m, n, k, false)
+				}
+				b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+func lda(l layout, m, k int) int {
+	if l == tn {
+		return m
+	}
+	return k
+}
+
+func ldb(l layout, n, k int) int {
+	if l == nt {
+		return k
+	}
+	return n
+}
+
+func BenchmarkMatMulNT(b *testing.B) { benchmarkMatMul(b, nt) }
+func BenchmarkMatMulNN(b *testing.B) { benchmarkMatMul(b, nn) }
+func BenchmarkMatMulTN(b *testing.B) { benchmarkMatMul(b, tn) }
+
+func benchmarkVector(b *testing.B, fn func(x, y []float32)) {
+	for _, n := range []int{288, 768, 32000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			x, y := make([]float32, n), make([]float32, n)
+			for b.Loop() {
+				fn(x, y)
+			}
+			b.SetBytes(int64(8 * n))
+		})
+	}
+}
+
+func BenchmarkDot(b *testing.B) {
+	var sink float32
+	benchmarkVector(b, func(x, y []float32) { sink += Dot(x, y) })
+	_ = sink
+}
+
+func BenchmarkAxpy(b *testing.B) { benchmarkVector(b, func(x, y []float32) { Axpy(0.5, x, y) }) }
+
+func BenchmarkScale(b *testing.B) { benchmarkVector(b, func(x, _ []float32) { Scale(0.999, x) }) }

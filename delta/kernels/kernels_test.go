@@ -1,0 +1,369 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// shape is one matrix product to test: dimensions, and how much wider than
+// needed each row stride is (0 for packed rows).
+type shape struct {
+	m, n, k          int
+	padC, padA, padB int
+}
+
+// testShapes covers the empty and degenerate cases, sizes just around the
+// micro-kernel tiles (6, 8, 12, 16, 32, 48), k around the cache blocks, the
+// decode-time matvec, strided views, and shapes of the model itself.
+var testShapes = []shape{
+	{m: 0, n: 5, k: 3}, {m: 5, n: 0, k: 3}, {m: 3, n: 4, k: 0},
+	{m: 1, n: 1, k: 1}, {m: 1, n: 7, k: 5}, {m: 7, n: 1, k: 5}, {m: 2, n: 3, k: 1},
+	{m: 1, n: 300, k: 288}, {m: 3, n: 100, k: 33},
+	{m: 5, n: 15, k: 7}, {m: 6, n: 16, k: 8}, {m: 7, n: 17, k: 9},
+	{m: 11, n: 31, k: 17}, {m: 12, n: 32, k: 64}, {m: 13, n: 33, k: 65},
+	{m: 23, n: 47, k: 100}, {m: 24, n: 48, k: 129}, {m: 25, n: 49, k: 257},
+	{m: 37, n: 95, k: 321}, {m: 50, n: 97, k: 700}, {m: 64, n: 64, k: 1000},
+	{m: 97, n: 193, k: 41}, {m: 130, n: 20, k: 300},
+	{m: 9, n: 18, k: 10, padC: 3, padA: 5, padB: 1},
+	{m: 31, n: 50, k: 48, padC: 240, padA: 240, padB: 240},
+	{m: 1, n: 40, k: 48, padC: 7, padA: 240, padB: 240},
+	{m: 64, n: 288, k: 288}, {m: 40, n: 768, k: 288}, {m: 40, n: 288, k: 768},
+}
+
+// operands are the stored sizes of a product's matrices.
+func (s shape) operands(l layout) (aRows, aCols, bRows, bCols int) {
+	switch l {
+	case nt:
+		return s.m, s.k, s.n, s.k
+	case nn:
+		return s.m, s.k, s.k, s.n
+	default:
+		return s.k, s.m, s.k, s.n
+	}
+}
+
+// sentinel fills the gaps between rows of strided matrices; a kernel that
+// writes outside its view turns it into something else.
+const sentinel = float32(-12345)
+
+func randMatrix(r *rand.Rand, rows, cols, ld int) []float32 {
+	x := make([]float32, max(rows*ld, 0))
+	for i := range x {
+		x[i] = sentinel
+	}
+	for i := range rows {
+		for j := range cols {
+			x[i*ld+j] = 2*r.Float32() - 1
+		}
+	}
+	return x
+}
+
+// reference computes the product in float64 and returns, for every element
+// of c, the result and a bound on float32 rounding error for it.
+func reference(l layout, c []float32, ldc int, a []float32, lda int, b []float32, ldb int, m, n, k int, accumulate bool) (want, tol []float64) {
+	want = make([]float64, m*n)
+	tol = make([]float64, m*n)
+	for i := range m {
+		for j := range n {
+			var s, abs float64
+			if accumulate {
+				s, abs = float64(c[i*ldc+j]), math.Abs(float64(c[i*ldc+j]))
+			}
+			for p := range k {
+				var x, y float64
+				switch l {
+				case nt:
+					x, y = float64(a[i*lda+p]), float64(b[j*ldb+p])
+				case nn:
+					x, y = float64(a[i*lda+p]), float64(b[p*ldb+j])
+				case tn:
+					x, y = float64(a[p*lda+i]), float64(b[p*ldb+j])
+				}
+				s += x * y
+				abs += math.Abs(x * y)
+			}
+			want[i*n+j] = s
+			// float32 summation of k terms in any order is within
+			// about k·eps·Σ|terms|; 1e-5 is generous for k ≤ 1000
+			// and still far below the error of a wrong index.
+			tol[i*n+j] = 1e-5*abs + 1e-6
+		}
+	}
+	return want, tol
+}
+
+// checkProduct runs one product through compute (via run, so in parallel when
+// pool is not nil) and compares it with the float64 reference; compute picks
+// the fast kernels where the machine has them.
+func checkProduct(t *testing.T, pool *Pool, l layout, s shape, accumulate bool, generic bool) {
+	t.Helper()
+	r := rand.New(rand.NewPCG(uint64(s.m*1000003+s.n*1009+s.k), uint64(l)))
+	aRows, aCols, bRows, bCols := s.operands(l)
+	lda, ldb, ldc := aCols+s.padA, bCols+s.padB, s.n+s.padC
+	a := randMatrix(r, aRows, aCols, lda)
+	b := randMatrix(r, bRows, bCols, ldb)
+	c := randMatrix(r, s.m, s.n, ldc)
+	want, tol := reference(l, c, ldc, a, lda, b, ldb, s.m, s.n, s.k, accumulate)
+	if generic {
+		pr := product{l: l, c: c, a: a, b: b, ldc: ldc, lda: lda, ldb: ldb, m: s.m, n: s.n, k: s.k, accumulate: accumulate}
+		if s.m > 0 && s.n > 0 && s.k > 0 {
+			pr.computeGeneric()
+		} else {
+			pool.matMul(l, c, ldc, a, lda, b, ldb, s.m, s.n, s.k, accumulate)
+		}
+	} else {
+		pool.matMul(l, c, ldc, a, lda, b, ldb, s.m, s.n, s.k, accumulate)
+	}
+	bad := 0
+	for i := range s.m {
+		for j := range ldc {
+			got := c[i*ldc+j]
+			if j >= s.n {
+				if got != sentinel && bad < 5 {
+					t.Errorf("%v %+v: c[%d] (padding after row %d) = %v, was written", l, s, i*ldc+j, i, got)
+					bad++
+				}
+				continue
+			}
+			w, e := want[i*s.n+j], tol[i*s.n+j]
+			if math.Abs(float64(got)-w) > e && bad < 5 {
+				t.Errorf("%v %+v accumulate=%v: c[%d,%d] = %v, want %v ± %.2g", l, s, accumulate, i, j, got, w, e)
+				bad++
+			}
+		}
+	}
+}
+
+func TestMatMul(t *testing.T) {
+	pools := []struct {
+		name string
+		pool *Pool
+	}{{"nil", nil}, {"1", NewPool(1)}, {"2", NewPool(2)}, {"3", NewPool(3)}}
+	for _, p := range pools {
+		defer p.pool.Close()
+	}
+	for _, l := range []layout{nt, nn, tn} {
+		for _, p := range pools {
+			t.Run(fmt.Sprintf("%v/pool=%s", l, p.name), func(t *testing.T) {
+				for _, s := range testShapes {
+					checkProduct(t, p.pool, l, s, false, false)
+					checkProduct(t, p.pool, l, s, true, false)
+				}
+			})
+		}
+	}
+}
+
+// TestMatMulGeneric checks the pure-Go twin directly, since on machines
+// with assembly kernels the API never reaches it for large shapes.
+func TestMatMulGeneric(t *testing.T) {
+	for _, l := range []layout{nt, nn, tn} {
+		for _, s := range testShapes {
+			checkProduct(t, nil, l, s, false, true)
+			checkProduct(t, nil, l, s, true, true)
+		}
+	}
+}
+
+func TestMatMulPacked(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	const m, n, k = 10, 20, 30
+	a := randMatrix(r, m, k, k)
+	b := randMatrix(r, n, k, k)
+	c := make([]float32, m*n)
+	p.MatMulNT(c, a, b, m, n, k, false)
+	want, tol := reference(nt, c, n, a, k, b, k, m, n, k, false)
+	for i := range c {
+		if math.Abs(float64(c[i])-want[i]) > tol[i] {
+			t.Fatalf("MatMulNT: c[%d] = %v, want %v", i, c[i], want[i])
+		}
+	}
+	// NN and TN through the unstrided API: bᵀ of the NT case as k×n.
+	bt := make([]float32, k*n)
+	for j := range n {
+		for q := range k {
+			bt[q*n+j] = b[j*k+q]
+		}
+	}
+	c2 := make([]float32, m*n)
+	p.MatMulNN(c2, a, bt, m, n, k, false)
+	at := make([]float32, k*m)
+	for i := range m {
+		for q := range k {
+			at[q*m+i] = a[i*k+q]
+		}
+	}
+	c3 := make([]float32, m*n)
+	p.MatMulTN(c3, at, bt, m, n, k, false)
+	for i := range c {
+		if math.Abs(float64(c2[i])-want[i]) > tol[i] || math.Abs(float64(c3[i])-want[i]) > tol[i] {
+			t.Fatalf("c[%d]: NT %v, NN %v, TN %v", i, c[i], c2[i], c3[i])
+		}
+	}
+}
+
+func TestMatMulPanicsOnShortSlices(t *testing.T) {
+	ok := make([]float32, 6)
+	cases := []struct {
+		name string
+		call func()
+		want string
+	}{
+		{"short c", func() { (*Pool)(nil).MatMulNT(ok[:5], ok, ok, 2, 3, 2, false) }, "c is 2×3"},
+		{"short a", func() { (*Pool)(nil).MatMulNN(ok, ok[:3], ok, 2, 3, 2, false) }, "a is 2×2"},
+		{"short b", func() { (*Pool)(nil).MatMulTN(ok, ok, ok[:5], 2, 3, 2, false) }, "b is 2×3"},
+		{"bad stride", func() { (*Pool)(nil).MatMulNTStrided(ok, 2, ok, 2, ok, 2, 2, 3, 2, false) }, "row stride 2"},
+		{"negative", func() { (*Pool)(nil).MatMulNT(ok, ok, ok, -1, 3, 2, false) }, "negative"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				msg := fmt.Sprint(recover())
+				if !strings.Contains(msg, tc.want) {
+					t.Errorf("panic %q, want one mentioning %q", msg, tc.want)
+				}
+			}()
+			tc.call()
+		})
+	}
+}
+
+func TestFor(t *testing.T) {
+	for _, threads := range []int{1, 2, 3, 8} {
+		p := NewPool(threads)
+		if p.Threads() != threads {
+			t.Errorf("NewPool(%d).Threads() = %d", threads, p.Threads())
+		}
+		for _, n := range []int{0, 1, 2, 3, 7, 100} {
+			hits := make([]atomic.Int32, n)
+			var calls atomic.Int32
+			p.For(n, func(lo, hi int) {
+				calls.Add(1)
+				if lo >= hi {
+					t.Errorf("threads=%d n=%d: empty chunk [%d,%d)", threads, n, lo, hi)
+				}
+				for i := lo; i < hi; i++ {
+					hits[i].Add(1)
+				}
+			})
+			for i := range hits {
+				if h := hits[i].Load(); h != 1 {
+					t.Errorf("threads=%d n=%d: index %d visited %d times", threads, n, i, h)
+				}
+			}
+			if c := int(calls.Load()); c > threads || (n > 0 && c < min(n, threads)) {
+				t.Errorf("threads=%d n=%d: %d chunks", threads, n, c)
+			}
+		}
+		p.Close()
+	}
+	if got := (*Pool)(nil).Threads(); got != 1 {
+		t.Errorf("nil pool Threads() = %d, want 1", got)
+	}
+}
+
+// TestNested checks that kernels and For called from inside a For callback
+// run (inline) instead of deadlocking on the busy pool, and give the same
+// answers.
+func TestNested(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	r := rand.New(rand.NewPCG(3, 4))
+	const heads, m, n, k = 4, 20, 30, 40
+	a := randMatrix(r, heads*m, k, k)
+	b := randMatrix(r, heads*n, k, k)
+	c := make([]float32, heads*m*n)
+	p.For(heads, func(lo, hi int) {
+		for h := lo; h < hi; h++ {
+			p.MatMulNT(c[h*m*n:], a[h*m*k:], b[h*n*k:], m, n, k, false)
+			p.For(1, func(int, int) {})
+		}
+	})
+	for h := range heads {
+		want, tol := reference(nt, nil, n, a[h*m*k:], k, b[h*n*k:], k, m, n, k, false)
+		for i := range m * n {
+			if got := c[h*m*n+i]; math.Abs(float64(got)-want[i]) > tol[i] {
+				t.Fatalf("head %d: c[%d] = %v, want %v", h, i, got, want[i])
+			}
+		}
+	}
+}
+
+func TestNoAllocations(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	const m, n, k = 64, 96, 80
+	a, b, c := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
+	fn := func(lo, hi int) {}
+	for _, pool := range []*Pool{nil, p} {
+		allocs := testing.AllocsPerRun(20, func() {
+			pool.MatMulNT(c, a, b, m, n, k, false)
+			pool.MatMulNN(c, a, b, m, n, k, true)
+			pool.MatMulTN(c, a, b, m, n, k, true)
+			pool.MatMulNT(c[:n], a[:k], b, 1, n, k, false)
+			pool.For(10, fn)
+		})
+		if allocs != 0 {
+			t.Errorf("pool with %d threads: %v allocations per call", pool.Threads(), allocs)
+		}
+	}
+}
+
+func TestVectors(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for n := range 80 {
+		// Offsets make the slices start off any vector alignment.
+		for _, off := range []int{0, 1, 3} {
+			x := randMatrix(r, 1, n+off, n+off)[off:]
+			y := randMatrix(r, 1, n+off, n+off)[off:]
+
+			var want, abs float64
+			for i := range x {
+				want += float64(x[i]) * float64(y[i])
+				abs += math.Abs(float64(x[i]) * float64(y[i]))
+			}
+			if got := Dot(x, y); math.Abs(float64(got)-want) > 1e-6*abs+1e-7 {
+				t.Errorf("Dot n=%d off=%d: %v, want %v", n, off, got, want)
+			}
+
+			y0 := append([]float32(nil), y...)
+			Axpy(0.5, x, y)
+			for i := range y {
+				if w := y0[i] + 0.5*x[i]; math.Abs(float64(y[i]-w)) > 1e-6 {
+					t.Fatalf("Axpy n=%d off=%d: y[%d] = %v, want %v", n, off, i, y[i], w)
+				}
+			}
+
+			x0 := append([]float32(nil), x...)
+			Scale(-3, x)
+			for i := range x {
+				if x[i] != -3*x0[i] {
+					t.Fatalf("Scale n=%d off=%d: x[%d] = %v, want %v", n, off, i, x[i], -3*x0[i])
+				}
+			}
+		}
+	}
+}
+
+func TestVectorsPanicOnLengthMismatch(t *testing.T) {
+	for name, call := range map[string]func(){
+		"Dot":  func() { Dot(make([]float32, 3), make([]float32, 4)) },
+		"Axpy": func() { Axpy(1, make([]float32, 4), make([]float32, 3)) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s with different lengths did not panic", name)
+				}
+			}()
+			call()
+		}()
+	}
+}

@@ -1,0 +1,194 @@
+package kernels
+
+import (
+	"runtime"
+	"sync"
+)
+
+// A Pool runs kernels on a fixed set of goroutines: the calling goroutine
+// plus Threads()-1 workers started by NewPool. A call hands each worker one
+// chunk over a channel and waits for all of them, so steady-state calls do
+// not allocate.
+//
+// A Pool runs one parallel call at a time. A call that finds the pool busy
+// (another goroutine's call, or a kernel called from inside a For callback)
+// runs on its own goroutine instead of waiting, so nesting cannot deadlock.
+// A nil *Pool runs everything on the calling goroutine.
+type Pool struct {
+	threads int
+	mu      sync.Mutex // held for the duration of one parallel call
+	chunks  []chan chunk
+	done    chan struct{}
+
+	// The product being computed by the current parallel call and its
+	// chunk function, bound once in NewPool so that handing it to the
+	// workers does not allocate a closure per call.
+	job      product
+	jobSplit split
+	jobChunk func(lo, hi int)
+}
+
+// chunk is the part [lo,hi) of a parallel loop given to one worker.
+type chunk struct {
+	fn     func(lo, hi int)
+	lo, hi int
+}
+
+// NewPool starts a pool of threads goroutines in all (the caller counts as
+// one); threads <= 0 means runtime.GOMAXPROCS(0). Close stops it.
+func NewPool(threads int) *Pool {
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
+	p := &Pool{
+		threads: threads,
+		chunks:  make([]chan chunk, threads-1),
+		done:    make(chan struct{}, threads-1),
+	}
+	p.jobChunk = p.runChunk
+	for i := range p.chunks {
+		p.chunks[i] = make(chan chunk, 1)
+		go p.work(p.chunks[i])
+	}
+	return p
+}
+
+func (p *Pool) work(chunks <-chan chunk) {
+	for c := range chunks {
+		c.fn(c.lo, c.hi)
+		p.done <- struct{}{}
+	}
+}
+
+// Close stops the workers. The pool must not be used afterwards.
+func (p *Pool) Close() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.chunks {
+		close(c)
+	}
+	p.chunks = nil
+	p.threads = 1
+}
+
+// Threads reports how many goroutines the pool computes on; 1 for a nil pool.
+func (p *Pool) Threads() int {
+	if p == nil {
+		return 1
+	}
+	return p.threads
+}
+
+// For calls fn(lo, hi) on disjoint chunks covering [0,n), in parallel
+// across the pool, and returns when all have finished. Chunks are
+// contiguous and of nearly equal size, at most one per thread.
+func (p *Pool) For(n int, fn func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	if p == nil || p.threads == 1 || n == 1 || !p.mu.TryLock() {
+		fn(0, n)
+		return
+	}
+	defer p.mu.Unlock()
+	p.parallel(n, fn)
+}
+
+// parallel is For with p.mu held: chunk 0 runs on the caller, the others on
+// the workers.
+func (p *Pool) parallel(n int, fn func(lo, hi int)) {
+	parts := min(p.threads, n)
+	for i := 1; i < parts; i++ {
+		p.chunks[i-1] <- chunk{fn: fn, lo: i * n / parts, hi: (i + 1) * n / parts}
+	}
+	fn(0, n/parts)
+	for i := 1; i < parts; i++ {
+		<-p.done
+	}
+}
+
+// split says how a product is cut into parallel chunks: along the rows or
+// the columns of c, in units of grain rows or columns.
+type split struct {
+	rows  bool
+	grain int
+	units int
+}
+
+// run computes pr, in parallel when the pool is free.
+func (p *Pool) run(pr *product) {
+	if p == nil || p.threads == 1 || !p.mu.TryLock() {
+		pr.compute()
+		return
+	}
+	defer p.mu.Unlock()
+	s := pr.split()
+	if s.units < 2 {
+		pr.compute()
+		return
+	}
+	p.job, p.jobSplit = *pr, s
+	p.parallel(s.units, p.jobChunk)
+	p.job = product{} // drop the references to the caller's slices
+}
+
+// runChunk computes units [lo,hi) of the pool's current job.
+func (p *Pool) runChunk(lo, hi int) {
+	s := p.jobSplit
+	if s.rows {
+		sub := p.job.rows(lo*s.grain, min(hi*s.grain, p.job.m))
+		sub.compute()
+	} else {
+		sub := p.job.cols(lo*s.grain, min(hi*s.grain, p.job.n))
+		sub.compute()
+	}
+}
+
+// split chooses how to cut pr into parallel chunks: along the longer side
+// of c, in units of the micro-kernel's tile so that only the last chunk has
+// a ragged edge.
+func (pr *product) split() split {
+	rowGrain, colGrain := tileSize(pr)
+	if pr.m*pr.n*max(pr.k, 1) < minParallelWork {
+		return split{}
+	}
+	if pr.m >= pr.n {
+		return split{rows: true, grain: rowGrain, units: ceilDiv(pr.m, rowGrain)}
+	}
+	return split{grain: colGrain, units: ceilDiv(pr.n, colGrain)}
+}
+
+// minParallelWork is the number of multiply-adds below which waking the
+// workers costs more than it saves.
+const minParallelWork = 32 * 1024
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// rows is the sub-product computing rows [lo,hi) of c.
+func (pr *product) rows(lo, hi int) product {
+	sub := *pr
+	sub.m = hi - lo
+	sub.c = pr.c[lo*pr.ldc:]
+	if pr.l == tn {
+		sub.a = pr.a[lo:]
+	} else {
+		sub.a = pr.a[lo*pr.lda:]
+	}
+	return sub
+}
+
+// cols is the sub-product computing columns [lo,hi) of c.
+func (pr *product) cols(lo, hi int) product {
+	sub := *pr
+	sub.n = hi - lo
+	sub.c = pr.c[lo:]
+	if pr.l == nt {
+		sub.b = pr.b[lo*pr.ldb:]
+	} else {
+		sub.b = pr.b[lo:]
+	}
+	return sub
+}
