@@ -1,0 +1,231 @@
+package llama
+
+/*
+#include "llama.h"
+
+// cmc_batch_set fills slot i of a batch allocated for one sequence.
+static void cmc_batch_set(struct llama_batch * b, int i, llama_token tok, llama_pos pos, int output) {
+	b->token[i] = tok;
+	b->pos[i] = pos;
+	b->n_seq_id[i] = 1;
+	b->seq_id[i][0] = 0;
+	b->logits[i] = (int8_t)output;
+}
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"unsafe"
+)
+
+// ContextParams says how to run a model.
+type ContextParams struct {
+	// Size is the context length in tokens (KV cache size); 0 takes the
+	// model's trained context.
+	Size int
+	// Batch is the most tokens handed to llama.cpp in one decode call;
+	// longer inputs are split. 0 means 512.
+	Batch int
+	// Threads is the number of CPU threads; 0 means runtime.NumCPU().
+	Threads int
+	// KVF32 keeps the KV cache in float32 instead of llama.cpp's float16
+	// default: slower and larger, but exact for comparisons with references.
+	KVF32 bool
+}
+
+// Output says which positions of a decoded batch produce logits.
+type Output int
+
+const (
+	// OutputNone fills the KV cache without computing logits (prompt prefill
+	// when only later logits matter).
+	OutputNone Output = iota
+	// OutputLast computes the logits of the last token only.
+	OutputLast
+	// OutputAll computes the logits of every token, as training needs.
+	OutputAll
+)
+
+// ErrContextFull reports a decode that would run past the context length.
+var ErrContextFull = errors.New("context full")
+
+// Context holds one sequence's KV cache and a reusable batch. It is not
+// safe for concurrent use; use one Context per goroutine.
+type Context struct {
+	c      *C.struct_llama_context
+	model  *Model
+	batch  C.struct_llama_batch
+	nBatch int
+	size   int
+	nVocab int
+	len    int // positions held in the KV cache
+	last   int // batch index of the last token with logits, -1 if none
+}
+
+// NewContext creates a context for m.
+func (m *Model) NewContext(p ContextParams) (*Context, error) {
+	cp := C.llama_context_default_params()
+	if p.Size > 0 {
+		cp.n_ctx = C.uint32_t(p.Size)
+	} else {
+		cp.n_ctx = C.uint32_t(m.TrainedContext())
+	}
+	nBatch := p.Batch
+	if nBatch <= 0 {
+		nBatch = 512
+	}
+	cp.n_batch = C.uint32_t(nBatch)
+	cp.n_ubatch = C.uint32_t(nBatch)
+	cp.n_seq_max = 1
+	threads := p.Threads
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	cp.n_threads = C.int32_t(threads)
+	cp.n_threads_batch = C.int32_t(threads)
+	cp.no_perf = true
+	if p.KVF32 {
+		cp.type_k = C.GGML_TYPE_F32
+		cp.type_v = C.GGML_TYPE_F32
+		// Flash attention on CPU wants an F16 V cache.
+		cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+	}
+	cc := C.llama_init_from_model(m.c, cp)
+	if cc == nil {
+		return nil, fmt.Errorf("create context for %q (size %d, batch %d): llama.cpp refused (set %s=info for details)", m.path, cp.n_ctx, nBatch, LogEnv)
+	}
+	return &Context{
+		c:      cc,
+		model:  m,
+		batch:  C.llama_batch_init(C.int32_t(nBatch), 0, 1),
+		nBatch: nBatch,
+		size:   int(C.llama_n_ctx(cc)),
+		nVocab: m.vocab.Size(),
+		last:   -1,
+	}, nil
+}
+
+// Close frees the context.
+func (c *Context) Close() {
+	if c.c != nil {
+		C.llama_batch_free(c.batch)
+		C.llama_free(c.c)
+		c.c = nil
+	}
+}
+
+// Model is the model this context runs.
+func (c *Context) Model() *Model { return c.model }
+
+// Size is the context length in tokens.
+func (c *Context) Size() int { return c.size }
+
+// Len is the number of positions in the KV cache: the position of the next token.
+func (c *Context) Len() int { return c.len }
+
+// VocabSize is the width of one row of logits.
+func (c *Context) VocabSize() int { return c.nVocab }
+
+// SetThreads changes the number of CPU threads.
+func (c *Context) SetThreads(n int) {
+	C.llama_set_n_threads(c.c, C.int32_t(n), C.int32_t(n))
+}
+
+// Decode runs tokens at positions Len(), Len()+1, ... and appends them to
+// the KV cache. With OutputAll, logits must hold len(tokens)×VocabSize()
+// floats and receives every position's logits; with OutputLast it must hold
+// VocabSize() floats (or be nil, to read LastLogits instead); with
+// OutputNone it is ignored. Decode allocates nothing.
+func (c *Context) Decode(tokens []int32, out Output, logits []float32) error {
+	if len(tokens) == 0 {
+		return nil
+	}
+	if c.len+len(tokens) > c.size {
+		return fmt.Errorf("decode %d tokens at position %d: %w (context size %d)", len(tokens), c.len, ErrContextFull, c.size)
+	}
+	switch {
+	case out == OutputAll && len(logits) < len(tokens)*c.nVocab:
+		return fmt.Errorf("decode: logits buffer holds %d floats, need %d×%d", len(logits), len(tokens), c.nVocab)
+	case out == OutputLast && logits != nil && len(logits) < c.nVocab:
+		return fmt.Errorf("decode: logits buffer holds %d floats, need %d", len(logits), c.nVocab)
+	}
+	c.last = -1
+	for start := 0; start < len(tokens); start += c.nBatch {
+		chunk := tokens[start:min(start+c.nBatch, len(tokens))]
+		isLastChunk := start+len(chunk) == len(tokens)
+		for i, tok := range chunk {
+			if tok < 0 || int(tok) >= c.nVocab {
+				return fmt.Errorf("decode: token %d at index %d is outside the vocabulary (size %d)", tok, start+i, c.nVocab)
+			}
+			want := out == OutputAll || (out == OutputLast && isLastChunk && i == len(chunk)-1)
+			o := 0
+			if want {
+				o = 1
+			}
+			C.cmc_batch_set(&c.batch, C.int(i), C.llama_token(tok), C.llama_pos(c.len+i), C.int(o))
+		}
+		c.batch.n_tokens = C.int32_t(len(chunk))
+		if rc := C.llama_decode(c.c, c.batch); rc != 0 {
+			// llama.cpp restores or keeps the cache state; resynchronise our count.
+			c.len = c.cachedLen()
+			return fmt.Errorf("decode %d tokens at position %d: llama_decode returned %d", len(chunk), c.len, rc)
+		}
+		c.len += len(chunk)
+		if out == OutputAll {
+			src := unsafe.Slice((*float32)(unsafe.Pointer(C.llama_get_logits(c.c))), len(chunk)*c.nVocab)
+			copy(logits[start*c.nVocab:], src)
+		}
+	}
+	if out != OutputNone {
+		c.last = len(tokens) - 1 - (len(tokens)-1)/c.nBatch*c.nBatch
+		if out == OutputLast && logits != nil {
+			copy(logits, c.LastLogits())
+		}
+	}
+	return nil
+}
+
+// LastLogits returns the logits of the last token of the last Decode, as a
+// view into llama.cpp's buffer that is valid until the next Decode: the
+// zero-copy path of generation. It returns nil if that Decode produced none.
+func (c *Context) LastLogits() []float32 {
+	if c.last < 0 {
+		return nil
+	}
+	p := C.llama_get_logits_ith(c.c, C.int32_t(c.last))
+	if p == nil {
+		return nil
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(p)), c.nVocab)
+}
+
+// Trim drops every position from pos on from the KV cache, so that the next
+// Decode continues at pos.
+func (c *Context) Trim(pos int) error {
+	if pos < 0 || pos > c.len {
+		return fmt.Errorf("trim KV cache to %d: cache holds %d positions", pos, c.len)
+	}
+	if pos == c.len {
+		return nil
+	}
+	if !C.llama_memory_seq_rm(C.llama_get_memory(c.c), 0, C.llama_pos(pos), -1) {
+		return fmt.Errorf("trim KV cache to %d: llama.cpp cannot remove part of this model's memory", pos)
+	}
+	c.len = pos
+	c.last = -1
+	return nil
+}
+
+// Clear empties the KV cache.
+func (c *Context) Clear() {
+	C.llama_memory_clear(C.llama_get_memory(c.c), true)
+	c.len = 0
+	c.last = -1
+}
+
+func (c *Context) cachedLen() int {
+	return int(C.llama_memory_seq_pos_max(C.llama_get_memory(c.c), 0)) + 1
+}

@@ -1,0 +1,108 @@
+// Package llama is cmc's one cgo package: a thin binding to the llama.cpp
+// sources that the Go module github.com/ollama/ollama vendors. It loads GGUF
+// models, exposes their vocabulary, tokenizes and decodes batches with logits
+// at every position. No C type leaks out of this package.
+//
+// The llama.cpp headers live in the module cache, whose path cgo directives
+// cannot name; `make headers` links them under build/include (see the
+// Makefile), which the directives below point at.
+package llama
+
+/*
+#cgo CPPFLAGS: -I${SRCDIR}/../build/include/llama -I${SRCDIR}/../build/include/ggml
+#cgo CXXFLAGS: -std=c++17
+#include <stdio.h>
+#include <stdlib.h>
+#include "ggml-backend.h"
+#include "llama.h"
+
+// llama.cpp logs every tensor it loads at INFO level; cmc shows only what
+// the user asked for (CMC_LLAMA_LOG) and warnings otherwise.
+static int cmc_log_min_level = GGML_LOG_LEVEL_WARN;
+static void cmc_log(enum ggml_log_level level, const char * text, void * user_data) {
+	(void)user_data;
+	if (level == GGML_LOG_LEVEL_CONT || level >= cmc_log_min_level) {
+		if (level != GGML_LOG_LEVEL_CONT || cmc_log_min_level <= GGML_LOG_LEVEL_INFO) {
+			fputs(text, stderr);
+		}
+	}
+}
+static void cmc_log_init(int min_level) {
+	cmc_log_min_level = min_level;
+	llama_log_set(cmc_log, NULL);
+}
+*/
+import "C"
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"unsafe"
+
+	_ "github.com/ollama/ollama/llama/llama.cpp/src"
+	_ "github.com/ollama/ollama/ml/backend/ggml/ggml/src"
+)
+
+// LibraryPathEnv names the environment variable holding the directories
+// (separated like PATH) from which GPU backends (libggml-cuda.so, ...) are
+// loaded at run time. Without it, cmc looks in ../lib/cmc and
+// ../build/lib/cmc relative to its binary (where `make cuda` puts them).
+const LibraryPathEnv = "CMC_LIBRARY_PATH"
+
+// LogEnv names the environment variable that sets llama.cpp's log level:
+// "debug", "info", "warn" (default) or "error".
+const LogEnv = "CMC_LLAMA_LOG"
+
+// initBackend runs once per process: llama.cpp's backend registry and logger
+// are process-wide C state, so there is nothing per-model to hold them.
+var initBackend = sync.OnceFunc(func() {
+	level := C.GGML_LOG_LEVEL_WARN
+	switch strings.ToLower(os.Getenv(LogEnv)) {
+	case "debug":
+		level = C.GGML_LOG_LEVEL_DEBUG
+	case "info":
+		level = C.GGML_LOG_LEVEL_INFO
+	case "error":
+		level = C.GGML_LOG_LEVEL_ERROR
+	}
+	C.cmc_log_init(C.int(level))
+	for _, dir := range backendDirs() {
+		cdir := C.CString(dir)
+		C.ggml_backend_load_all_from_path(cdir)
+		C.free(unsafe.Pointer(cdir))
+	}
+	C.llama_backend_init()
+})
+
+// backendDirs lists the existing directories that may hold GPU backends.
+func backendDirs() []string {
+	var dirs []string
+	if env := os.Getenv(LibraryPathEnv); env != "" {
+		dirs = filepath.SplitList(env)
+	} else if exe, err := os.Executable(); err == nil {
+		bin := filepath.Dir(exe)
+		dirs = []string{filepath.Join(bin, "..", "lib", "cmc"), filepath.Join(bin, "..", "build", "lib", "cmc")}
+	}
+	var found []string
+	for _, d := range dirs {
+		if st, err := os.Stat(d); err == nil && st.IsDir() {
+			found = append(found, d)
+		}
+	}
+	return found
+}
+
+// Devices names the compute devices llama.cpp can use (CPU, and GPUs whose
+// backends were loaded), for `cmc inspect` and error messages.
+func Devices() []string {
+	initBackend()
+	n := int(C.ggml_backend_dev_count())
+	out := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		dev := C.ggml_backend_dev_get(C.size_t(i))
+		out = append(out, C.GoString(C.ggml_backend_dev_name(dev))+" ("+C.GoString(C.ggml_backend_dev_description(dev))+")")
+	}
+	return out
+}
