@@ -1,0 +1,194 @@
+package delta
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/cmc-dev/cmc/delta/kernels"
+)
+
+// layerActs are one block's activations, kept for the backward pass.
+// Rows are positions b·T+t of the batch.
+type layerActs struct {
+	x    []float32 // [N, dim] input of the block (residual stream)
+	inv1 []float32 // [N] 1/rms of x
+	xb   []float32 // [N, dim] rmsnorm(x) ⊙ rms_att
+	q    []float32 // [N, dim] queries after RoPE
+	k    []float32 // [N, kv_dim] keys after RoPE
+	v    []float32 // [N, kv_dim]
+	att  []float32 // [B, n_heads, T, T] softmax probabilities (row t valid up to t)
+	ao   []float32 // [N, dim] attention output, before wo
+	xmid []float32 // [N, dim] x + attention·wo
+	inv2 []float32 // [N] 1/rms of xmid
+	xb2  []float32 // [N, dim] rmsnorm(xmid) ⊙ rms_ffn
+	h1   []float32 // [N, hidden] xb2·w1ᵀ (gate, before SiLU)
+	h3   []float32 // [N, hidden] xb2·w3ᵀ (up)
+	hh   []float32 // [N, hidden] silu(h1) ⊙ h3
+}
+
+// trainState holds the training pass's activations and the backward pass's
+// scratch, sized by the first Forward and reused while B·T and T fit.
+type trainState struct {
+	B, T   int
+	ids    []int32
+	rope   rope
+	layers []layerActs
+	x      []float32 // [N, dim] residual stream after the last block
+	inv    []float32 // [N] 1/rms of x
+	xn     []float32 // [N, dim] rmsnorm(x) ⊙ rms_final
+	logits []float32 // [N, vocab]; Backward reads d(loss)/d(logits) from here
+
+	dx, dtmp, dao []float32 // [N, dim]
+	dq            []float32 // [N, dim]
+	dk, dv        []float32 // [N, kv_dim]
+	dh1, dh3      []float32 // [N, hidden]
+	dp            []float32 // [B·n_kv_heads, T] per-task scratch of the attention backward
+
+	// the block being processed, read by the per-head workers below
+	cur         *layerActs
+	attnFwd     func(lo, hi int)
+	attnBwd     func(lo, hi int)
+	m           *Model
+	scale       float32
+	rep, hs     int
+	dim, kvDim  int
+	nHeads, nKV int
+}
+
+func (m *Model) trainBuffers(B, T int) *trainState {
+	c := m.Config
+	st := m.train
+	if st == nil {
+		st = &trainState{m: m, rope: newRope(c), layers: make([]layerActs, c.NLayers)}
+		st.hs, st.dim, st.kvDim = c.HeadSize(), c.Dim, c.KVDim()
+		st.nHeads, st.nKV, st.rep = c.NHeads, c.NKVHeads, c.NHeads/c.NKVHeads
+		st.scale = float32(1 / math.Sqrt(float64(st.hs)))
+		st.attnFwd = st.attentionForward
+		st.attnBwd = st.attentionBackward
+		m.train = st
+	}
+	st.B, st.T = B, T
+	N, dim, kv, hid := B*T, c.Dim, c.KVDim(), c.HiddenDim
+	for l := range st.layers {
+		a := &st.layers[l]
+		a.x, a.inv1, a.xb = fit(a.x, N*dim), fit(a.inv1, N), fit(a.xb, N*dim)
+		a.q, a.k, a.v = fit(a.q, N*dim), fit(a.k, N*kv), fit(a.v, N*kv)
+		a.att, a.ao, a.xmid = fit(a.att, B*c.NHeads*T*T), fit(a.ao, N*dim), fit(a.xmid, N*dim)
+		a.inv2, a.xb2 = fit(a.inv2, N), fit(a.xb2, N*dim)
+		a.h1, a.h3, a.hh = fit(a.h1, N*hid), fit(a.h3, N*hid), fit(a.hh, N*hid)
+	}
+	st.x, st.inv, st.xn = fit(st.x, N*dim), fit(st.inv, N), fit(st.xn, N*dim)
+	st.logits = fit(st.logits, N*c.VocabSize)
+	st.dx, st.dtmp, st.dao, st.dq = fit(st.dx, N*dim), fit(st.dtmp, N*dim), fit(st.dao, N*dim), fit(st.dq, N*dim)
+	st.dk, st.dv = fit(st.dk, N*kv), fit(st.dv, N*kv)
+	st.dh1, st.dh3 = fit(st.dh1, N*hid), fit(st.dh3, N*hid)
+	st.dp = fit(st.dp, B*c.NKVHeads*T)
+	st.rope.grow(T)
+	return st
+}
+
+// Forward runs the model on a batch of B sequences of T tokens each
+// (ids[b·T+t]) with a causal mask and returns the logits of every position,
+// [B·T × vocab], row b·T+t predicting the token after ids[b·T+t]. The slice
+// belongs to the model and is overwritten by the next Forward; the caller
+// writes d(loss)/d(logits) into it (see CrossEntropy) and calls Backward.
+// It panics when len(ids) != B·T or an id is outside the vocabulary.
+func (m *Model) Forward(ids []int32, B, T int) []float32 {
+	c := m.Config
+	if B <= 0 || T <= 0 || len(ids) != B*T {
+		panic(fmt.Sprintf("delta: Forward got %d ids for a batch of %d×%d", len(ids), B, T))
+	}
+	m.ensureGrads()
+	st := m.trainBuffers(B, T)
+	st.ids = ids
+	N, dim, kv, hid, p := B*T, c.Dim, c.KVDim(), c.HiddenDim, m.Pool
+	eps := c.eps()
+
+	x := st.layers[0].x
+	for i, id := range ids {
+		if id < 0 || int(id) >= c.VocabSize {
+			panic(fmt.Sprintf("delta: token id %d at %d outside the vocabulary of %d", id, i, c.VocabSize))
+		}
+		copy(x[i*dim:(i+1)*dim], m.W.TokenEmbedding[int(id)*dim:])
+	}
+
+	for l := range st.layers {
+		w, a := &m.W.Layers[l], &st.layers[l]
+		// attention: xb = rmsnorm(x); q, k, v = xb·Wᵀ; RoPE on q and k
+		p.For(N, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				a.inv1[i] = rmsnorm(a.xb[i*dim:(i+1)*dim], a.x[i*dim:(i+1)*dim], w.RMSAtt, eps)
+			}
+		})
+		p.MatMulNT(a.q, a.xb, w.Wq, N, dim, dim, false)
+		p.MatMulNT(a.k, a.xb, w.Wk, N, kv, dim, false)
+		p.MatMulNT(a.v, a.xb, w.Wv, N, kv, dim, false)
+		p.For(N, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				st.rope.rotate(a.q[i*dim:(i+1)*dim], i%T, 1)
+				st.rope.rotate(a.k[i*kv:(i+1)*kv], i%T, 1)
+			}
+		})
+		st.cur = a
+		p.For(B*c.NHeads, st.attnFwd)
+		// residual: xmid = x + ao·woᵀ
+		copy(a.xmid, a.x)
+		p.MatMulNT(a.xmid, a.ao, w.Wo, N, dim, dim, true)
+
+		// feed-forward: hh = silu(xb2·w1ᵀ) ⊙ (xb2·w3ᵀ); next x = xmid + hh·w2ᵀ
+		p.For(N, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				a.inv2[i] = rmsnorm(a.xb2[i*dim:(i+1)*dim], a.xmid[i*dim:(i+1)*dim], w.RMSFFN, eps)
+			}
+		})
+		p.MatMulNT(a.h1, a.xb2, w.W1, N, hid, dim, false)
+		p.MatMulNT(a.h3, a.xb2, w.W3, N, hid, dim, false)
+		p.For(N, func(lo, hi int) {
+			for i := lo * hid; i < hi*hid; i++ {
+				g := a.h1[i]
+				a.hh[i] = g * sigmoid(g) * a.h3[i]
+			}
+		})
+		next := st.x
+		if l+1 < len(st.layers) {
+			next = st.layers[l+1].x
+		}
+		copy(next, a.xmid)
+		p.MatMulNT(next, a.hh, w.W2, N, dim, hid, true)
+	}
+
+	p.For(N, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			st.inv[i] = rmsnorm(st.xn[i*dim:(i+1)*dim], st.x[i*dim:(i+1)*dim], m.W.RMSFinal, eps)
+		}
+	})
+	p.MatMulNT(st.logits, st.xn, m.W.Wcls, N, c.VocabSize, dim, false)
+	return st.logits
+}
+
+// attentionForward computes causal softmax attention for the (sequence,
+// head) pairs [lo, hi) of the block st.cur: att = softmax(q·kᵀ/√head_size)
+// over positions ≤ t, ao = att·v. Query head h reads key/value head
+// h / (n_heads/n_kv_heads).
+func (st *trainState) attentionForward(lo, hi int) {
+	a, T, hs, dim, kv := st.cur, st.T, st.hs, st.dim, st.kvDim
+	for task := lo; task < hi; task++ {
+		b, h := task/st.nHeads, task%st.nHeads
+		kh := (h / st.rep) * hs
+		for t := 0; t < T; t++ {
+			row := b*T + t
+			q := a.q[row*dim+h*hs : row*dim+h*hs+hs]
+			att := a.att[(task*T+t)*T : (task*T+t)*T+t+1]
+			for s := range att {
+				k := a.k[(b*T+s)*kv+kh : (b*T+s)*kv+kh+hs]
+				att[s] = kernels.Dot(q, k) * st.scale
+			}
+			softmax(att)
+			out := a.ao[row*dim+h*hs : row*dim+h*hs+hs]
+			clear(out)
+			for s, w := range att {
+				kernels.Axpy(w, a.v[(b*T+s)*kv+kh:(b*T+s)*kv+kh+hs], out)
+			}
+		}
+	}
+}

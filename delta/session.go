@@ -1,0 +1,169 @@
+package delta
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/cmc-dev/cmc/delta/kernels"
+)
+
+// Session is incremental inference with a key/value cache: Decode appends
+// tokens and returns the logits after the last one; Trim drops the tail of
+// the context so that a generation loop can re-decode from an earlier
+// position. The cache grows when the context outgrows it, so positions are
+// not capped. A Session reads its model's parameters and uses its Pool: do
+// not train the model or run another Session on the same Pool concurrently.
+type Session struct {
+	m    *Model
+	rope rope
+	pos  int // tokens in the cache
+
+	// keys (after RoPE) and values of every cached position, per layer:
+	// [capacity, kv_dim]
+	keys, values [][]float32
+	capacity     int
+
+	// buffers of the chunk being decoded, [n, ·], reused while n fits
+	x, xb, q, ao, xb2, h1, h3 []float32
+	scores                    []float32 // [n_heads, capacity] attention scratch, one row per head
+	xn, logits                []float32 // [dim], [vocab] of the last position
+
+	// the chunk being processed, read by the per-head attention workers
+	layer, n int
+	attend   func(lo, hi int)
+}
+
+// NewSession returns an empty session whose cache holds maxPos positions
+// before it first grows.
+func (m *Model) NewSession(maxPos int) *Session {
+	c := m.Config
+	s := &Session{
+		m:      m,
+		rope:   newRope(c),
+		keys:   make([][]float32, c.NLayers),
+		values: make([][]float32, c.NLayers),
+		xn:     make([]float32, c.Dim),
+		logits: make([]float32, c.VocabSize),
+	}
+	s.attend = s.attention
+	s.grow(max(maxPos, 1))
+	return s
+}
+
+// Len is the number of tokens in the context.
+func (s *Session) Len() int { return s.pos }
+
+// Trim cuts the context back to its first pos tokens. The logits of the
+// last Decode are stale afterwards; decode at least one token to get new ones.
+func (s *Session) Trim(pos int) {
+	if pos < 0 || pos > s.pos {
+		panic(fmt.Sprintf("delta: Trim(%d) of a session of %d tokens", pos, s.pos))
+	}
+	s.pos = pos
+}
+
+// grow makes room for n positions, at least doubling the capacity.
+func (s *Session) grow(n int) {
+	if n <= s.capacity {
+		return
+	}
+	n = max(n, 2*s.capacity)
+	kv := s.m.Config.KVDim()
+	for l := range s.keys {
+		k, v := make([]float32, n*kv), make([]float32, n*kv)
+		copy(k, s.keys[l][:s.pos*kv])
+		copy(v, s.values[l][:s.pos*kv])
+		s.keys[l], s.values[l] = k, v
+	}
+	s.scores = make([]float32, s.m.Config.NHeads*n)
+	s.capacity = n
+	s.rope.grow(n)
+}
+
+// Decode appends tokens to the context, runs them through the model (all
+// at once, with matrix-matrix products) and returns the logits predicting
+// the token after the last one. The slice belongs to the session and is
+// overwritten by the next Decode. It panics on an empty tokens or an id
+// outside the vocabulary.
+func (s *Session) Decode(tokens []int32) []float32 {
+	m, c := s.m, s.m.Config
+	n := len(tokens)
+	if n == 0 {
+		panic("delta: Decode of no tokens")
+	}
+	s.grow(s.pos + n)
+	dim, kv, hid, p := c.Dim, c.KVDim(), c.HiddenDim, m.Pool
+	eps := c.eps()
+	s.n = n
+	s.x, s.xb, s.q, s.ao, s.xb2 = fit(s.x, n*dim), fit(s.xb, n*dim), fit(s.q, n*dim), fit(s.ao, n*dim), fit(s.xb2, n*dim)
+	s.h1, s.h3 = fit(s.h1, n*hid), fit(s.h3, n*hid)
+
+	for i, id := range tokens {
+		if id < 0 || int(id) >= c.VocabSize {
+			panic(fmt.Sprintf("delta: token id %d outside the vocabulary of %d", id, c.VocabSize))
+		}
+		copy(s.x[i*dim:(i+1)*dim], m.W.TokenEmbedding[int(id)*dim:])
+	}
+
+	for l := range m.W.Layers {
+		w := &m.W.Layers[l]
+		// the new keys and values go straight into the cache
+		k := s.keys[l][s.pos*kv : (s.pos+n)*kv]
+		v := s.values[l][s.pos*kv : (s.pos+n)*kv]
+		for i := 0; i < n; i++ {
+			rmsnorm(s.xb[i*dim:(i+1)*dim], s.x[i*dim:(i+1)*dim], w.RMSAtt, eps)
+		}
+		p.MatMulNT(s.q, s.xb, w.Wq, n, dim, dim, false)
+		p.MatMulNT(k, s.xb, w.Wk, n, kv, dim, false)
+		p.MatMulNT(v, s.xb, w.Wv, n, kv, dim, false)
+		for i := 0; i < n; i++ {
+			s.rope.rotate(s.q[i*dim:(i+1)*dim], s.pos+i, 1)
+			s.rope.rotate(k[i*kv:(i+1)*kv], s.pos+i, 1)
+		}
+		s.layer = l
+		p.For(c.NHeads, s.attend)
+		p.MatMulNT(s.x, s.ao, w.Wo, n, dim, dim, true)
+
+		for i := 0; i < n; i++ {
+			rmsnorm(s.xb2[i*dim:(i+1)*dim], s.x[i*dim:(i+1)*dim], w.RMSFFN, eps)
+		}
+		p.MatMulNT(s.h1, s.xb2, w.W1, n, hid, dim, false)
+		p.MatMulNT(s.h3, s.xb2, w.W3, n, hid, dim, false)
+		for i, g := range s.h1 {
+			s.h1[i] = g * sigmoid(g) * s.h3[i]
+		}
+		p.MatMulNT(s.x, s.h1, w.W2, n, dim, hid, true)
+	}
+
+	rmsnorm(s.xn, s.x[(n-1)*dim:], m.W.RMSFinal, eps)
+	p.MatMulNT(s.logits, s.xn, m.W.Wcls, 1, c.VocabSize, dim, false)
+	s.pos += n
+	return s.logits
+}
+
+// attention runs causal attention for heads [lo, hi) of every token of the
+// chunk in layer s.layer: token i sits at position s.pos+i and attends to
+// the cached positions 0 … s.pos+i.
+func (s *Session) attention(lo, hi int) {
+	c := s.m.Config
+	dim, kv, hs := c.Dim, c.KVDim(), c.HeadSize()
+	rep := c.NHeads / c.NKVHeads
+	scale := float32(1 / math.Sqrt(float64(hs)))
+	keys, values := s.keys[s.layer], s.values[s.layer]
+	for h := lo; h < hi; h++ {
+		kh := (h / rep) * hs
+		for i := 0; i < s.n; i++ {
+			q := s.q[i*dim+h*hs : i*dim+h*hs+hs]
+			att := s.scores[h*s.capacity : h*s.capacity+s.pos+i+1]
+			for t := range att {
+				att[t] = kernels.Dot(q, keys[t*kv+kh:t*kv+kh+hs]) * scale
+			}
+			softmax(att)
+			out := s.ao[i*dim+h*hs : i*dim+h*hs+hs]
+			clear(out)
+			for t, a := range att {
+				kernels.Axpy(a, values[t*kv+kh:t*kv+kh+hs], out)
+			}
+		}
+	}
+}
