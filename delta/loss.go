@@ -1,0 +1,79 @@
+package delta
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/cmc-dev/cmc/delta/kernels"
+)
+
+// Ignore is the target of a position that does not count in the loss.
+const Ignore = -1
+
+// CrossEntropy returns the mean cross-entropy of the rows of logits
+// ([len(targets) × vocab]) against targets, skipping positions whose target
+// is Ignore, and overwrites logits with d(loss)/d(logits):
+// (softmax − onehot)/count on counted rows, 0 on ignored ones. With no
+// counted position the loss is 0. It panics on a target outside the
+// vocabulary.
+//
+// Summing micro-batches' gradients and scaling by 1/micro-batches in the
+// optimiser step gives the mean of the micro-batch means.
+func CrossEntropy(p *kernels.Pool, logits []float32, targets []int32, vocab int) float64 {
+	if len(logits) != len(targets)*vocab {
+		panic(fmt.Sprintf("delta: CrossEntropy of %d logits for %d targets of %d", len(logits), len(targets), vocab))
+	}
+	count := 0
+	for i, y := range targets {
+		switch {
+		case y == Ignore:
+		case y < 0 || int(y) >= vocab:
+			panic(fmt.Sprintf("delta: target %d at %d outside the vocabulary of %d", y, i, vocab))
+		default:
+			count++
+		}
+	}
+	if count == 0 {
+		clear(logits)
+		return 0
+	}
+	inv := 1 / float32(count)
+
+	// Rows are summed in fixed blocks, then the blocks in order, so the
+	// loss does not depend on how the pool schedules them.
+	const blocks = 64
+	var partial [blocks]float64
+	n := len(targets)
+	nb := min(n, blocks)
+	p.For(nb, func(lo, hi int) {
+		for b := lo; b < hi; b++ {
+			for i := b * n / nb; i < (b+1)*n/nb; i++ {
+				row := logits[i*vocab : (i+1)*vocab]
+				y := targets[i]
+				if y == Ignore {
+					clear(row)
+					continue
+				}
+				mx := row[0]
+				for _, v := range row[1:] {
+					mx = max(mx, v)
+				}
+				target := row[y]
+				var sum float32
+				for j, v := range row {
+					e := expf(v - mx)
+					row[j] = e
+					sum += e
+				}
+				partial[b] += math.Log(float64(sum)) + float64(mx) - float64(target)
+				kernels.Scale(inv/sum, row)
+				row[y] -= inv
+			}
+		}
+	})
+	var loss float64
+	for _, l := range partial[:nb] {
+		loss += l
+	}
+	return loss / float64(count)
+}
