@@ -229,3 +229,13 @@ func (c *Context) Clear() {
 func (c *Context) cachedLen() int {
 	return int(C.llama_memory_seq_pos_max(C.llama_get_memory(c.c), 0)) + 1
 }
+
+// Append decodes tokens after the current context and returns the logits
+// predicting the next token, as a view valid until the next decode. It is
+// the shape of model the generation loop (package control) drives.
+func (c *Context) Append(tokens []int32) ([]float32, error) {
+	if err := c.Decode(tokens, OutputLast, nil); err != nil {
+		return nil, err
+	}
+	return c.LastLogits(), nil
+}

@@ -1,0 +1,64 @@
+// Package control is Cross-model Control's glue: it runs a frozen LLM beside
+// a delta model, for generation (user LLM + alpha × delta logits, through a
+// token map when the vocabularies differ) and for training (template LLM
+// log-probs + delta logits, gradients into the delta only). It is written
+// against small interfaces, so its tests run with fake models in pure Go;
+// the llama package's Context and the delta package's Session satisfy them.
+package control
+
+import (
+	"fmt"
+
+	"github.com/cmc-dev/cmc/delta"
+)
+
+// LM is a causal language model with a KV cache.
+type LM interface {
+	// VocabSize is the width of a row of logits.
+	VocabSize() int
+	// Len is the number of tokens in the context.
+	Len() int
+	// Append decodes tokens after the context and returns the logits
+	// predicting the next token, valid until the next call.
+	Append(tokens []int32) ([]float32, error)
+	// Trim cuts the context back to its first pos tokens.
+	Trim(pos int) error
+}
+
+// Tokenizer turns text into a model's token ids and ids back into text.
+type Tokenizer interface {
+	Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error)
+	// AppendPiece appends the bytes token id stands for.
+	AppendPiece(dst []byte, id int32, special bool) []byte
+}
+
+// DeltaLM adapts a delta model's inference session to LM.
+type DeltaLM struct {
+	Session *delta.Session
+	Vocab   int
+}
+
+// NewDeltaLM starts an empty session on m.
+func NewDeltaLM(m *delta.Model, maxPos int) *DeltaLM {
+	return &DeltaLM{Session: m.NewSession(maxPos), Vocab: m.Config.VocabSize}
+}
+
+func (d *DeltaLM) VocabSize() int { return d.Vocab }
+func (d *DeltaLM) Len() int       { return d.Session.Len() }
+
+func (d *DeltaLM) Append(tokens []int32) ([]float32, error) {
+	for i, t := range tokens {
+		if t < 0 || int(t) >= d.Vocab {
+			return nil, fmt.Errorf("delta: token %d at index %d is outside the vocabulary (size %d)", t, i, d.Vocab)
+		}
+	}
+	return d.Session.Decode(tokens), nil
+}
+
+func (d *DeltaLM) Trim(pos int) error {
+	if pos < 0 || pos > d.Session.Len() {
+		return fmt.Errorf("delta: trim to %d: context holds %d tokens", pos, d.Session.Len())
+	}
+	d.Session.Trim(pos)
+	return nil
+}

@@ -1,0 +1,300 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"unicode/utf8"
+)
+
+// TokenMap sends user token ids to delta token ids (METHOD.md, PM-MinED).
+type TokenMap struct {
+	// ToDelta[u] is the delta token of user token u, or -1 when unmapped.
+	ToDelta []int32
+	// Same[u] says that ToDelta[u] stands for exactly the same text (or the
+	// same byte, or the same special role), so the delta's context can be
+	// extended with it instead of re-tokenising the text.
+	Same []bool
+}
+
+// Generator runs a user LLM with a delta's logits added to its
+// log-probabilities:
+//
+//	score[u] = log_softmax(user)[u] + Alpha · delta[ToDelta[u]]   (0 when unmapped)
+type Generator struct {
+	User    LM
+	UserTok Tokenizer
+	// EndOfGeneration reports the user's end-of-generation tokens.
+	EndOfGeneration func(id int32) bool
+
+	// Delta is nil to run the user model alone.
+	Delta    LM
+	DeltaTok Tokenizer
+	// Map is nil when both models share one vocabulary (the identity map).
+	Map   *TokenMap
+	Alpha float32
+
+	scores          []float32
+	deltaPromptLast [1]int32
+}
+
+// Options bound one generation.
+type Options struct {
+	MaxTokens int
+	Stop      []string // generation ends before the first of these strings
+	Sample    SampleOptions
+}
+
+// Result summarises one generation.
+type Result struct {
+	Text         string
+	Tokens       []int32 // the user tokens generated
+	FinishReason string  // "stop" (end token or stop string), "length" (MaxTokens) or "cancelled"
+	PromptTokens int
+	// DeltaRetokenised counts the tokens after which the delta's context had
+	// to be rebuilt from the text (inexact map entries); DeltaRedecoded the
+	// delta tokens decoded again because of it.
+	DeltaRetokenised, DeltaRedecoded int
+}
+
+// Generate continues userPrompt (user token ids, BOS included) and, when a
+// delta is set, deltaPrompt (the delta's own prompt ids). It calls emit with
+// each new piece of text, in whole UTF-8 characters, holding back what could
+// be the start of a stop string.
+func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int32, opt Options, emit func(piece string) error) (Result, error) {
+	res := Result{PromptTokens: len(userPrompt)}
+	if len(userPrompt) == 0 {
+		return res, errors.New("generate: empty prompt")
+	}
+	useDelta := g.Delta != nil && g.Alpha != 0
+	if useDelta && len(deltaPrompt) == 0 {
+		return res, errors.New("generate: empty delta prompt")
+	}
+	nU := g.User.VocabSize()
+	if useDelta && g.Map == nil && g.Delta.VocabSize() != nU {
+		return res, fmt.Errorf("generate: user vocabulary has %d tokens, delta %d: a token map is needed", nU, g.Delta.VocabSize())
+	}
+	if cap(g.scores) < nU {
+		g.scores = make([]float32, nU)
+	}
+	scores := g.scores[:nU]
+	sampler := NewSampler(opt.Sample, nU)
+	out := newStopWriter(opt.Stop, emit)
+
+	userNext := userPrompt
+	var deltaNext []int32
+	deltaBase := 0       // delta context length before the generated part
+	var deltaGen []int32 // delta tokens of the generated text, as in its context
+	if useDelta {
+		deltaNext = deltaPrompt
+		deltaBase = g.Delta.Len() + len(deltaPrompt)
+		g.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
+	}
+	var text []byte
+	for opt.MaxTokens <= 0 || len(res.Tokens) < opt.MaxTokens {
+		if err := ctx.Err(); err != nil {
+			res.FinishReason = "cancelled"
+			res.Text = string(text)
+			return res, err
+		}
+		logits, err := g.User.Append(userNext)
+		if err != nil {
+			return res, fmt.Errorf("generate: user model: %w", err)
+		}
+		logSoftmax(scores, logits)
+		if useDelta {
+			dl, err := g.Delta.Append(deltaNext)
+			if err != nil {
+				return res, fmt.Errorf("generate: delta model: %w", err)
+			}
+			g.addDelta(scores, dl)
+		}
+		u := sampler.Sample(scores)
+		if g.EndOfGeneration != nil && g.EndOfGeneration(u) {
+			res.FinishReason = "stop"
+			break
+		}
+		res.Tokens = append(res.Tokens, u)
+		start := len(text)
+		text = g.UserTok.AppendPiece(text, u, false)
+		if stopped, err := out.write(text[start:]); err != nil || stopped {
+			res.FinishReason = "stop"
+			res.Text = out.kept()
+			return res, err
+		}
+		userNext = res.Tokens[len(res.Tokens)-1:]
+		if useDelta {
+			deltaNext, deltaGen, err = g.advanceDelta(u, text, deltaBase, deltaGen, &res)
+			if err != nil {
+				return res, err
+			}
+		}
+	}
+	if res.FinishReason == "" {
+		res.FinishReason = "length"
+	}
+	if err := out.flush(); err != nil {
+		return res, err
+	}
+	res.Text = out.kept()
+	return res, nil
+}
+
+// addDelta adds Alpha × the delta's logits to the user's log-probs.
+func (g *Generator) addDelta(scores, dl []float32) {
+	a := g.Alpha
+	if g.Map == nil {
+		for u := range scores {
+			scores[u] += a * dl[u]
+		}
+		return
+	}
+	for u, d := range g.Map.ToDelta[:len(scores)] {
+		if d >= 0 {
+			scores[u] += a * dl[d]
+		}
+	}
+}
+
+// advanceDelta brings the delta's context in line with the generated text
+// after user token u, returning the delta tokens still to decode. Same-text
+// tokens are appended; otherwise the text is tokenised again for the delta
+// and its cache trimmed back to the longest still-valid prefix.
+func (g *Generator) advanceDelta(u int32, text []byte, base int, gen []int32, res *Result) (next, newGen []int32, err error) {
+	if g.Map == nil || g.Map.Same[u] {
+		d := u
+		if g.Map != nil {
+			d = g.Map.ToDelta[u]
+		}
+		gen = append(gen, d)
+		return gen[len(gen)-1:], gen, nil
+	}
+	res.DeltaRetokenised++
+	ids, err := g.DeltaTok.Tokenize(string(text), false, false)
+	if err != nil {
+		return nil, gen, fmt.Errorf("generate: tokenise for the delta: %w", err)
+	}
+	keep := commonPrefix(gen, ids)
+	if keep == len(ids) {
+		// The new text added no delta token of its own (an empty piece):
+		// decode the last one again to get fresh logits.
+		keep--
+	}
+	if keep < 0 {
+		// The text so far yields no delta token at all: go back to the
+		// logits after the prompt by decoding its last token again.
+		if err := g.Delta.Trim(base - 1); err != nil {
+			return nil, gen, fmt.Errorf("generate: trim delta cache: %w", err)
+		}
+		res.DeltaRedecoded += len(gen) + 1
+		return g.deltaPromptLast[:], gen[:0], nil
+	}
+	if err := g.Delta.Trim(base + keep); err != nil {
+		return nil, gen, fmt.Errorf("generate: trim delta cache: %w", err)
+	}
+	res.DeltaRedecoded += len(gen) - keep
+	gen = append(gen[:keep], ids[keep:]...)
+	return gen[keep:], gen, nil
+}
+
+func commonPrefix(a, b []int32) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// logSoftmax writes log_softmax(logits) into dst.
+func logSoftmax(dst, logits []float32) {
+	best := float32(math.Inf(-1))
+	for _, v := range logits {
+		best = max(best, v)
+	}
+	var sum float64
+	for _, v := range logits {
+		sum += math.Exp(float64(v - best))
+	}
+	shift := best + float32(math.Log(sum))
+	for i, v := range logits {
+		dst[i] = v - shift
+	}
+}
+
+// stopWriter passes text on in whole UTF-8 characters and holds back any
+// tail that could still grow into a stop string.
+type stopWriter struct {
+	stops   []string
+	emit    func(string) error
+	pending []byte // received but not yet emitted
+	emitted []byte // everything emitted, for Result.Text
+}
+
+func newStopWriter(stops []string, emit func(string) error) *stopWriter {
+	var keep []string
+	for _, s := range stops {
+		if s != "" {
+			keep = append(keep, s)
+		}
+	}
+	return &stopWriter{stops: keep, emit: emit}
+}
+
+// write takes new bytes; it reports true when a stop string appeared (the
+// text before it has then been emitted).
+func (w *stopWriter) write(p []byte) (bool, error) {
+	w.pending = append(w.pending, p...)
+	for _, s := range w.stops {
+		if i := bytes.Index(w.pending, []byte(s)); i >= 0 {
+			w.pending = w.pending[:i]
+			return true, w.flush()
+		}
+	}
+	hold := 0
+	for _, s := range w.stops {
+		for n := min(len(s)-1, len(w.pending)); n > hold; n-- {
+			if bytes.HasSuffix(w.pending, []byte(s[:n])) {
+				hold = n
+				break
+			}
+		}
+	}
+	// Never split a UTF-8 character.
+	cut := len(w.pending) - hold
+	for cut > 0 && !utf8.FullRune(w.pending[lastRuneStart(w.pending[:cut]):cut]) {
+		cut = lastRuneStart(w.pending[:cut])
+	}
+	return false, w.send(cut)
+}
+
+func (w *stopWriter) flush() error { return w.send(len(w.pending)) }
+
+func (w *stopWriter) send(n int) error {
+	if n <= 0 {
+		return nil
+	}
+	piece := string(w.pending[:n])
+	w.emitted = append(w.emitted, w.pending[:n]...)
+	w.pending = append(w.pending[:0], w.pending[n:]...)
+	if w.emit == nil {
+		return nil
+	}
+	return w.emit(piece)
+}
+
+func (w *stopWriter) kept() string { return string(w.emitted) }
+
+// lastRuneStart is the index where the last (possibly partial) UTF-8
+// character of p starts.
+func lastRuneStart(p []byte) int {
+	for i := len(p) - 1; i >= 0 && i >= len(p)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(p[i]) {
+			return i
+		}
+	}
+	return max(0, len(p)-1)
+}
