@@ -4,17 +4,19 @@ package kernels
 // reference the assembly is tested against. They are written for clarity
 // first; the unrolled loops only keep them from being needlessly slow.
 
-// computeGeneric computes pr one row of c at a time, as dot products (NT) or
+// computeByRows computes pr one row of c at a time, as dot products (NT) or
 // as sums of scaled rows of b (NN, TN), so that the inner loops run over
-// contiguous memory.
-func (pr *product) computeGeneric() {
+// contiguous memory. It is the whole pure-Go matrix product (with
+// dotGeneric and axpyGeneric), and the assembly's path for matrix-vector
+// products (with their assembly twins).
+func (pr *product) computeByRows(dot func(a, b []float32) float32, axpy func(alpha float32, x, y []float32)) {
 	m, n, k := pr.m, pr.n, pr.k
 	for i := range m {
 		crow := pr.c[i*pr.ldc : i*pr.ldc+n]
 		if pr.l == nt {
 			arow := pr.a[i*pr.lda : i*pr.lda+k]
 			for j := range crow {
-				s := dotGeneric(arow, pr.b[j*pr.ldb:j*pr.ldb+k])
+				s := dot(arow, pr.b[j*pr.ldb:j*pr.ldb+k])
 				if pr.accumulate {
 					s += crow[j]
 				}
@@ -32,7 +34,7 @@ func (pr *product) computeGeneric() {
 			} else {
 				aip = pr.a[p*pr.lda+i]
 			}
-			axpyGeneric(aip, pr.b[p*pr.ldb:p*pr.ldb+n], crow)
+			axpy(aip, pr.b[p*pr.ldb:p*pr.ldb+n], crow)
 		}
 	}
 }

@@ -2,10 +2,91 @@
 
 package kernels
 
-func (pr *product) compute() { pr.computeGeneric() }
+import "golang.org/x/sys/cpu"
 
-func tileSize(*product) (rows, cols int) { return 1, 16 }
+// The assembly needs AVX2 and FMA; x/sys/cpu also checks, via XGETBV, that
+// the OS saves the YMM (and for AVX-512 the ZMM) registers.
+var (
+	haveAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	haveAVX512 = haveAVX2 && cpu.X86.HasAVX512F
+)
 
-func dot(a, b []float32) float32         { return dotGeneric(a, b) }
-func axpy(alpha float32, x, y []float32) { axpyGeneric(alpha, x, y) }
-func scale(alpha float32, x []float32)   { scaleGeneric(alpha, x) }
+// fastKernel is the micro-kernel for this CPU, chosen once; its zero value
+// (a 0×0 tile) means the pure-Go code.
+var fastKernel = chooseKernel(haveAVX2, haveAVX512)
+
+func chooseKernel(avx2, avx512 bool) microKernel {
+	switch {
+	case avx512:
+		return microKernel{mr: 12, nr: 32, avx512: true}
+	case avx2:
+		return microKernel{mr: 6, nr: 16}
+	}
+	return microKernel{}
+}
+
+// compute runs pr on the tiled assembly kernels when there are enough rows
+// and columns to fill a tile, and otherwise as dot products and axpys, which
+// is what a matrix-vector product is.
+func (pr *product) compute(scratch []float32) {
+	if fastKernel.mr > 0 && pr.m >= minTiledSide && pr.n >= minTiledSide {
+		pr.computeTiled(fastKernel, scratch)
+		return
+	}
+	pr.computeByRows(dot, axpy)
+}
+
+// minTiledSide is the smallest m and n worth a padded tile; below it the
+// vector path wastes less.
+const minTiledSide = 4
+
+func tileSize(*product) (rows, cols int) {
+	if fastKernel.mr == 0 {
+		return 1, 16
+	}
+	return fastKernel.mr, fastKernel.nr
+}
+
+func dot(a, b []float32) float32 {
+	if haveAVX2 && len(a) > 0 {
+		return dotAVX2(&a[0], &b[0], len(a))
+	}
+	return dotGeneric(a, b)
+}
+
+func axpy(alpha float32, x, y []float32) {
+	if haveAVX2 && len(x) > 0 {
+		axpyAVX2(alpha, &x[0], &y[0], len(x))
+		return
+	}
+	axpyGeneric(alpha, x, y)
+}
+
+func scale(alpha float32, x []float32) {
+	if haveAVX2 && len(x) > 0 {
+		scaleAVX2(alpha, &x[0], len(x))
+		return
+	}
+	scaleGeneric(alpha, x)
+}
+
+//go:noescape
+func dotAVX2(a, b *float32, n int) float32
+
+//go:noescape
+func axpyAVX2(alpha float32, x, y *float32, n int)
+
+//go:noescape
+func scaleAVX2(alpha float32, x *float32, n int)
+
+// The micro-kernels compute one tile c[mr×nr] (+)= A·B over k steps. Element
+// (r, p) of A is at a + r·rowStep + p·kStep bytes, which reads a row-major
+// A (rowStep = lda·4, kStep = 4) and a transposed one (rowStep = 4,
+// kStep = lda·4) alike, so A is never copied. B is a packed panel: k rows
+// of nr contiguous floats. Rows of c are ldc bytes apart.
+
+//go:noescape
+func kernel6x16AVX2(k int, a *float32, rowStep, kStep uintptr, b, c *float32, ldc uintptr, accumulate bool)
+
+//go:noescape
+func kernel12x32AVX512(k int, a *float32, rowStep, kStep uintptr, b, c *float32, ldc uintptr, accumulate bool)

@@ -2,7 +2,10 @@
 
 package kernels
 
-func (pr *product) compute() { pr.computeGeneric() }
+// The pure-Go kernels need no scratch memory.
+const scratchFloats, inlineScratchFloats = 0, 0
+
+func (pr *product) compute([]float32) { pr.computeByRows(dot, axpy) }
 
 // tileSize is the granularity of parallel chunks; the pure-Go kernels work
 // a row at a time, so any split is as good as another.

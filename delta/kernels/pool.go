@@ -20,18 +20,22 @@ type Pool struct {
 	chunks  []chan chunk
 	done    chan struct{}
 
-	// The product being computed by the current parallel call and its
-	// chunk function, bound once in NewPool so that handing it to the
-	// workers does not allocate a closure per call.
+	// scratch[i] is thread i's memory for packed panels of b; thread 0 is
+	// the caller.
+	scratch [][]float32
+
+	// The product being computed by the current parallel call. It lives
+	// here rather than in a closure so that handing it to the workers does
+	// not allocate.
 	job      product
 	jobSplit split
-	jobChunk func(lo, hi int)
 }
 
-// chunk is the part [lo,hi) of a parallel loop given to one worker.
+// chunk is the part [lo,hi) of a parallel loop given to one thread: of a
+// For loop when fn is set, of the pool's current product otherwise.
 type chunk struct {
-	fn     func(lo, hi int)
-	lo, hi int
+	fn             func(lo, hi int)
+	thread, lo, hi int
 }
 
 // NewPool starts a pool of threads goroutines in all (the caller counts as
@@ -44,8 +48,11 @@ func NewPool(threads int) *Pool {
 		threads: threads,
 		chunks:  make([]chan chunk, threads-1),
 		done:    make(chan struct{}, threads-1),
+		scratch: make([][]float32, threads),
 	}
-	p.jobChunk = p.runChunk
+	for i := range p.scratch {
+		p.scratch[i] = make([]float32, scratchFloats)
+	}
 	for i := range p.chunks {
 		p.chunks[i] = make(chan chunk, 1)
 		go p.work(p.chunks[i])
@@ -55,7 +62,7 @@ func NewPool(threads int) *Pool {
 
 func (p *Pool) work(chunks <-chan chunk) {
 	for c := range chunks {
-		c.fn(c.lo, c.hi)
+		c.run(p)
 		p.done <- struct{}{}
 	}
 }
@@ -97,16 +104,32 @@ func (p *Pool) For(n int, fn func(lo, hi int)) {
 	p.parallel(n, fn)
 }
 
-// parallel is For with p.mu held: chunk 0 runs on the caller, the others on
-// the workers.
+// parallel is For with p.mu held, or with a nil fn the pool's current
+// product cut into n units: chunk 0 runs on the caller, the others on the
+// workers.
 func (p *Pool) parallel(n int, fn func(lo, hi int)) {
 	parts := min(p.threads, n)
 	for i := 1; i < parts; i++ {
-		p.chunks[i-1] <- chunk{fn: fn, lo: i * n / parts, hi: (i + 1) * n / parts}
+		p.chunks[i-1] <- chunk{fn: fn, thread: i, lo: i * n / parts, hi: (i + 1) * n / parts}
 	}
-	fn(0, n/parts)
+	chunk{fn: fn, thread: 0, lo: 0, hi: n / parts}.run(p)
 	for i := 1; i < parts; i++ {
 		<-p.done
+	}
+}
+
+func (c chunk) run(p *Pool) {
+	if c.fn != nil {
+		c.fn(c.lo, c.hi)
+		return
+	}
+	s, scratch := p.jobSplit, p.scratch[c.thread]
+	if s.rows {
+		sub := p.job.rows(c.lo*s.grain, min(c.hi*s.grain, p.job.m))
+		sub.compute(scratch)
+	} else {
+		sub := p.job.cols(c.lo*s.grain, min(c.hi*s.grain, p.job.n))
+		sub.compute(scratch)
 	}
 }
 
@@ -120,31 +143,29 @@ type split struct {
 
 // run computes pr, in parallel when the pool is free.
 func (p *Pool) run(pr *product) {
-	if p == nil || p.threads == 1 || !p.mu.TryLock() {
-		pr.compute()
+	if p == nil || !p.mu.TryLock() {
+		pr.computeInline()
 		return
 	}
 	defer p.mu.Unlock()
 	s := pr.split()
-	if s.units < 2 {
-		pr.compute()
+	if p.threads == 1 || s.units < 2 {
+		pr.compute(p.scratch[0])
 		return
 	}
 	p.job, p.jobSplit = *pr, s
-	p.parallel(s.units, p.jobChunk)
+	p.parallel(s.units, nil)
 	p.job = product{} // drop the references to the caller's slices
 }
 
-// runChunk computes units [lo,hi) of the pool's current job.
-func (p *Pool) runChunk(lo, hi int) {
-	s := p.jobSplit
-	if s.rows {
-		sub := p.job.rows(lo*s.grain, min(hi*s.grain, p.job.m))
-		sub.compute()
-	} else {
-		sub := p.job.cols(lo*s.grain, min(hi*s.grain, p.job.n))
-		sub.compute()
-	}
+// computeInline computes pr on the calling goroutine with scratch memory
+// on its stack, for calls without a free pool. It is a function of its own
+// so that only those calls pay for the large frame.
+//
+//go:noinline
+func (pr *product) computeInline() {
+	var scratch [inlineScratchFloats]float32
+	pr.compute(scratch[:])
 }
 
 // split chooses how to cut pr into parallel chunks: along the longer side

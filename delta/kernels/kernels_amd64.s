@@ -1,0 +1,360 @@
+//go:build amd64 && !noasm
+
+#include "textflag.h"
+
+// func kernel6x16AVX2(k int, a *float32, rowStep, kStep uintptr, b, c *float32, ldc uintptr, accumulate bool)
+//
+// c[6×16] (+)= A[6×k]·B[k×16]. Y0..Y11 hold the tile, two YMM per row. Each
+// k step loads one 16-float row of the packed panel B into Y12, Y13 and
+// multiplies it with each row's element of A, broadcast into Y14 or Y15.
+// Rows 0-2 of A are at SI + {0,1,2}·rowStep, rows 3-5 at R9 + the same.
+TEXT ·kernel6x16AVX2(SB), NOSPLIT, $0-57
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ rowStep+16(FP), R8
+	MOVQ kStep+24(FP), R10
+	MOVQ b+32(FP), BX
+	LEAQ (SI)(R8*2), R9
+	ADDQ R8, R9
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+loop6x16:
+	VMOVUPS      (BX), Y12
+	VMOVUPS      32(BX), Y13
+	VBROADCASTSS (SI), Y14
+	VFMADD231PS  Y12, Y14, Y0
+	VFMADD231PS  Y13, Y14, Y1
+	VBROADCASTSS (SI)(R8*1), Y15
+	VFMADD231PS  Y12, Y15, Y2
+	VFMADD231PS  Y13, Y15, Y3
+	VBROADCASTSS (SI)(R8*2), Y14
+	VFMADD231PS  Y12, Y14, Y4
+	VFMADD231PS  Y13, Y14, Y5
+	VBROADCASTSS (R9), Y15
+	VFMADD231PS  Y12, Y15, Y6
+	VFMADD231PS  Y13, Y15, Y7
+	VBROADCASTSS (R9)(R8*1), Y14
+	VFMADD231PS  Y12, Y14, Y8
+	VFMADD231PS  Y13, Y14, Y9
+	VBROADCASTSS (R9)(R8*2), Y15
+	VFMADD231PS  Y12, Y15, Y10
+	VFMADD231PS  Y13, Y15, Y11
+	ADDQ         $64, BX
+	ADDQ         R10, SI
+	ADDQ         R10, R9
+	DECQ         CX
+	JNZ          loop6x16
+
+	MOVQ    c+40(FP), DI
+	MOVQ    ldc+48(FP), DX
+	MOVBQZX accumulate+56(FP), AX
+	TESTQ   AX, AX
+	JZ      store6x16
+
+#define ADDROW(lo, hi) \
+	VADDPS (DI), lo, lo; \
+	VADDPS 32(DI), hi, hi; \
+	VMOVUPS lo, (DI); \
+	VMOVUPS hi, 32(DI); \
+	ADDQ DX, DI
+
+	ADDROW(Y0, Y1)
+	ADDROW(Y2, Y3)
+	ADDROW(Y4, Y5)
+	ADDROW(Y6, Y7)
+	ADDROW(Y8, Y9)
+	ADDROW(Y10, Y11)
+	VZEROUPPER
+	RET
+
+#define STOREROW(lo, hi) \
+	VMOVUPS lo, (DI); \
+	VMOVUPS hi, 32(DI); \
+	ADDQ DX, DI
+
+store6x16:
+	STOREROW(Y0, Y1)
+	STOREROW(Y2, Y3)
+	STOREROW(Y4, Y5)
+	STOREROW(Y6, Y7)
+	STOREROW(Y8, Y9)
+	STOREROW(Y10, Y11)
+	VZEROUPPER
+	RET
+
+// func kernel12x32AVX512(k int, a *float32, rowStep, kStep uintptr, b, c *float32, ldc uintptr, accumulate bool)
+//
+// c[12×32] (+)= A[12×k]·B[k×32], the AVX-512 version of kernel6x16AVX2:
+// Z0..Z23 hold the tile, Z24 and Z25 a row of B, Z26 and Z27 the
+// broadcast elements of A. Rows 0-2 of A are at SI + {0,1,2}·rowStep, rows
+// 3-5 at R9, 6-8 at R11, 9-11 at R12.
+TEXT ·kernel12x32AVX512(SB), NOSPLIT, $0-57
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ rowStep+16(FP), R8
+	MOVQ kStep+24(FP), R10
+	MOVQ b+32(FP), BX
+	LEAQ (R8)(R8*2), AX
+	LEAQ (SI)(AX*1), R9
+	LEAQ (R9)(AX*1), R11
+	LEAQ (R11)(AX*1), R12
+
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+
+#define FMAROW(addr, bcast, lo, hi) \
+	VBROADCASTSS addr, bcast; \
+	VFMADD231PS  Z24, bcast, lo; \
+	VFMADD231PS  Z25, bcast, hi
+
+loop12x32:
+	VMOVUPS (BX), Z24
+	VMOVUPS 64(BX), Z25
+	FMAROW((SI), Z26, Z0, Z1)
+	FMAROW((SI)(R8*1), Z27, Z2, Z3)
+	FMAROW((SI)(R8*2), Z26, Z4, Z5)
+	FMAROW((R9), Z27, Z6, Z7)
+	FMAROW((R9)(R8*1), Z26, Z8, Z9)
+	FMAROW((R9)(R8*2), Z27, Z10, Z11)
+	FMAROW((R11), Z26, Z12, Z13)
+	FMAROW((R11)(R8*1), Z27, Z14, Z15)
+	FMAROW((R11)(R8*2), Z26, Z16, Z17)
+	FMAROW((R12), Z27, Z18, Z19)
+	FMAROW((R12)(R8*1), Z26, Z20, Z21)
+	FMAROW((R12)(R8*2), Z27, Z22, Z23)
+	ADDQ $128, BX
+	ADDQ R10, SI
+	ADDQ R10, R9
+	ADDQ R10, R11
+	ADDQ R10, R12
+	DECQ CX
+	JNZ  loop12x32
+
+	MOVQ    c+40(FP), DI
+	MOVQ    ldc+48(FP), DX
+	MOVBQZX accumulate+56(FP), AX
+	TESTQ   AX, AX
+	JZ      store12x32
+
+#define ADDROW512(lo, hi) \
+	VADDPS (DI), lo, lo; \
+	VADDPS 64(DI), hi, hi; \
+	VMOVUPS lo, (DI); \
+	VMOVUPS hi, 64(DI); \
+	ADDQ DX, DI
+
+	ADDROW512(Z0, Z1)
+	ADDROW512(Z2, Z3)
+	ADDROW512(Z4, Z5)
+	ADDROW512(Z6, Z7)
+	ADDROW512(Z8, Z9)
+	ADDROW512(Z10, Z11)
+	ADDROW512(Z12, Z13)
+	ADDROW512(Z14, Z15)
+	ADDROW512(Z16, Z17)
+	ADDROW512(Z18, Z19)
+	ADDROW512(Z20, Z21)
+	ADDROW512(Z22, Z23)
+	VZEROUPPER
+	RET
+
+#define STOREROW512(lo, hi) \
+	VMOVUPS lo, (DI); \
+	VMOVUPS hi, 64(DI); \
+	ADDQ DX, DI
+
+store12x32:
+	STOREROW512(Z0, Z1)
+	STOREROW512(Z2, Z3)
+	STOREROW512(Z4, Z5)
+	STOREROW512(Z6, Z7)
+	STOREROW512(Z8, Z9)
+	STOREROW512(Z10, Z11)
+	STOREROW512(Z12, Z13)
+	STOREROW512(Z14, Z15)
+	STOREROW512(Z16, Z17)
+	STOREROW512(Z18, Z19)
+	STOREROW512(Z20, Z21)
+	STOREROW512(Z22, Z23)
+	VZEROUPPER
+	RET
+
+// func dotAVX2(a, b *float32, n int) float32
+//
+// Four YMM accumulators take 32 elements per iteration, enough to keep both
+// FMA units busy; the remainder is done one element at a time in X0.
+TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+	MOVQ   a+0(FP), SI
+	MOVQ   b+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	CMPQ   CX, $32
+	JLT    dotTail
+
+dotLoop:
+	VMOVUPS     (SI), Y4
+	VMOVUPS     32(SI), Y5
+	VMOVUPS     64(SI), Y6
+	VMOVUPS     96(SI), Y7
+	VFMADD231PS (DI), Y4, Y0
+	VFMADD231PS 32(DI), Y5, Y1
+	VFMADD231PS 64(DI), Y6, Y2
+	VFMADD231PS 96(DI), Y7, Y3
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	CMPQ        CX, $32
+	JGE         dotLoop
+
+dotTail:
+	CMPQ  CX, $8
+	JLT   dotReduce
+	VMOVUPS     (SI), Y4
+	VFMADD231PS (DI), Y4, Y0
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         dotTail
+
+dotReduce:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	TESTQ        CX, CX
+	JZ           dotDone
+
+dotScalar:
+	VMOVSS      (SI), X4
+	VFMADD231SS (DI), X4, X0
+	ADDQ        $4, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JNZ         dotScalar
+
+dotDone:
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
+	RET
+
+// func axpyAVX2(alpha float32, x, y *float32, n int)
+TEXT ·axpyAVX2(SB), NOSPLIT, $0-32
+	VBROADCASTSS alpha+0(FP), Y0
+	MOVQ         x+8(FP), SI
+	MOVQ         y+16(FP), DI
+	MOVQ         n+24(FP), CX
+	CMPQ         CX, $32
+	JLT          axpyTail
+
+axpyLoop:
+	VMOVUPS     (DI), Y4
+	VMOVUPS     32(DI), Y5
+	VMOVUPS     64(DI), Y6
+	VMOVUPS     96(DI), Y7
+	VFMADD231PS (SI), Y0, Y4
+	VFMADD231PS 32(SI), Y0, Y5
+	VFMADD231PS 64(SI), Y0, Y6
+	VFMADD231PS 96(SI), Y0, Y7
+	VMOVUPS     Y4, (DI)
+	VMOVUPS     Y5, 32(DI)
+	VMOVUPS     Y6, 64(DI)
+	VMOVUPS     Y7, 96(DI)
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	CMPQ        CX, $32
+	JGE         axpyLoop
+
+axpyTail:
+	CMPQ        CX, $8
+	JLT         axpyScalar
+	VMOVUPS     (DI), Y4
+	VFMADD231PS (SI), Y0, Y4
+	VMOVUPS     Y4, (DI)
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	SUBQ        $8, CX
+	JMP         axpyTail
+
+axpyScalar:
+	TESTQ       CX, CX
+	JZ          axpyDone
+	VMOVSS      (DI), X4
+	VFMADD231SS (SI), X0, X4
+	VMOVSS      X4, (DI)
+	ADDQ        $4, SI
+	ADDQ        $4, DI
+	DECQ        CX
+	JMP         axpyScalar
+
+axpyDone:
+	VZEROUPPER
+	RET
+
+// func scaleAVX2(alpha float32, x *float32, n int)
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-24
+	VBROADCASTSS alpha+0(FP), Y0
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+
+scaleTail:
+	CMPQ    CX, $8
+	JLT     scaleScalar
+	VMULPS  (SI), Y0, Y4
+	VMOVUPS Y4, (SI)
+	ADDQ    $32, SI
+	SUBQ    $8, CX
+	JMP     scaleTail
+
+scaleScalar:
+	TESTQ  CX, CX
+	JZ     scaleDone
+	VMULSS (SI), X0, X4
+	VMOVSS X4, (SI)
+	ADDQ   $4, SI
+	DECQ   CX
+	JMP    scaleScalar
+
+scaleDone:
+	VZEROUPPER
+	RET
