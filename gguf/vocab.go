@@ -159,18 +159,18 @@ func (f *File) boolOr(key string, def bool) (bool, error) {
 // LlamaParams are the hyper-parameters of a Llama-architecture model, read
 // from the "<arch>.*" keys (arch = general.architecture).
 type LlamaParams struct {
-	Arch               string
-	ContextLength      int // <arch>.context_length
-	EmbeddingLength    int // <arch>.embedding_length (n_embd, "dim")
-	BlockCount         int // <arch>.block_count (layers)
-	FeedForwardLength  int // <arch>.feed_forward_length (hidden_dim)
-	HeadCount          int // <arch>.attention.head_count
-	HeadCountKV        int // <arch>.attention.head_count_kv, HeadCount when absent
-	RopeDimensionCount int // <arch>.rope.dimension_count, the head size when absent
-	VocabSize          int // <arch>.vocab_size, else the token count, else token_embd.weight's ne1
+	Arch               string `json:"arch"`
+	ContextLength      int    `json:"context_length"`       // <arch>.context_length
+	EmbeddingLength    int    `json:"embedding_length"`     // <arch>.embedding_length (n_embd, "dim")
+	BlockCount         int    `json:"block_count"`          // <arch>.block_count (layers)
+	FeedForwardLength  int    `json:"feed_forward_length"`  // <arch>.feed_forward_length (hidden_dim)
+	HeadCount          int    `json:"head_count"`           // <arch>.attention.head_count
+	HeadCountKV        int    `json:"head_count_kv"`        // <arch>.attention.head_count_kv, HeadCount when absent
+	RopeDimensionCount int    `json:"rope_dimension_count"` // <arch>.rope.dimension_count, the head size when absent
+	VocabSize          int    `json:"vocab_size"`           // <arch>.vocab_size, else the token count, else token_embd.weight's ne1
 
-	RopeFreqBase float64 // <arch>.rope.freq_base, 10000 when absent
-	RMSNormEps   float64 // <arch>.attention.layer_norm_rms_epsilon, 1e-5 when absent
+	RopeFreqBase float64 `json:"rope_freq_base"` // <arch>.rope.freq_base, 10000 when absent
+	RMSNormEps   float64 `json:"rms_norm_eps"`   // <arch>.attention.layer_norm_rms_epsilon, 1e-5 when absent
 }
 
 // HeadDim is the size of one attention head.
