@@ -1,0 +1,218 @@
+package delta
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cmc-dev/cmc/gguf"
+)
+
+// ggufName is llama.cpp's name for parameter tensor t. The llama
+// architecture stores the same row-major [out, in] matrices as llama2.c and
+// applies "normal" RoPE to adjacent pairs, so no tensor is permuted.
+func ggufName(t Tensor) string {
+	block := map[string]string{
+		"rms_att": "attn_norm", "wq": "attn_q", "wk": "attn_k", "wv": "attn_v", "wo": "attn_output",
+		"rms_ffn": "ffn_norm", "w1": "ffn_gate", "w2": "ffn_down", "w3": "ffn_up",
+	}
+	switch t.Name {
+	case "token_embedding":
+		return "token_embd.weight"
+	case "rms_final":
+		return "output_norm.weight"
+	case "wcls":
+		return "output.weight"
+	}
+	return fmt.Sprintf("blk.%d.%s.weight", t.Layer, block[t.Name])
+}
+
+// ggufShape is t's shape as GGUF lists it: ne0, the row length, first.
+func ggufShape(t Tensor) []uint64 {
+	shape := make([]uint64, len(t.Shape))
+	for i, d := range t.Shape {
+		shape[len(shape)-1-i] = uint64(d)
+	}
+	return shape
+}
+
+// LoadGGUF reads a llama-architecture GGUF model with llama.cpp's tensor
+// names; tensors may be F32, F16, BF16 or Q8_0 (dequantised). A model
+// without output.weight, or whose output.weight is a bit-exact copy of
+// token_embd.weight (converters duplicate a tied classifier, as in
+// stories260K.gguf), gets a shared classifier, so that training keeps it
+// tied.
+func LoadGGUF(path string) (*Model, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
+	}
+	defer f.Close()
+	p, err := f.LlamaParams()
+	if err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
+	}
+	if p.Arch != "llama" {
+		return nil, fmt.Errorf("load model %q: architecture %q, want llama", path, p.Arch)
+	}
+	if p.RopeDimensionCount != p.HeadDim() {
+		return nil, fmt.Errorf("load model %q: rope.dimension_count %d, want the head size %d (partial rotary embeddings are not supported)", path, p.RopeDimensionCount, p.HeadDim())
+	}
+	c := Config{
+		Dim: p.EmbeddingLength, HiddenDim: p.FeedForwardLength, NLayers: p.BlockCount,
+		NHeads: p.HeadCount, NKVHeads: p.HeadCountKV, VocabSize: p.VocabSize, SeqLen: p.ContextLength,
+		RopeTheta: p.RopeFreqBase, NormEps: p.RMSNormEps,
+	}
+
+	read := func(name string, want []uint64) ([]float32, error) {
+		info, ok := f.Tensor(name)
+		if !ok {
+			return nil, fmt.Errorf("load model %q: tensor %s is missing", path, name)
+		}
+		if !slices.Equal(info.Shape, want) {
+			return nil, fmt.Errorf("load model %q: tensor %s has shape %v, want %v", path, name, info.Shape, want)
+		}
+		data, err := f.ReadTensorF32(name)
+		if err != nil {
+			return nil, fmt.Errorf("load model: %w", err)
+		}
+		return data, nil
+	}
+	embd := []uint64{uint64(c.Dim), uint64(c.VocabSize)}
+	var wcls []float32
+	if _, ok := f.Tensor("output.weight"); ok {
+		if wcls, err = read("output.weight", embd); err != nil {
+			return nil, err
+		}
+		tokEmbd, err := read("token_embd.weight", embd)
+		if err != nil {
+			return nil, err
+		}
+		c.SharedClassifier = slices.Equal(wcls, tokEmbd)
+	} else {
+		c.SharedClassifier = true
+	}
+
+	m, err := newModel(c)
+	if err != nil {
+		return nil, fmt.Errorf("load model %q: %w", path, err)
+	}
+	for _, t := range m.Tensors {
+		if t.Name == "wcls" {
+			copy(m.TensorData(t), wcls)
+			continue
+		}
+		data, err := read(ggufName(t), ggufShape(t))
+		if err != nil {
+			return nil, err
+		}
+		copy(m.TensorData(t), data)
+	}
+	return m, nil
+}
+
+// ExportOptions say how ExportGGUF writes a model.
+type ExportOptions struct {
+	// F16 stores the weight matrices as float16; the RMSNorm gains stay
+	// float32, as llama.cpp's converters keep them.
+	F16 bool
+	// Tokenizer copies every tokenizer.* key from this file (for example
+	// the GGUF the model was loaded from, or any GGUF of the same
+	// vocabulary). When nil, Vocab is written instead; one is required,
+	// since llama.cpp does not load a model without a vocabulary.
+	Tokenizer *gguf.File
+	Vocab     *gguf.Vocab
+	Name      string // general.name; "delta" when empty
+}
+
+// ExportGGUF writes m as a llama-architecture GGUF that llama.cpp loads,
+// with llama.cpp's tensor names and the hyper-parameter keys it requires,
+// atomically. A shared classifier is written as token_embd.weight alone,
+// which llama.cpp reads as tied.
+func (m *Model) ExportGGUF(path string, o ExportOptions) error {
+	c := m.Config
+	w := gguf.NewWriter()
+	name := o.Name
+	if name == "" {
+		name = "delta"
+	}
+	fileType := uint32(0) // LLAMA_FTYPE_ALL_F32
+	if o.F16 {
+		fileType = 1 // LLAMA_FTYPE_MOSTLY_F16
+	}
+	w.SetString("general.architecture", "llama")
+	w.SetString("general.name", name)
+	w.SetUint32("general.file_type", fileType)
+	ctx := c.SeqLen
+	if ctx <= 0 {
+		ctx = 2048
+	}
+	for _, kv := range []struct {
+		key string
+		v   int
+	}{
+		{"llama.context_length", ctx},
+		{"llama.embedding_length", c.Dim},
+		{"llama.block_count", c.NLayers},
+		{"llama.feed_forward_length", c.HiddenDim},
+		{"llama.rope.dimension_count", c.HeadSize()},
+		{"llama.attention.head_count", c.NHeads},
+		{"llama.attention.head_count_kv", c.NKVHeads},
+		{"llama.vocab_size", c.VocabSize},
+	} {
+		w.SetUint32(kv.key, uint32(kv.v))
+	}
+	w.SetFloat32("llama.attention.layer_norm_rms_epsilon", c.eps())
+	w.SetFloat32("llama.rope.freq_base", float32(c.theta()))
+
+	switch {
+	case o.Tokenizer != nil:
+		w.CopyKV(o.Tokenizer, func(key string) bool { return !strings.HasPrefix(key, "tokenizer.") })
+	case o.Vocab != nil:
+		w.SetVocab(o.Vocab)
+	default:
+		return fmt.Errorf("export %q: no tokenizer: set ExportOptions.Tokenizer or Vocab", path)
+	}
+
+	for _, t := range m.Tensors {
+		add := w.AddTensorF32
+		if o.F16 && t.Matrix {
+			add = w.AddTensorF16
+		}
+		if err := add(ggufName(t), ggufShape(t), m.TensorData(t)); err != nil {
+			return fmt.Errorf("export %q: %w", path, err)
+		}
+	}
+	if err := w.WriteFile(path); err != nil {
+		return fmt.Errorf("export %q: %w", path, err)
+	}
+	return nil
+}
+
+// Vocab converts the tokenizer to the tokenizer.ggml.* vocabulary of a
+// SentencePiece ("llama") GGUF, as llama.cpp's llama2.c converter does:
+// "▁" for spaces, <unk>/<s>/</s> for ids 0–2, byte tokens typed as bytes.
+func (t *Tokenizer) Vocab() (*gguf.Vocab, error) {
+	if len(t.Pieces) < 3+256 {
+		return nil, errors.New("tokenizer vocabulary: fewer than 259 tokens, want the 3 specials and 256 byte tokens")
+	}
+	v := &gguf.Vocab{
+		Model:  "llama",
+		Tokens: make([]string, len(t.Pieces)),
+		Scores: slices.Clone(t.Scores),
+		Types:  make([]gguf.TokenType, len(t.Pieces)),
+		BOS:    BOS, EOS: EOS, UNK: 0, PAD: -1,
+		AddBOS: true,
+	}
+	for i, p := range t.Pieces {
+		v.Tokens[i] = strings.ReplaceAll(p, " ", "▁")
+		v.Types[i] = gguf.TokenNormal
+		if i >= 3 && i < 3+256 {
+			v.Types[i] = gguf.TokenByte
+		}
+	}
+	v.Tokens[0], v.Tokens[BOS], v.Tokens[EOS] = "<unk>", "<s>", "</s>"
+	v.Types[0], v.Types[BOS], v.Types[EOS] = gguf.TokenUnknown, gguf.TokenControl, gguf.TokenControl
+	return v, nil
+}

@@ -1,0 +1,144 @@
+package delta
+
+import (
+	"math"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/cmc-dev/cmc/gguf"
+)
+
+func load260KGGUF(t testing.TB) *Model {
+	t.Helper()
+	needFile(t, stories260KGGUF)
+	m, err := LoadGGUF(stories260KGGUF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestGoldenGGUF(t *testing.T) {
+	g := loadGolden(t)
+	m := load260KGGUF(t)
+	if !m.Config.SharedClassifier {
+		t.Error("stories260K.gguf's output.weight copies token_embd.weight: want a shared classifier")
+	}
+	checkGoldenForward(t, m, g)
+	checkGoldenGreedy(t, m, g)
+}
+
+// The same weights in both formats: llama.cpp's layout needs no permutation.
+func TestGGUFMatchesLlama2C(t *testing.T) {
+	bin, gg := load260KBin(t), load260KGGUF(t)
+	want := bin.Config
+	want.SeqLen, want.RopeTheta, want.NormEps = 2048, 10000, gg.Config.NormEps
+	if gg.Config != want || math.Abs(gg.Config.NormEps-1e-5) > 1e-9 {
+		t.Fatalf("GGUF config %+v, want %+v", gg.Config, want)
+	}
+	if !slices.Equal(bin.Params, gg.Params) {
+		t.Fatal("GGUF and llama2.c parameters differ")
+	}
+}
+
+func TestExportGGUF(t *testing.T) {
+	g := loadGolden(t)
+	m := load260KBin(t)
+	tok := loadTok512(t)
+	vocab, err := tok.Vocab()
+	if err != nil {
+		t.Fatal(err)
+	}
+	needFile(t, stories260KGGUF)
+	src, err := gguf.Open(stories260KGGUF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	// llama2.c's tokenizer converted as llama.cpp's converter did it
+	ref, err := src.Vocab()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(vocab.Tokens, ref.Tokens) || !slices.Equal(vocab.Types, ref.Types) || !slices.Equal(vocab.Scores, ref.Scores) {
+		t.Error("tok512.bin converted to a GGUF vocabulary differs from stories260K.gguf's")
+	}
+
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		opt  ExportOptions
+	}{
+		{"f32-vocab.gguf", ExportOptions{Vocab: vocab}},
+		{"f32-copied.gguf", ExportOptions{Tokenizer: src}},
+		{"f16.gguf", ExportOptions{Tokenizer: src, F16: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.name)
+			if err := m.ExportGGUF(path, tc.opt); err != nil {
+				t.Fatal(err)
+			}
+			checkLlamaCppKeys(t, path, m.Config)
+			back, err := LoadGGUF(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !back.Config.SharedClassifier || back.Config.VocabSize != 512 || back.Config.NKVHeads != 4 {
+				t.Fatalf("re-imported config %+v", back.Config)
+			}
+			if !tc.opt.F16 {
+				if !slices.Equal(back.Params, m.Params) {
+					t.Fatal("F32 export changed the parameters")
+				}
+				checkGoldenForward(t, back, g)
+				return
+			}
+			// float16 rounds the weights: logits move a little, the
+			// predictions do not.
+			V := m.Config.VocabSize
+			logits := back.Forward(g.PromptIDs, 1, len(g.PromptIDs))
+			for p, want := range g.Logits {
+				row := logits[p*V : (p+1)*V]
+				if d := maxAbsDiff(row, want); d > 0.05 || argmax(row) != argmax(want) {
+					t.Errorf("F16 position %d: max |diff| %g, argmax %d, want ≤ 0.05 and %d", p, d, argmax(row), argmax(want))
+				}
+			}
+		})
+	}
+}
+
+// checkLlamaCppKeys checks the metadata llama.cpp's llama architecture
+// reads when it loads a model.
+func checkLlamaCppKeys(t *testing.T, path string, c Config) {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if a := f.Architecture(); a != "llama" {
+		t.Errorf("general.architecture %q", a)
+	}
+	for _, key := range []string{
+		"general.file_type", "llama.context_length", "llama.embedding_length", "llama.block_count",
+		"llama.feed_forward_length", "llama.rope.dimension_count", "llama.attention.head_count",
+		"llama.attention.head_count_kv", "llama.attention.layer_norm_rms_epsilon", "llama.rope.freq_base",
+		"llama.vocab_size", "tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.scores",
+		"tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+	} {
+		if _, ok := f.Lookup(key); !ok {
+			t.Errorf("%s: key %s missing", path, key)
+		}
+	}
+	p, err := f.LlamaParams()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.EmbeddingLength != c.Dim || p.BlockCount != c.NLayers || p.HeadCountKV != c.NKVHeads || p.VocabSize != c.VocabSize {
+		t.Errorf("%s: hyper-parameters %+v for config %+v", path, p, c)
+	}
+	if _, ok := f.Tensor("output.weight"); ok {
+		t.Errorf("%s: tied classifier written as output.weight", path)
+	}
+}
