@@ -1,0 +1,93 @@
+package pmmined
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+)
+
+// Stats counts a map's user tokens by kind.
+type Stats struct {
+	Total  int
+	counts [kindCount]int
+}
+
+// Stats summarises m.
+func (m *Map) Stats() Stats {
+	s := Stats{Total: len(m.Kind)}
+	for _, k := range m.Kind {
+		s.counts[k]++
+	}
+	return s
+}
+
+// Count returns the number of user tokens of kind k.
+func (s Stats) Count(k Kind) int {
+	if k >= kindCount {
+		return 0
+	}
+	return s.counts[k]
+}
+
+// Percent returns the share of user tokens of kind k, in percent.
+func (s Stats) Percent(k Kind) float64 {
+	if s.Total == 0 {
+		return 0
+	}
+	return 100 * float64(s.Count(k)) / float64(s.Total)
+}
+
+// WriteSummary prints the counts of m by kind and up to examples mappings
+// of each kind, spread over the user vocabulary, pieces shown as quoted text.
+func WriteSummary(w io.Writer, m *Map, user, delta *Vocab, examples int) error {
+	bw := bufio.NewWriter(w)
+	s := m.Stats()
+	fmt.Fprintf(bw, "token map (%s): %d user tokens onto %d delta tokens\n", m.Strategy, len(m.ToDelta), m.DeltaSize)
+	fmt.Fprintf(bw, "%-10s %8s %8s\n", "kind", "count", "%")
+	order := []Kind{KindSpecial, KindByte, KindLeadByte, KindExact, KindPrefix, KindEdit, KindNone}
+	for _, k := range order {
+		fmt.Fprintf(bw, "%-10s %8d %8.2f\n", k, s.Count(k), s.Percent(k))
+	}
+	if examples > 0 {
+		fmt.Fprintf(bw, "examples (user id piece -> delta id piece):\n")
+	}
+	for _, k := range order {
+		var ids []int32
+		for u, uk := range m.Kind {
+			if uk == k {
+				ids = append(ids, int32(u))
+			}
+		}
+		shown := min(examples, len(ids))
+		for i := range shown {
+			u := ids[i*len(ids)/shown]
+			fmt.Fprintf(bw, "  %-10s %7d %-24s -> %7d %s\n", k, u, user.Display(u), m.ToDelta[u], delta.Display(m.ToDelta[u]))
+		}
+	}
+	return bw.Flush()
+}
+
+// WriteTSV writes m as tab-separated values: a header "user_id delta_id
+// kind", then one row per user token in id order, delta_id -1 when unmapped.
+func WriteTSV(w io.Writer, m *Map) error {
+	bw := bufio.NewWriter(w)
+	bw.WriteString("user_id\tdelta_id\tkind\n")
+	var line []byte
+	for u, d := range m.ToDelta {
+		line = strconv.AppendInt(line[:0], int64(u), 10)
+		line = append(line, '\t')
+		line = strconv.AppendInt(line, int64(d), 10)
+		line = append(line, '\t')
+		line = append(line, m.Kind[u].String()...)
+		line = append(line, '\n')
+		bw.Write(line)
+	}
+	return bw.Flush()
+}
+
+// WriteTSVFile writes m with WriteTSV to path atomically.
+func WriteTSVFile(path string, m *Map) error {
+	return writeFileAtomic(path, func(f *os.File) error { return WriteTSV(f, m) })
+}

@@ -1,0 +1,229 @@
+// Package pmmined maps the tokens of one vocabulary onto another, so that a
+// delta model trained with one tokenizer can shift the logits of a user LLM
+// that has a different one (Cross-model Control, see docs/METHOD.md).
+//
+// The main rule is the paper's PM-MinED: a user token maps to the delta token
+// with the same text, else to the candidate that is a prefix of it or has it
+// as a prefix with the smallest Levenshtein distance. Two baselines, exact
+// match only and MinED over the whole delta vocabulary, are provided for
+// comparison.
+//
+// Tokens are compared by the text they stand for, not by how a vocabulary
+// spells them: SentencePiece writes a space as "▁", byte-level BPE (GPT-2,
+// Llama-3, Qwen) writes it as "Ġ", and byte tokens "<0xNN>" are single bytes.
+// Special tokens (BOS, EOS, ...) map by role, not by text.
+package pmmined
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// TokenType is the kind of a vocabulary entry, numbered as in GGUF's
+// tokenizer.ggml.token_type and SentencePiece's ModelProto.
+type TokenType int32
+
+// Token types. A vocabulary without types treats every token as normal,
+// except that its role tokens count as control tokens and, for SentencePiece,
+// pieces spelled "<0xNN>" count as byte tokens.
+const (
+	TokenNormal      TokenType = 1
+	TokenUnknown     TokenType = 2
+	TokenControl     TokenType = 3
+	TokenUserDefined TokenType = 4
+	TokenUnused      TokenType = 5
+	TokenByte        TokenType = 6
+)
+
+// Encoding says how a vocabulary's pieces spell the text they stand for.
+type Encoding uint8
+
+const (
+	// SentencePiece pieces are UTF-8 text with "▁" (U+2581) for a space;
+	// byte tokens are spelled "<0xNN>" (gguf tokenizer model "llama").
+	SentencePiece Encoding = iota + 1
+	// ByteLevel pieces spell bytes through GPT-2's byte-to-unicode table,
+	// "Ġ" for a space and "Ċ" for a newline (gguf tokenizer model "gpt2":
+	// GPT-2, Llama-3, Qwen, DeepSeek, Falcon, ...).
+	ByteLevel
+)
+
+func (e Encoding) String() string {
+	switch e {
+	case SentencePiece:
+		return "sentencepiece"
+	case ByteLevel:
+		return "byte-level"
+	}
+	return "encoding(" + strconv.Itoa(int(e)) + ")"
+}
+
+// Vocab is a tokenizer's vocabulary as far as token mapping needs it: the
+// pieces by token id, their types, how pieces spell text, and which ids play
+// the special roles (-1 when a role is absent).
+type Vocab struct {
+	Pieces   []string
+	Types    []TokenType // nil: see the token type constants
+	Encoding Encoding
+	BOS      int32
+	EOS      int32
+	UNK      int32
+	PAD      int32
+}
+
+// Validate reports a vocabulary that Build cannot use.
+func (v *Vocab) Validate() error {
+	if len(v.Pieces) == 0 {
+		return fmt.Errorf("vocabulary has no tokens")
+	}
+	if v.Types != nil && len(v.Types) != len(v.Pieces) {
+		return fmt.Errorf("vocabulary has %d token types for %d tokens", len(v.Types), len(v.Pieces))
+	}
+	if v.Encoding != SentencePiece && v.Encoding != ByteLevel {
+		return fmt.Errorf("vocabulary has unknown encoding %d", v.Encoding)
+	}
+	for _, r := range []struct {
+		name string
+		id   int32
+	}{{"BOS", v.BOS}, {"EOS", v.EOS}, {"UNK", v.UNK}, {"PAD", v.PAD}} {
+		if r.id < -1 || int(r.id) >= len(v.Pieces) {
+			return fmt.Errorf("vocabulary %s id %d is outside [0, %d)", r.name, r.id, len(v.Pieces))
+		}
+	}
+	return nil
+}
+
+// Type returns the type of token id, inferring it when the vocabulary has
+// no types.
+func (v *Vocab) Type(id int32) TokenType {
+	if v.Types != nil {
+		return v.Types[id]
+	}
+	if id == v.BOS || id == v.EOS || id == v.UNK || id == v.PAD {
+		return TokenControl
+	}
+	if v.Encoding == SentencePiece {
+		if _, ok := parseByteToken(v.Pieces[id]); ok {
+			return TokenByte
+		}
+	}
+	return TokenNormal
+}
+
+// Text returns the bytes token id stands for. Normal tokens are decoded
+// through the vocabulary's encoding; user-defined and control tokens of a
+// byte-level vocabulary are taken as written, as llama.cpp does when it
+// turns them back into text. The result need not be valid UTF-8: a
+// byte-level piece can hold part of a multi-byte character.
+func (v *Vocab) Text(id int32) string {
+	return v.text(id, newByteLevelDecoder())
+}
+
+func (v *Vocab) text(id int32, dec *byteLevelDecoder) string {
+	piece := v.Pieces[id]
+	switch t := v.Type(id); {
+	case t == TokenByte:
+		if b, ok := parseByteToken(piece); ok {
+			return string([]byte{b})
+		}
+		return piece
+	case v.Encoding == SentencePiece:
+		return strings.ReplaceAll(piece, "▁", " ")
+	case t == TokenNormal:
+		return dec.decode(piece)
+	}
+	return piece
+}
+
+// Display returns token id in a form fit for a terminal: special tokens as
+// their piece, text tokens as a Go-quoted string of their text, so that
+// spaces, newlines and stray bytes are visible.
+func (v *Vocab) Display(id int32) string {
+	if id < 0 || int(id) >= len(v.Pieces) {
+		return "-"
+	}
+	switch v.Type(id) {
+	case TokenControl, TokenUnknown, TokenUnused:
+		return v.Pieces[id]
+	}
+	return strconv.Quote(v.Text(id))
+}
+
+// parseByteToken reads a SentencePiece byte piece "<0xNN>".
+func parseByteToken(piece string) (byte, bool) {
+	if len(piece) != 6 || !strings.HasPrefix(piece, "<0x") || piece[5] != '>' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(piece[3:5], 16, 8)
+	if err != nil {
+		return 0, false
+	}
+	return byte(n), true
+}
+
+// byteLevelRunes is GPT-2's byte-to-unicode table: printable Latin-1 bytes
+// stand for themselves, the other 68 bytes are moved to U+0100 and up so
+// that every piece is printable text.
+func byteLevelRunes() [256]rune {
+	var table [256]rune
+	next := rune(256)
+	for b := 0; b < 256; b++ {
+		printable := (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)
+		if printable {
+			table[b] = rune(b)
+		} else {
+			table[b] = next
+			next++
+		}
+	}
+	return table
+}
+
+// EncodeByteLevel spells raw token bytes the way byte-level BPE vocabularies
+// (and GGUF files of such models) store them.
+func EncodeByteLevel(text []byte) string {
+	table := byteLevelRunes()
+	var sb strings.Builder
+	for _, b := range text {
+		sb.WriteRune(table[b])
+	}
+	return sb.String()
+}
+
+// byteLevelDecoder undoes EncodeByteLevel.
+type byteLevelDecoder struct {
+	byteOf [324]int16 // by rune; -1 where the rune is not in the table, whose largest rune is U+0143
+}
+
+func newByteLevelDecoder() *byteLevelDecoder {
+	d := &byteLevelDecoder{}
+	for i := range d.byteOf {
+		d.byteOf[i] = -1
+	}
+	for b, r := range byteLevelRunes() {
+		d.byteOf[r] = int16(b)
+	}
+	return d
+}
+
+// decode returns the bytes a byte-level piece spells. A piece with a
+// character outside the table is not byte-level text (some vocabularies
+// store added tokens literally), so it is returned unchanged.
+func (d *byteLevelDecoder) decode(piece string) string {
+	out := make([]byte, 0, len(piece))
+	for _, r := range piece {
+		if r >= rune(len(d.byteOf)) || d.byteOf[r] < 0 {
+			return piece
+		}
+		out = append(out, byte(d.byteOf[r]))
+	}
+	return string(out)
+}
+
+// textUnits counts the units edit distances are measured in: Unicode
+// characters, with each byte that is not part of valid UTF-8 a unit of its own.
+func textUnits(text string) int {
+	return utf8.RuneCountInString(text)
+}

@@ -1,0 +1,104 @@
+// Package vocabfile reads tokenizer vocabularies for token mapping from the
+// files models ship with: GGUF (vocab-only or whole models), SentencePiece
+// .model protobufs and tiktoken rank files.
+package vocabfile
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+
+	"github.com/cmc-dev/cmc/gguf"
+	"github.com/cmc-dev/cmc/pmmined"
+)
+
+// Open reads a vocabulary from path, telling the format by its contents:
+// GGUF by its magic, a tiktoken rank file by a first line "base64 0", else
+// a SentencePiece model. A tiktoken file of 128000 ranks gets Llama-3's
+// special tokens and one of 151643 ranks Qwen2's; others get none.
+func Open(path string) (*pmmined.Vocab, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open vocabulary: %w", err)
+	}
+	head, err := bufio.NewReader(f).Peek(64)
+	f.Close()
+	if len(head) == 0 {
+		return nil, fmt.Errorf("open vocabulary %s: empty or unreadable file: %v", path, err)
+	}
+	switch {
+	case bytes.HasPrefix(head, []byte("GGUF")):
+		return ReadGGUF(path)
+	case looksLikeTiktoken(head):
+		v, err := readRanks(path)
+		if err != nil {
+			return nil, err
+		}
+		specials := TiktokenSpecials{BOS: -1, EOS: -1, UNK: -1, PAD: -1}
+		switch len(v.Pieces) {
+		case 128000:
+			specials = Llama3Specials()
+		case 151643:
+			specials = Qwen2Specials()
+		}
+		if err := addSpecials(v, specials); err != nil {
+			return nil, fmt.Errorf("tiktoken ranks %s: %w", path, err)
+		}
+		return v, nil
+	}
+	return ReadSentencePiece(path)
+}
+
+// looksLikeTiktoken reports whether a file starts with "base64 0".
+func looksLikeTiktoken(head []byte) bool {
+	line, _, _ := bytes.Cut(head, []byte("\n"))
+	fields := bytes.Fields(line)
+	return len(fields) == 2 && string(fields[1]) == "0"
+}
+
+// ReadGGUF reads the tokenizer of a GGUF file.
+func ReadGGUF(path string) (*pmmined.Vocab, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	gv, err := f.Vocab()
+	if err != nil {
+		return nil, fmt.Errorf("vocabulary of %s: %w", path, err)
+	}
+	v, err := FromGGUF(gv)
+	if err != nil {
+		return nil, fmt.Errorf("vocabulary of %s: %w", path, err)
+	}
+	return v, nil
+}
+
+// FromGGUF converts a GGUF vocabulary. Only SentencePiece ("llama") and
+// byte-level BPE ("gpt2") tokenizers are supported: their pieces spell text
+// in a known way.
+func FromGGUF(gv *gguf.Vocab) (*pmmined.Vocab, error) {
+	v := &pmmined.Vocab{
+		Pieces: gv.Tokens,
+		BOS:    gv.BOS, EOS: gv.EOS, UNK: gv.UNK, PAD: gv.PAD,
+	}
+	switch gv.Model {
+	case "llama":
+		v.Encoding = pmmined.SentencePiece
+	case "gpt2":
+		v.Encoding = pmmined.ByteLevel
+	default:
+		return nil, fmt.Errorf("tokenizer.ggml.model is %q; token maps support \"llama\" (SentencePiece) and \"gpt2\" (byte-level BPE)", gv.Model)
+	}
+	if gv.Types != nil {
+		v.Types = make([]pmmined.TokenType, len(gv.Types))
+		for i, t := range gv.Types {
+			v.Types[i] = pmmined.TokenType(t)
+		}
+	}
+	if err := v.Validate(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
