@@ -60,7 +60,9 @@ func (t fakeTok) Tokenize(text string, _, _ bool) ([]int32, error) {
 	return ids, nil
 }
 
-func (t fakeTok) AppendPiece(dst []byte, id int32, _ bool) []byte { return append(dst, t.pieces[id]...) }
+func (t fakeTok) AppendPiece(dst []byte, id int32, _ bool) []byte {
+	return append(dst, t.pieces[id]...)
+}
 
 var letters = fakeTok{pieces: []string{"<s>", "a", "b", "c", "d", " ", "e", "f"}}
 

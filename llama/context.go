@@ -239,3 +239,11 @@ func (c *Context) Append(tokens []int32) ([]float32, error) {
 	}
 	return c.LastLogits(), nil
 }
+
+// SequenceLogits decodes tokens from an empty context and writes the logits
+// of every position into dst ([len(tokens) × VocabSize()]): a frozen
+// template model's side of a training step.
+func (c *Context) SequenceLogits(tokens []int32, dst []float32) error {
+	c.Clear()
+	return c.Decode(tokens, OutputAll, dst)
+}

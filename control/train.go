@@ -1,0 +1,379 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cmc-dev/cmc/data"
+	"github.com/cmc-dev/cmc/delta"
+)
+
+// Template is the frozen template LLM of training.
+type Template interface {
+	VocabSize() int
+	// SequenceLogits writes the logits of every position of tokens, decoded
+	// from an empty context, into dst ([len(tokens) × VocabSize()]).
+	SequenceLogits(tokens []int32, dst []float32) error
+}
+
+// Objective names what training minimises.
+type Objective string
+
+const (
+	// SFT is cross-entropy of log_softmax(template) + delta on the responses.
+	SFT Objective = "sft"
+	// GradDiff is unlearning: −CE on the forget set + CE on the retain set.
+	GradDiff Objective = "grad_diff"
+)
+
+// TrainConfig sets up a training run.
+type TrainConfig struct {
+	Objective  Objective
+	BatchSize  int // sequences per micro-batch
+	Accumulate int // micro-batches per optimiser step
+	Epochs     int // passes over the training (or forget) set
+	Seed       uint64
+}
+
+// StepsPerEpoch is the number of optimiser steps in one pass over n sequences.
+func (c TrainConfig) StepsPerEpoch(n int) int {
+	per := c.BatchSize * c.Accumulate
+	return (n + per - 1) / per
+}
+
+// Step reports one optimiser step.
+type Step struct {
+	Step, Epoch        int
+	Loss               float64 // the objective, averaged over the step's micro-batches
+	ForgetCE, RetainCE float64 // grad_diff's two parts (0 for sft)
+	LR, GradNorm       float64
+	Tokens             int           // response tokens in the step
+	TemplateTime       time.Duration // spent waiting for the template's logits
+	DeltaTime          time.Duration // forward, loss, backward and update of the delta
+}
+
+// Trainer trains a delta against a frozen template.
+type Trainer struct {
+	Template Template
+	Model    *delta.Model
+	Opt      *delta.AdamW
+	Config   TrainConfig
+	// Train holds the sft sequences, or the forget set for grad_diff.
+	Train []data.Sequence
+	// Retain is grad_diff's retain set, cycled through as needed.
+	Retain []data.Sequence
+	// PadToken fills the unused tail of shorter sequences in a batch.
+	PadToken int32
+	// OnStep is called after every optimiser step; returning an error stops
+	// training (e.g. a failed checkpoint).
+	OnStep func(Step) error
+}
+
+// TotalSteps is the number of optimiser steps of the whole run.
+func (t *Trainer) TotalSteps() int {
+	return t.Config.Epochs * t.Config.StepsPerEpoch(len(t.Train))
+}
+
+// microBatch is B sequences padded to one length T, with the template's
+// log-probs of every position once they are ready.
+type microBatch struct {
+	ids, labels []int32
+	B, T        int
+	logT        []float32 // [B·T × vocab]
+	sign        float32   // +1: minimise CE; −1: maximise it (forget set)
+	wait        time.Duration
+	err         error
+}
+
+// Run trains from the optimiser's current step (0, or where a checkpoint
+// left off) to the end, or until ctx is cancelled.
+func (t *Trainer) Run(ctx context.Context) error {
+	if err := t.check(); err != nil {
+		return err
+	}
+	total := t.TotalSteps()
+	if t.Opt.Step >= total {
+		return nil
+	}
+	// The template runs one micro-batch ahead of the delta, so that neither
+	// waits for the other when there are cores for both.
+	stop := make(chan struct{})
+	defer close(stop)
+	plan := t.plan(t.Opt.Step, total, stop)
+	batches := make(chan *microBatch, 1)
+	// Template log-probs are large (B·T·vocab floats): the two buffers in
+	// flight are recycled rather than left to the garbage collector.
+	free := make(chan []float32, 3)
+	go t.runTemplate(plan, batches, free, stop)
+
+	per := t.Config.Accumulate
+	if t.Config.Objective == GradDiff {
+		per *= 2
+	}
+	for step := t.Opt.Step; step < total; step++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		st := Step{Step: step + 1, Epoch: step/t.Config.StepsPerEpoch(len(t.Train)) + 1}
+		t.Model.ZeroGrad()
+		var forget, retain float64
+		for i := 0; i < per; i++ {
+			mb := <-batches
+			if mb.err != nil {
+				return mb.err
+			}
+			st.TemplateTime += mb.wait
+			start := time.Now()
+			logits := t.Model.Forward(mb.ids, mb.B, mb.T)
+			ce, n := controlledCE(t.Model, logits, mb)
+			t.Model.Backward(logits)
+			st.DeltaTime += time.Since(start)
+			free <- mb.logT
+			st.Tokens += n
+			if mb.sign < 0 {
+				forget += ce
+			} else {
+				retain += ce
+			}
+		}
+		start := time.Now()
+		st.LR = t.Opt.Config.LearningRate(t.Opt.Step)
+		st.GradNorm = t.Opt.Update(t.Model, 1/float32(t.Config.Accumulate))
+		st.DeltaTime += time.Since(start)
+		acc := float64(t.Config.Accumulate)
+		st.ForgetCE, st.RetainCE = forget/acc, retain/acc
+		st.Loss = st.RetainCE - st.ForgetCE
+		if t.Config.Objective == SFT {
+			st.ForgetCE, st.RetainCE = 0, 0
+		}
+		if t.OnStep != nil {
+			if err := t.OnStep(st); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (t *Trainer) check() error {
+	c := t.Config
+	switch {
+	case c.BatchSize < 1 || c.Accumulate < 1 || c.Epochs < 1:
+		return fmt.Errorf("train: batch size %d, accumulation %d and epochs %d must all be at least 1", c.BatchSize, c.Accumulate, c.Epochs)
+	case len(t.Train) == 0:
+		return errors.New("train: no training sequences")
+	case c.Objective == GradDiff && len(t.Retain) == 0:
+		return errors.New("train: grad_diff needs a retain set")
+	case c.Objective != SFT && c.Objective != GradDiff:
+		return fmt.Errorf("train: unknown objective %q (want sft or grad_diff)", c.Objective)
+	case t.Template.VocabSize() != t.Model.Config.VocabSize:
+		return fmt.Errorf("train: template vocabulary has %d tokens, delta %d: they must share one vocabulary", t.Template.VocabSize(), t.Model.Config.VocabSize)
+	}
+	return nil
+}
+
+// plannedBatch names the sequences of one micro-batch.
+type plannedBatch struct {
+	seqs []data.Sequence
+	sign float32
+}
+
+// plan lists the micro-batches from optimiser step `from` to `to` in order.
+// The order depends only on the seed and the epoch, so a resumed run sees
+// exactly the batches the uninterrupted run would have.
+func (t *Trainer) plan(from, to int, stop <-chan struct{}) <-chan plannedBatch {
+	out := make(chan plannedBatch, 4)
+	send := func(p plannedBatch) bool {
+		select {
+		case out <- p:
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	go func() {
+		defer close(out)
+		c := t.Config
+		spe := c.StepsPerEpoch(len(t.Train))
+		retainNext := 0
+		var retainOrder []int
+		for step := from; step < to; step++ {
+			epoch := step / spe
+			order := data.Order(len(t.Train), c.Seed, epoch)
+			for mb := 0; mb < c.Accumulate; mb++ {
+				first := (step%spe*c.Accumulate + mb) * c.BatchSize
+				if first >= len(order) {
+					// The last step of an epoch may hold fewer micro-batches:
+					// wrap around to keep every step's size equal.
+					first %= len(order)
+				}
+				seqs := make([]data.Sequence, 0, c.BatchSize)
+				for i := first; i < first+c.BatchSize && i < len(order); i++ {
+					seqs = append(seqs, t.Train[order[i]])
+				}
+				if c.Objective == SFT {
+					if !send(plannedBatch{seqs: seqs, sign: 1}) {
+						return
+					}
+					continue
+				}
+				if !send(plannedBatch{seqs: seqs, sign: -1}) {
+					return
+				}
+				// Retain batches cycle through their own shuffled order,
+				// positioned from the global micro-batch index.
+				global := step*c.Accumulate + mb
+				rseqs := make([]data.Sequence, 0, c.BatchSize)
+				for i := 0; i < c.BatchSize; i++ {
+					k := global*c.BatchSize + i
+					rEpoch := k / len(t.Retain)
+					if retainOrder == nil || rEpoch != retainNext {
+						retainOrder = data.Order(len(t.Retain), c.Seed+1, rEpoch)
+						retainNext = rEpoch
+					}
+					rseqs = append(rseqs, t.Retain[retainOrder[k%len(t.Retain)]])
+				}
+				if !send(plannedBatch{seqs: rseqs, sign: 1}) {
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// runTemplate pads each planned micro-batch and fills in the template's
+// log-probs, one batch ahead of the delta.
+func (t *Trainer) runTemplate(plan <-chan plannedBatch, out chan<- *microBatch, free <-chan []float32, stop <-chan struct{}) {
+	vocab := t.Template.VocabSize()
+	for p := range plan {
+		start := time.Now()
+		mb := t.pad(p)
+		var buf []float32
+		select {
+		case buf = <-free:
+		default:
+		}
+		if need := mb.B * mb.T * vocab; cap(buf) >= need {
+			mb.logT = buf[:need]
+		} else {
+			mb.logT = make([]float32, need)
+		}
+		for b, s := range p.seqs {
+			if err := t.Template.SequenceLogits(s.Tokens, mb.logT[b*mb.T*vocab:(b*mb.T+len(s.Tokens))*vocab]); err != nil {
+				mb.err = fmt.Errorf("template logits for %s: %w", s.Source, err)
+				break
+			}
+		}
+		logSoftmaxRows(t.Model, mb.logT, mb.labels, vocab)
+		mb.wait = time.Since(start)
+		select {
+		case out <- mb:
+		case <-stop:
+			return
+		}
+		if mb.err != nil {
+			return
+		}
+	}
+}
+
+func (t *Trainer) pad(p plannedBatch) *microBatch {
+	T := 0
+	for _, s := range p.seqs {
+		T = max(T, len(s.Tokens))
+	}
+	mb := &microBatch{B: len(p.seqs), T: T, sign: p.sign,
+		ids: make([]int32, len(p.seqs)*T), labels: make([]int32, len(p.seqs)*T)}
+	for b, s := range p.seqs {
+		row := mb.ids[b*T : (b+1)*T]
+		lab := mb.labels[b*T : (b+1)*T]
+		copy(row, s.Tokens)
+		copy(lab, s.Labels)
+		for i := len(s.Tokens); i < T; i++ {
+			row[i] = t.PadToken
+			lab[i] = delta.Ignore
+		}
+	}
+	return mb
+}
+
+// logSoftmaxRows turns the template's logits into log-probs in place, on
+// the rows that carry a label (the others are never read).
+func logSoftmaxRows(m *delta.Model, logT []float32, labels []int32, vocab int) {
+	forRows(m, len(labels), func(r int) {
+		if labels[r] == delta.Ignore {
+			return
+		}
+		row := logT[r*vocab : (r+1)*vocab]
+		logSoftmax(row, row)
+	})
+}
+
+// controlledCE computes the CMC loss of a micro-batch,
+//
+//	z = log_softmax(template) + delta;  CE(z, label) on labelled positions,
+//
+// and overwrites logits with sign · d(mean CE)/d(delta logits) =
+// sign · (softmax(z) − onehot)/count. It returns the mean CE and the count.
+func controlledCE(m *delta.Model, logits []float32, mb *microBatch) (float64, int) {
+	vocab := m.Config.VocabSize
+	count := 0
+	for _, l := range mb.labels {
+		if l != delta.Ignore {
+			count++
+		}
+	}
+	losses := make([]float64, len(mb.labels))
+	scale := mb.sign / float32(max(count, 1))
+	forRows(m, len(mb.labels), func(r int) {
+		row := logits[r*vocab : (r+1)*vocab]
+		label := mb.labels[r]
+		if label == delta.Ignore {
+			clear(row)
+			return
+		}
+		lt := mb.logT[r*vocab : (r+1)*vocab]
+		best := float32(math.Inf(-1))
+		for i := range row {
+			row[i] += lt[i]
+			best = max(best, row[i])
+		}
+		zLabel := row[label]
+		var sum float64
+		for i, z := range row {
+			e := math.Exp(float64(z - best))
+			row[i] = float32(e)
+			sum += e
+		}
+		losses[r] = math.Log(sum) - float64(zLabel-best)
+		inv := float32(1 / sum)
+		for i := range row {
+			row[i] *= inv * scale
+		}
+		row[label] -= scale
+	})
+	var total float64
+	for _, l := range losses {
+		total += l
+	}
+	return total / float64(max(count, 1)), count
+}
+
+// forRows runs fn over row indices on the model's thread pool.
+func forRows(m *delta.Model, n int, fn func(r int)) {
+	if m.Pool == nil {
+		for r := 0; r < n; r++ {
+			fn(r)
+		}
+		return
+	}
+	m.Pool.For(n, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			fn(r)
+		}
+	})
+}
