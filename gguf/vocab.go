@@ -181,7 +181,7 @@ func (p LlamaParams) HeadDim() int { return p.EmbeddingLength / p.HeadCount }
 func (f *File) LlamaParams() (LlamaParams, error) {
 	p := LlamaParams{Arch: f.Architecture()}
 	if p.Arch == "" {
-		return p, f.errorf("key general.architecture is missing, want the architecture name (e.g. llama)")
+		return p, f.errorf("key general.architecture is missing or empty, want the architecture name (e.g. llama)")
 	}
 	pre := p.Arch + "."
 	for _, r := range []struct {
