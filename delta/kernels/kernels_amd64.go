@@ -90,3 +90,9 @@ func kernel6x16AVX2(k int, a *float32, rowStep, kStep uintptr, b, c *float32, ld
 
 //go:noescape
 func kernel12x32AVX512(k int, a *float32, rowStep, kStep uintptr, b, c *float32, ldc uintptr, accumulate bool)
+
+//go:noescape
+func transpose8x8AVX(dst *float32, ldd uintptr, src *float32, lds uintptr, blocks int)
+
+//go:noescape
+func copyRowsAVX(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, width8 int)

@@ -358,3 +358,107 @@ scaleScalar:
 scaleDone:
 	VZEROUPPER
 	RET
+
+// func transpose8x8AVX(dst *float32, ldd uintptr, src *float32, lds uintptr, blocks int)
+//
+// Transposes blocks consecutive 8×8 blocks: block b is the 8 rows (lds bytes
+// apart) of 8 floats at src + 32b bytes, and becomes the 8 rows (ldd bytes
+// apart) of 8 floats at dst + 8b·ldd bytes. Rows pair up with VUNPCKL/HPS,
+// quads with VSHUFPS, and VPERM2F128 joins the 128-bit lanes.
+TEXT ·transpose8x8AVX(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DI
+	MOVQ ldd+8(FP), DX
+	MOVQ src+16(FP), SI
+	MOVQ lds+24(FP), R8
+	MOVQ blocks+32(FP), CX
+	LEAQ (R8)(R8*2), R10
+	LEAQ (SI)(R8*4), R9
+	LEAQ (DX)(DX*2), R11
+	LEAQ (DI)(DX*4), R12
+	SHLQ $3, DX
+
+transposeLoop:
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(R8*1), Y1
+	VMOVUPS (SI)(R8*2), Y2
+	VMOVUPS (SI)(R10*1), Y3
+	VMOVUPS (R9), Y4
+	VMOVUPS (R9)(R8*1), Y5
+	VMOVUPS (R9)(R8*2), Y6
+	VMOVUPS (R9)(R10*1), Y7
+
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VSHUFPS $0x44, Y14, Y12, Y4
+	VSHUFPS $0xEE, Y14, Y12, Y5
+	VSHUFPS $0x44, Y15, Y13, Y6
+	VSHUFPS $0xEE, Y15, Y13, Y7
+
+	// Registers 0-3 hold rows 0-3 of the block's columns 0-3 (low lane)
+	// and 4-7 (high lane); registers 4-7 the same for rows 4-7.
+	MOVQ       ldd+8(FP), AX
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x31, Y7, Y3, Y15
+	VMOVUPS    Y8, (DI)
+	VMOVUPS    Y9, (DI)(AX*1)
+	VMOVUPS    Y10, (DI)(AX*2)
+	VMOVUPS    Y11, (DI)(R11*1)
+	VMOVUPS    Y12, (R12)
+	VMOVUPS    Y13, (R12)(AX*1)
+	VMOVUPS    Y14, (R12)(AX*2)
+	VMOVUPS    Y15, (R12)(R11*1)
+
+	ADDQ $32, SI
+	ADDQ $32, R9
+	ADDQ DX, DI
+	ADDQ DX, R12
+	DECQ CX
+	JNZ  transposeLoop
+	VZEROUPPER
+	RET
+
+// func copyRowsAVX(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, width8 int)
+//
+// Copies rows rows of 8·width8 floats from src (rows lds bytes apart) to
+// dst (rows ldd bytes apart): a B panel row is 16 or 32 floats, too short
+// for copy's call overhead to pay.
+TEXT ·copyRowsAVX(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ ldd+8(FP), DX
+	MOVQ src+16(FP), SI
+	MOVQ lds+24(FP), R8
+	MOVQ rows+32(FP), CX
+
+copyRow:
+	MOVQ width8+40(FP), BX
+	XORQ AX, AX
+
+copyVector:
+	VMOVUPS (SI)(AX*1), Y0
+	VMOVUPS Y0, (DI)(AX*1)
+	ADDQ    $32, AX
+	DECQ    BX
+	JNZ     copyVector
+	ADDQ    R8, SI
+	ADDQ    DX, DI
+	DECQ    CX
+	JNZ     copyRow
+	VZEROUPPER
+	RET
