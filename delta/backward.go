@@ -110,44 +110,39 @@ func rmsnormRowsBackward(p *kernels.Pool, dx, dgain, dout, x, gain, inv []float3
 // attentionBackward back-propagates the attention of the (sequence, key/value
 // head) pairs [lo, hi) of block st.cur from st.dao into st.dq, st.dk, st.dv.
 // Tasks are per key/value head because the query heads that share one all
-// add into its dk and dv; each task owns its rows of dq, dk and dv.
+// add into its dk and dv; each task owns its rows of dq, dk and dv and its
+// [T×T] scratch. With P = softmax(S) (zero above the diagonal),
+// S = q·kᵀ·scale and O = P·v:
 //
-// With P = softmax(S), S = q·kᵀ·scale and O = P·v:
-//
-//	dv_s += P_ts·dO_t,  dP_ts = dO_t·v_s,  dS_ts = P_ts·(dP_ts − Σ_s' P_ts'·dP_ts')
-//	dq_t += scale·dS_ts·k_s,  dk_s += scale·dS_ts·q_t
+//	dv = Pᵀ·dO,  dP = dO·vᵀ,  dS = P ⊙ (dP − rowsum(P ⊙ dP)),
+//	dq = scale·dS·k,  dk = scale·dSᵀ·q
 func (st *trainState) attentionBackward(lo, hi int) {
+	var serial *kernels.Pool // already inside the pool's For
 	a, T, hs, dim, kv := st.cur, st.T, st.hs, st.dim, st.kvDim
 	for task := lo; task < hi; task++ {
 		b, kvh := task/st.nKV, task%st.nKV
-		kh := kvh * hs
-		dp := st.dp[task*T : (task+1)*T]
-		for t := 0; t < T; t++ {
-			r := (b*T + t) * kv
-			clear(st.dk[r+kh : r+kh+hs])
-			clear(st.dv[r+kh : r+kh+hs])
-		}
+		k, v := a.k[b*T*kv+kvh*hs:], a.v[b*T*kv+kvh*hs:]
+		dk, dv := st.dk[b*T*kv+kvh*hs:], st.dv[b*T*kv+kvh*hs:]
+		ds := st.ds[task*T*T : (task+1)*T*T]
 		for h := kvh * st.rep; h < (kvh+1)*st.rep; h++ {
-			for t := 0; t < T; t++ {
-				row := b*T + t
-				qh := row*dim + h*hs
-				q, dq, dout := a.q[qh:qh+hs], st.dq[qh:qh+hs], st.dao[qh:qh+hs]
-				att := a.att[((b*st.nHeads+h)*T+t)*T : ((b*st.nHeads+h)*T+t)*T+t+1]
-				var sum float32
-				for s, w := range att {
-					r := (b*T+s)*kv + kh
-					dp[s] = kernels.Dot(dout, a.v[r:r+hs])
-					kernels.Axpy(w, dout, st.dv[r:r+hs])
-					sum += w * dp[s]
-				}
-				clear(dq)
-				for s, w := range att {
-					r := (b*T+s)*kv + kh
-					ds := w * (dp[s] - sum) * st.scale
-					kernels.Axpy(ds, a.k[r:r+hs], dq)
-					kernels.Axpy(ds, q, st.dk[r:r+hs])
+			first := h == kvh*st.rep // the group's first head overwrites dk and dv
+			q, dq, dout := a.q[b*T*dim+h*hs:], st.dq[b*T*dim+h*hs:], st.dao[b*T*dim+h*hs:]
+			att := a.att[(b*st.nHeads+h)*T*T : (b*st.nHeads+h+1)*T*T]
+			serial.MatMulTNStrided(dv, kv, att, T, dout, dim, T, hs, T, !first)
+			for r0 := 0; r0 < T; r0 += causalBlock {
+				r1 := min(T, r0+causalBlock)
+				serial.MatMulNTStrided(ds[r0*T:], T, dout[r0*dim:], dim, v, kv, r1-r0, r1, hs, false)
+				for t := r0; t < r1; t++ {
+					p, d := att[t*T:t*T+t+1], ds[t*T:(t+1)*T]
+					sum := kernels.Dot(p, d[:t+1])
+					for s, w := range p {
+						d[s] = w * (d[s] - sum) * st.scale
+					}
+					clear(d[t+1:])
 				}
 			}
+			serial.MatMulNNStrided(dq, dim, ds, T, k, kv, T, hs, T, false)
+			serial.MatMulTNStrided(dk, kv, ds, T, q, dim, T, hs, T, !first)
 		}
 	}
 }

@@ -42,7 +42,7 @@ type trainState struct {
 	dq            []float32 // [N, dim]
 	dk, dv        []float32 // [N, kv_dim]
 	dh1, dh3      []float32 // [N, hidden]
-	dp            []float32 // [B·n_kv_heads, T] per-task scratch of the attention backward
+	ds            []float32 // [B·n_kv_heads, T, T] per-task scratch of the attention backward
 
 	// the block being processed, read by the per-head workers below
 	cur         *layerActs
@@ -82,7 +82,7 @@ func (m *Model) trainBuffers(B, T int) *trainState {
 	st.dx, st.dtmp, st.dao, st.dq = fit(st.dx, N*dim), fit(st.dtmp, N*dim), fit(st.dao, N*dim), fit(st.dq, N*dim)
 	st.dk, st.dv = fit(st.dk, N*kv), fit(st.dv, N*kv)
 	st.dh1, st.dh3 = fit(st.dh1, N*hid), fit(st.dh3, N*hid)
-	st.dp = fit(st.dp, B*c.NKVHeads*T)
+	st.ds = fit(st.ds, B*c.NKVHeads*T*T)
 	st.rope.grow(T)
 	return st
 }
@@ -167,28 +167,36 @@ func (m *Model) Forward(ids []int32, B, T int) []float32 {
 }
 
 // attentionForward computes causal softmax attention for the (sequence,
-// head) pairs [lo, hi) of the block st.cur: att = softmax(q·kᵀ/√head_size)
-// over positions ≤ t, ao = att·v. Query head h reads key/value head
-// h / (n_heads/n_kv_heads).
+// head) pairs [lo, hi) of the block st.cur with matrix products on the
+// head's strided columns: S = q·kᵀ/√head_size, att = softmax over positions
+// ≤ t (zero above the diagonal, which the backward pass relies on),
+// ao = att·v. Query head h reads key/value head h / (n_heads/n_kv_heads).
+// Rows go in blocks so that most of the masked upper triangle is never
+// computed.
 func (st *trainState) attentionForward(lo, hi int) {
+	var serial *kernels.Pool // already inside the pool's For
 	a, T, hs, dim, kv := st.cur, st.T, st.hs, st.dim, st.kvDim
 	for task := lo; task < hi; task++ {
 		b, h := task/st.nHeads, task%st.nHeads
-		kh := (h / st.rep) * hs
-		for t := 0; t < T; t++ {
-			row := b*T + t
-			q := a.q[row*dim+h*hs : row*dim+h*hs+hs]
-			att := a.att[(task*T+t)*T : (task*T+t)*T+t+1]
-			for s := range att {
-				k := a.k[(b*T+s)*kv+kh : (b*T+s)*kv+kh+hs]
-				att[s] = kernels.Dot(q, k) * st.scale
+		q := a.q[b*T*dim+h*hs:]
+		k := a.k[b*T*kv+(h/st.rep)*hs:]
+		v := a.v[b*T*kv+(h/st.rep)*hs:]
+		att := a.att[task*T*T : (task+1)*T*T]
+		for r0 := 0; r0 < T; r0 += causalBlock {
+			r1 := min(T, r0+causalBlock)
+			serial.MatMulNTStrided(att[r0*T:], T, q[r0*dim:], dim, k, kv, r1-r0, r1, hs, false)
+			for t := r0; t < r1; t++ {
+				row := att[t*T : (t+1)*T]
+				kernels.Scale(st.scale, row[:t+1])
+				softmax(row[:t+1])
+				clear(row[t+1:])
 			}
-			softmax(att)
-			out := a.ao[row*dim+h*hs : row*dim+h*hs+hs]
-			clear(out)
-			for s, w := range att {
-				kernels.Axpy(w, a.v[(b*T+s)*kv+kh:(b*T+s)*kv+kh+hs], out)
-			}
+			serial.MatMulNNStrided(a.ao[(b*T+r0)*dim+h*hs:], dim, att[r0*T:], T, v, kv, r1-r0, hs, r1, false)
 		}
 	}
 }
+
+// causalBlock is the number of query rows whose attention products are
+// computed together: row t only needs key positions ≤ t, so each block
+// stops at its last row's position.
+const causalBlock = 64

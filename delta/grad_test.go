@@ -81,14 +81,22 @@ func randomWellConditioned(t *testing.T, shared bool, seed uint64) *Model {
 
 // TestGradientsFiniteDifferences checks Backward against central
 // differences of the forward pass for sampled entries of every parameter
-// tensor of every layer, with a tied and an untied classifier. The loss is a
+// tensor of every layer, with a tied and an untied classifier, and a
+// sequence longer than one block of the attention's causal tiling. The loss is a
 // fixed random linear function of all logits, so that every logit's
 // gradient path is exercised with O(1) weight.
 func TestGradientsFiniteDifferences(t *testing.T) {
-	for _, shared := range []bool{true, false} {
-		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
-			m := randomWellConditioned(t, shared, 3)
-			const B, T = 2, 5
+	for _, tc := range []struct {
+		shared bool
+		B, T   int
+	}{
+		{true, 2, 5},
+		{false, 2, 5},
+		{true, 1, causalBlock + 7}, // more than one block of attention rows
+	} {
+		t.Run(fmt.Sprintf("shared=%v/B=%d/T=%d", tc.shared, tc.B, tc.T), func(t *testing.T) {
+			m := randomWellConditioned(t, tc.shared, 3)
+			B, T := tc.B, tc.T
 			rng := rand.New(rand.NewPCG(9, 9))
 			ids := make([]int32, B*T)
 			for i := range ids {

@@ -1,0 +1,76 @@
+package delta
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/cmc-dev/cmc/delta/kernels"
+)
+
+// stories15M is the shape of karpathy's stories15M, the smallest delta of
+// the CMC paper.
+var stories15M = Config{Dim: 288, HiddenDim: 768, NLayers: 6, NHeads: 6, NKVHeads: 6, VocabSize: 32000, SeqLen: 256, SharedClassifier: true}
+
+func newBenchModel(b *testing.B) *Model {
+	m, err := New(stories15M, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.Pool = kernels.NewPool(0)
+	b.Cleanup(m.Pool.Close)
+	return m
+}
+
+// BenchmarkTrainStep15M is one training step of a stories15M-shaped model
+// on a batch of 4×256 random tokens: forward, cross-entropy, backward and
+// an AdamW update. scripts/bench-delta.sh compares it with PyTorch.
+func BenchmarkTrainStep15M(b *testing.B) {
+	const B, T = 4, 256
+	m := newBenchModel(b)
+	V := m.Config.VocabSize
+	rng := rand.New(rand.NewPCG(1, 2))
+	ids, targets := randomIDs(rng, B*T, V), randomIDs(rng, B*T, V)
+	o := NewAdamW(m, AdamWConfig{LR: 1e-4, WeightDecay: 0.1, ClipNorm: 1})
+	step := func() {
+		m.ZeroGrad()
+		logits := m.Forward(ids, B, T)
+		CrossEntropy(m.Pool, logits, targets, V)
+		m.Backward(logits)
+		o.Update(m, 1)
+	}
+	step() // size the buffers outside the timing
+	b.ResetTimer()
+	for range b.N {
+		step()
+	}
+	b.ReportMetric(float64(B*T*b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchmarkDecode15M is incremental inference of a stories15M-shaped model,
+// one token at a time with the KV cache, over positions 0…255.
+func BenchmarkDecode15M(b *testing.B) {
+	m := newBenchModel(b)
+	s := m.NewSession(256)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if s.Len() == 256 {
+			s.Trim(0)
+		}
+		s.Decode([]int32{int32(i % m.Config.VocabSize)})
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchmarkPrefill15M decodes a 256-token prompt at once.
+func BenchmarkPrefill15M(b *testing.B) {
+	m := newBenchModel(b)
+	s := m.NewSession(256)
+	prompt := randomIDs(rand.New(rand.NewPCG(3, 4)), 256, m.Config.VocabSize)
+	b.ResetTimer()
+	for range b.N {
+		s.Trim(0)
+		s.Decode(prompt)
+	}
+	b.ReportMetric(float64(256*b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
