@@ -222,7 +222,11 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 		e.u64(offset)
 		offset += padding(uint64(len(t.data)), align) + uint64(len(t.data))
 	}
-	e.pad(align)
+	// Like gguf-py, leave out the padding before an empty data section: a
+	// vocabulary-only file ends right after its metadata.
+	if len(w.tensors) > 0 {
+		e.pad(align)
+	}
 	for _, t := range w.tensors {
 		e.bytes(t.data)
 		e.pad(align)
@@ -323,8 +327,11 @@ func (e *encoder) str(s string) {
 }
 
 func (e *encoder) pad(align uint64) {
-	for range padding(uint64(e.n), align) {
-		e.u8(0)
+	var zeros [256]byte
+	for n := padding(uint64(e.n), align); n > 0 && e.err == nil; {
+		k := min(n, uint64(len(zeros)))
+		e.bytes(zeros[:k])
+		n -= k
 	}
 }
 
