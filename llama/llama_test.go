@@ -129,7 +129,7 @@ func readGolden(t *testing.T) golden {
 func TestStories260KGolden(t *testing.T) {
 	g := readGolden(t)
 	m := loadModel(t, "models/stories260K/stories260K.gguf", ModelParams{})
-	ctx, err := m.NewContext(ContextParams{Size: 256, Threads: 2})
+	ctx, err := m.NewContext(ContextParams{Size: 256, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestStories260KGolden(t *testing.T) {
 func TestTrimAndRedecode(t *testing.T) {
 	g := readGolden(t)
 	m := loadModel(t, "models/stories260K/stories260K.gguf", ModelParams{})
-	ctx, err := m.NewContext(ContextParams{Size: 64, Threads: 2, KVF32: true})
+	ctx, err := m.NewContext(ContextParams{Size: 64, Threads: 1, KVF32: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestBatchSplit(t *testing.T) {
 	m := loadModel(t, "models/stories260K/stories260K.gguf", ModelParams{})
 	seq := append(append([]int32{}, g.PromptIDs...), g.GreedyIDs...)
 	run := func(batch int) []float32 {
-		ctx, err := m.NewContext(ContextParams{Size: 128, Batch: batch, Threads: 2, KVF32: true})
+		ctx, err := m.NewContext(ContextParams{Size: 128, Batch: batch, Threads: 1, KVF32: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+func generateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "generate",
+		Usage: "continue a prompt with a user LLM steered by a delta",
+		Description: "Each token is chosen from log_softmax(user logits) + alpha × delta logits, the delta's logits\n" +
+			"gathered through a token map when the two vocabularies differ. Text streams to stdout.\n\n" +
+			"Example:\n  cmc generate --model llama-2-7b.Q4_K_M.gguf --delta delta.gguf --prompt \"Write a haiku about rain\"",
+		Flags: append(append(modelFlags(), sampleFlags()...),
+			&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "the prompt (or the query, with a chat or instruction template)", Required: true},
+			&cli.BoolFlag{Name: "echo", Value: true, Usage: "print the prompt before the continuation when the template is raw"},
+			&cli.BoolFlag{Name: "stats", Usage: "print tokens/s and delta bookkeeping on stderr at the end"},
+		),
+		Action: runGenerate,
+	}
+}
+
+func runGenerate(c *cli.Context) error {
+	rm, err := loadRuntime(c)
+	if err != nil {
+		return err
+	}
+	defer rm.close()
+	userIDs, deltaIDs, userText, err := rm.prompts(nil, c.String("prompt"))
+	if err != nil {
+		return err
+	}
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	if c.Bool("echo") && (rm.userTemplate == "raw" || (rm.userTemplate == "auto" && !hasChatTemplate(rm))) {
+		fmt.Fprint(out, userText)
+	}
+	start := time.Now()
+	g := rm.generator(rm.alpha)
+	res, err := g.Generate(c.Context, userIDs, deltaIDs, sampleOptions(c), func(piece string) error {
+		if _, err := out.WriteString(piece); err != nil {
+			return err
+		}
+		return out.Flush()
+	})
+	fmt.Fprintln(out)
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	if c.Bool("stats") {
+		slog.Info("generated", "tokens", len(res.Tokens), "finish", res.FinishReason,
+			"tokens_per_s", fmt.Sprintf("%.1f", float64(len(res.Tokens))/elapsed.Seconds()),
+			"delta_retokenised", res.DeltaRetokenised, "delta_redecoded", res.DeltaRedecoded, "map", rm.mapStats)
+	}
+	return nil
+}
+
+func hasChatTemplate(rm *runtimeModels) bool {
+	_, err := rm.user.ChatTemplate()
+	return err == nil
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cmc-dev/cmc/control"
+	"github.com/cmc-dev/cmc/data"
+	"github.com/cmc-dev/cmc/delta"
+	"github.com/cmc-dev/cmc/delta/kernels"
+	"github.com/cmc-dev/cmc/llama"
+	"github.com/cmc-dev/cmc/pmmined"
+	"github.com/cmc-dev/cmc/pmmined/vocabfile"
+)
+
+// Flags shared by the commands that run a user model with a delta.
+func modelFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "the user LLM, a GGUF file llama.cpp can run", Required: true},
+		&cli.StringFlag{Name: "delta", Aliases: []string{"d"}, Usage: "the trained delta model (GGUF written by cmc train); none: run the user model alone"},
+		&cli.Float64Flag{Name: "alpha", Value: 1, Usage: "strength of the delta: score = log_softmax(user) + alpha × delta; 0 gives the user model's own output"},
+		&cli.BoolFlag{Name: "no-delta", Usage: "ignore --delta and run the user model alone"},
+		&cli.IntFlag{Name: "ctx", Value: 4096, Usage: "context length in tokens (KV cache size of the user model)"},
+		&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "CPU threads for the user model and the delta"},
+		&cli.IntFlag{Name: "gpu-layers", Value: 0, Usage: "layers of the user model to offload to a GPU backend (-1: all); see make cuda"},
+		&cli.StringFlag{Name: "map-strategy", Value: string(pmmined.PMMinED), Usage: "token map between different vocabularies: pmmined, mined or exact"},
+		&cli.StringFlag{Name: "map-cache", Value: defaultCacheDir("maps"), Usage: "directory of cached token maps (empty: do not cache)"},
+		&cli.StringFlag{Name: "template", Value: "auto", Usage: "the user model's prompt template: auto (its chat template if it has one, else raw), chat, raw, open-instruct, qa, or a Go template using {{.Instruction}} {{.Input}} {{.Query}}"},
+		&cli.StringFlag{Name: "delta-template", Value: data.TemplateOpenInstruct, Usage: "the delta's prompt template (the one it was trained with)"},
+		&cli.StringFlag{Name: "system", Usage: "system message for chat templates"},
+	}
+}
+
+// Flags shared by the commands that sample text.
+func sampleFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "max-tokens", Aliases: []string{"n"}, Value: 256, Usage: "most tokens to generate"},
+		&cli.Float64Flag{Name: "temp", Value: 0.7, Usage: "sampling temperature; 0 is greedy"},
+		&cli.IntFlag{Name: "top-k", Value: 40, Usage: "sample among the k most likely tokens (0: all)"},
+		&cli.Float64Flag{Name: "top-p", Value: 0.95, Usage: "nucleus sampling mass (1: off)"},
+		&cli.Uint64Flag{Name: "seed", Value: 0, Usage: "random seed for sampling"},
+		&cli.StringSliceFlag{Name: "stop", Usage: "stop before this string (repeatable)"},
+	}
+}
+
+func defaultCacheDir(sub string) string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "cmc", sub)
+}
+
+// runtimeModels is a user LLM and, optionally, a delta with the token map
+// between them: everything generation needs.
+type runtimeModels struct {
+	user    *llama.Model
+	userCtx *llama.Context
+
+	delta      *delta.Model
+	deltaVocab *llama.Model // the delta's tokenizer, loaded vocab-only
+	deltaLM    *control.DeltaLM
+	tokenMap   *control.TokenMap // nil when the vocabularies are the same
+	mapStats   string
+
+	userTemplate, deltaTemplate string
+	system                      string
+	alpha                       float32
+	pool                        *kernels.Pool
+}
+
+func loadRuntime(c *cli.Context) (*runtimeModels, error) {
+	threads := c.Int("threads")
+	rm := &runtimeModels{
+		userTemplate:  c.String("template"),
+		deltaTemplate: c.String("delta-template"),
+		system:        c.String("system"),
+		alpha:         float32(c.Float64("alpha")),
+	}
+	var err error
+	rm.user, err = llama.LoadModel(c.String("model"), llama.ModelParams{GPULayers: c.Int("gpu-layers")})
+	if err != nil {
+		return nil, err
+	}
+	rm.userCtx, err = rm.user.NewContext(llama.ContextParams{Size: c.Int("ctx"), Threads: threads})
+	if err != nil {
+		rm.close()
+		return nil, err
+	}
+	deltaPath := c.String("delta")
+	if deltaPath == "" || deltaPath == "none" || c.Bool("no-delta") {
+		return rm, nil
+	}
+	if err := rm.loadDelta(deltaPath, c.String("model"), pmmined.Strategy(c.String("map-strategy")), c.String("map-cache"), threads); err != nil {
+		rm.close()
+		return nil, err
+	}
+	return rm, nil
+}
+
+func (rm *runtimeModels) loadDelta(deltaPath, userPath string, strategy pmmined.Strategy, cacheDir string, threads int) error {
+	var err error
+	if rm.delta, err = delta.LoadGGUF(deltaPath); err != nil {
+		return fmt.Errorf("load delta: %w", err)
+	}
+	rm.pool = kernels.NewPool(threads)
+	rm.delta.Pool = rm.pool
+	if rm.deltaVocab, err = llama.LoadModel(deltaPath, llama.ModelParams{VocabOnly: true}); err != nil {
+		return fmt.Errorf("load the delta's tokenizer: %w", err)
+	}
+	rm.deltaLM = control.NewDeltaLM(rm.delta, 1024)
+
+	uv, err := vocabfile.ReadGGUF(userPath)
+	if err != nil {
+		return fmt.Errorf("user vocabulary: %w", err)
+	}
+	dv, err := vocabfile.ReadGGUF(deltaPath)
+	if err != nil {
+		return fmt.Errorf("delta vocabulary: %w", err)
+	}
+	if slices.Equal(uv.Pieces, dv.Pieces) {
+		rm.mapStats = "same vocabulary: identity map"
+		return nil
+	}
+	if _, err := pmmined.ParseStrategy(string(strategy)); err != nil {
+		return err
+	}
+	m, err := pmmined.LoadOrBuild(cacheDir, uv, dv, strategy)
+	if err != nil {
+		return fmt.Errorf("map %s onto %s: %w", userPath, deltaPath, err)
+	}
+	rm.tokenMap = &control.TokenMap{ToDelta: m.ToDelta, Same: make([]bool, len(m.ToDelta))}
+	for u := range m.ToDelta {
+		rm.tokenMap.Same[u] = m.Exact(int32(u))
+	}
+	st := m.Stats()
+	rm.mapStats = fmt.Sprintf("token map %s: %+v", strategy, st)
+	slog.Debug("token map", "user", userPath, "delta", deltaPath, "stats", st)
+	return nil
+}
+
+func (rm *runtimeModels) close() {
+	if rm.userCtx != nil {
+		rm.userCtx.Close()
+	}
+	if rm.user != nil {
+		rm.user.Close()
+	}
+	if rm.deltaVocab != nil {
+		rm.deltaVocab.Close()
+	}
+	if rm.pool != nil {
+		rm.pool.Close()
+	}
+}
+
+// generator returns a Generator over fresh contexts of both models.
+func (rm *runtimeModels) generator(alpha float32) *control.Generator {
+	rm.userCtx.Clear()
+	g := &control.Generator{
+		User:            rm.userCtx,
+		UserTok:         rm.user.Vocab(),
+		EndOfGeneration: rm.user.Vocab().IsEOG,
+	}
+	if rm.delta != nil && alpha != 0 {
+		rm.deltaLM.Session.Trim(0)
+		g.Delta, g.DeltaTok, g.Map, g.Alpha = rm.deltaLM, rm.deltaVocab.Vocab(), rm.tokenMap, alpha
+	}
+	return g
+}
+
+// prompts renders one request for both models and tokenises it: the user
+// model's prompt with its template, the delta's with the one it was trained
+// with. history holds earlier turns (chat).
+func (rm *runtimeModels) prompts(history []llama.Message, query string) (userIDs, deltaIDs []int32, userText string, err error) {
+	userText, parseSpecial, err := rm.renderUser(history, query)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	userIDs, err = rm.user.Vocab().Tokenize(userText, true, parseSpecial)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("tokenise the prompt: %w", err)
+	}
+	if rm.delta == nil {
+		return userIDs, nil, userText, nil
+	}
+	tmpl, err := data.ParseTemplate(rm.deltaTemplate)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("--delta-template: %w", err)
+	}
+	// The delta sees the conversation the way it was trained: one query.
+	deltaText := tmpl.Prompt(data.Example{Instruction: flatten(history, query)})
+	deltaIDs, err = rm.deltaVocab.Vocab().Tokenize(deltaText, true, false)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("tokenise the delta's prompt: %w", err)
+	}
+	return userIDs, deltaIDs, userText, nil
+}
+
+func (rm *runtimeModels) renderUser(history []llama.Message, query string) (text string, parseSpecial bool, err error) {
+	name := rm.userTemplate
+	if name == "auto" {
+		name = "raw"
+		if _, err := rm.user.ChatTemplate(); err == nil {
+			name = "chat"
+		}
+	}
+	if name == "chat" {
+		var msgs []llama.Message
+		if rm.system != "" {
+			msgs = append(msgs, llama.Message{Role: "system", Content: rm.system})
+		}
+		msgs = append(append(msgs, history...), llama.Message{Role: "user", Content: query})
+		text, err := rm.user.ApplyChatTemplate(msgs, true)
+		return text, true, err
+	}
+	tmpl, err := data.ParseTemplate(name)
+	if err != nil {
+		return "", false, fmt.Errorf("--template: %w", err)
+	}
+	return tmpl.Prompt(data.Example{Instruction: flatten(history, query)}), false, nil
+}
+
+// flatten writes a conversation as one query for templates without turns.
+func flatten(history []llama.Message, query string) string {
+	if len(history) == 0 {
+		return query
+	}
+	var b strings.Builder
+	for _, m := range history {
+		fmt.Fprintf(&b, "%s: %s\n", m.Role, m.Content)
+	}
+	b.WriteString(query)
+	return b.String()
+}
+
+func sampleOptions(c *cli.Context) control.Options {
+	return control.Options{
+		MaxTokens: c.Int("max-tokens"),
+		Stop:      c.StringSlice("stop"),
+		Sample: control.SampleOptions{
+			Temperature: c.Float64("temp"),
+			TopK:        c.Int("top-k"),
+			TopP:        c.Float64("top-p"),
+			Seed:        c.Uint64("seed"),
+		},
+	}
+}
