@@ -206,9 +206,11 @@ func (f *File) parseAlignment() error {
 	if !ok {
 		return nil
 	}
-	a, ok := v.Uint64()
-	if !ok {
-		return fmt.Errorf("key %s: has type %s, want an unsigned integer", KeyAlignment, v.typeName())
+	// ggml requires uint32, and so does the Writer: a file this reader
+	// accepts can be written back.
+	a, _ := v.Uint64()
+	if v.Type != ValueUint32 {
+		return fmt.Errorf("key %s: has type %s, want uint32", KeyAlignment, v.typeName())
 	}
 	if a == 0 || a&(a-1) != 0 {
 		return fmt.Errorf("key %s: alignment %d is not a power of two", KeyAlignment, a)

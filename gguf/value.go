@@ -192,7 +192,8 @@ func (v Value) Bool() (bool, bool) {
 	return v.bits != 0, true
 }
 
-// String returns a string value. (It is not fmt.Stringer: use Format for display.)
+// String returns a string value. It is not fmt.Stringer: Describe renders
+// any value as text.
 func (v Value) String() (string, bool) {
 	if v.Type != ValueString {
 		return "", false

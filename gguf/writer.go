@@ -186,9 +186,9 @@ func (w *Writer) alignment() (uint64, error) {
 		return DefaultAlignment, nil
 	}
 	v := w.kv[i].Value
-	a, ok := v.Uint64()
-	if v.Type != ValueUint32 || !ok || a == 0 || a&(a-1) != 0 {
-		return 0, fmt.Errorf("key %s must be a uint32 power of two, is %s", KeyAlignment, v.typeName())
+	a, _ := v.Uint64()
+	if v.Type != ValueUint32 || a == 0 || a&(a-1) != 0 {
+		return 0, fmt.Errorf("key %s must be a uint32 power of two, is %s %s", KeyAlignment, v.typeName(), v.Describe(1))
 	}
 	return a, nil
 }
