@@ -309,6 +309,47 @@ func TestTruncated(t *testing.T) {
 	}
 }
 
+// TestTruncatedAllTypes does the same for a small file holding every
+// metadata type, nested arrays and quantised tensors.
+func TestTruncatedAllTypes(t *testing.T) {
+	nested, err := NewArrayOfArrays([]Value{NewArray([]string{"a", "bc"}), NewArray([]uint64{1})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWriter()
+	w.Set("nested", nested)
+	w.Set("i8", NewScalar(int8(-1)))
+	w.Set("u16", NewScalar(uint16(1)))
+	w.Set("f64", NewScalar(1.5))
+	w.Set("bools", NewArray([]bool{true, false}))
+	if err := w.AddTensor("q", TypeQ8_0, []uint64{32, 2}, make([]byte, 68)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.AddTensorF16("h", []uint64{3}, []float32{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	f, err := Parse(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The padding after the last tensor is not needed to read it.
+	h, _ := f.Tensor("h")
+	end := f.DataOffset + int64(h.Offset+h.Bytes())
+	for n := range end {
+		if _, err := Parse(bytes.NewReader(data[:n]), n); err == nil {
+			t.Fatalf("Parse of the first %d of %d bytes succeeded", n, end)
+		}
+	}
+	if _, err := Parse(bytes.NewReader(data[:end]), end); err != nil {
+		t.Errorf("file without its final padding: %v", err)
+	}
+}
+
 func BenchmarkOpenVocab(b *testing.B) {
 	path := filepath.Join(vocabFixture, "ggml-vocab-deepseek-llm.gguf") // the largest, 4 MB
 	openFixture(b, path)
