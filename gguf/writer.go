@@ -349,14 +349,17 @@ func (e *encoder) value(v Value) error {
 	case ValueString:
 		e.str(v.str)
 	case ValueArray:
-		return e.array(v)
+		return e.array(v, 0)
 	default:
 		return fmt.Errorf("unknown value type %d", uint32(v.Type))
 	}
 	return nil
 }
 
-func (e *encoder) array(v Value) error {
+func (e *encoder) array(v Value, depth int) error {
+	if depth >= maxArrayDepth {
+		return fmt.Errorf("arrays nested more than %d deep, which Parse refuses", maxArrayDepth)
+	}
 	e.u32(uint32(v.elem))
 	e.u64(uint64(v.Len()))
 	switch a := v.array.(type) {
@@ -377,7 +380,7 @@ func (e *encoder) array(v Value) error {
 			if x.Type != ValueArray {
 				return fmt.Errorf("element %d of an array of arrays has type %v", i, x.Type)
 			}
-			if err := e.array(x); err != nil {
+			if err := e.array(x, depth+1); err != nil {
 				return fmt.Errorf("element %d: %w", i, err)
 			}
 		}

@@ -2,6 +2,7 @@ package gguf
 
 import (
 	"bytes"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -178,6 +179,21 @@ func TestAllValueTypes(t *testing.T) {
 	}
 	if _, ok := NewScalar("x").Uint64(); ok {
 		t.Error("Uint64 of a string is ok")
+	}
+}
+
+func TestWriterRefusesDeepNesting(t *testing.T) {
+	v := NewArray([]uint8{1})
+	for range maxArrayDepth {
+		var err error
+		if v, err = NewArrayOfArrays([]Value{v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := NewWriter()
+	w.Set("deep", v)
+	if _, err := w.WriteTo(io.Discard); err == nil || !strings.Contains(err.Error(), `key "deep"`) {
+		t.Errorf("WriteTo of arrays nested %d deep: error %v", maxArrayDepth+1, err)
 	}
 }
 
