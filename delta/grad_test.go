@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -147,4 +148,33 @@ func TestGradientsFiniteDifferences(t *testing.T) {
 func richardson(diff func(h float32) float64) float64 {
 	const h = 1e-2
 	return (4*diff(h/2) - diff(h)) / 3
+}
+
+// expf and expShifted against math.Exp over the range softmax and SiLU use.
+func TestExp(t *testing.T) {
+	xs := make([]float32, 0, 4000)
+	for x := float32(-100); x <= 80; x += 0.0471 {
+		xs = append(xs, x)
+	}
+	for _, x := range xs {
+		want := math.Exp(float64(x))
+		if got := float64(expf(x)); math.Abs(got-want) > 4e-7*want+1e-44 { // denormals round coarsely
+			t.Fatalf("expf(%v) = %v, want %v", x, got, want)
+		}
+	}
+	shifted := slices.Clone(xs)
+	shift := xs[len(xs)-1]
+	var wantSum float64
+	sum := expShifted(shifted, shift)
+	for i, x := range xs {
+		want := math.Exp(float64(x - shift))
+		wantSum += want
+		// below e^−87 the result is clamped there
+		if got := float64(shifted[i]); math.Abs(got-want) > 4e-7*want+2e-38 {
+			t.Fatalf("expShifted(%v − %v) = %v, want %v", x, shift, got, want)
+		}
+	}
+	if math.Abs(float64(sum)-wantSum) > 1e-5*wantSum {
+		t.Fatalf("expShifted sum %v, want %v", sum, wantSum)
+	}
 }

@@ -59,12 +59,7 @@ func CrossEntropy(p *kernels.Pool, logits []float32, targets []int32, vocab int)
 					mx = max(mx, v)
 				}
 				target := row[y]
-				var sum float32
-				for j, v := range row {
-					e := expf(v - mx)
-					row[j] = e
-					sum += e
-				}
+				sum := expShifted(row, mx)
 				partial[b] += math.Log(float64(sum)) + float64(mx) - float64(target)
 				kernels.Scale(inv/sum, row)
 				row[y] -= inv

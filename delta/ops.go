@@ -93,16 +93,36 @@ func softmax(p []float32) {
 	for _, v := range p[1:] {
 		m = max(m, v)
 	}
+	kernels.Scale(1/expShifted(p, m), p)
+}
+
+// expShifted replaces every x (all ≤ shift) with e^(x−shift) and returns
+// their sum. It is expf's algorithm unrolled into the loop: arguments are
+// ≤ 0, so there is no overflow, and clamping at −87 (e^−87 ≈ 1.6e−38, the
+// bottom of the normal floats) costs nothing against a sum ≥ 1. This is the
+// softmax over the vocabulary, the hottest loop outside the matrix products.
+func expShifted(xs []float32, shift float32) float32 {
+	const (
+		ln2Hi = 0.693359375
+		ln2Lo = -2.12194440e-4
+		log2e = 1.44269504088896341
+	)
 	var sum float32
-	for i, v := range p {
-		e := expf(v - m)
-		p[i] = e
+	for i, x := range xs {
+		x = max(x-shift, -87)
+		k := float32(int32(x*log2e - 0.5)) // round to nearest for x ≤ 0
+		r := x - k*ln2Hi - k*ln2Lo
+		p := float32(1.9875691500e-4)
+		p = p*r + 1.3981999507e-3
+		p = p*r + 8.3334519073e-3
+		p = p*r + 4.1665795894e-2
+		p = p*r + 1.6666665459e-1
+		p = p*r + 5.0000001201e-1
+		e := (p*r*r + r + 1) * math.Float32frombits(uint32(int32(k)+127)<<23)
+		xs[i] = e
 		sum += e
 	}
-	inv := 1 / sum
-	for i := range p {
-		p[i] *= inv
-	}
+	return sum
 }
 
 // sigmoid is 1/(1+e^−x).
@@ -110,9 +130,8 @@ func sigmoid(x float32) float32 {
 	return 1 / (1 + expf(-x))
 }
 
-// expf is e^x in float32 arithmetic, accurate to a few ulp, and several times
-// faster than math.Exp: the softmax of the classifier's 32000 logits per
-// position makes exp a hot spot. It reduces x = k·ln2 + r with |r| ≤ ln2/2,
+// expf is e^x in float32 arithmetic, accurate to a few ulp, and faster than
+// math.Exp (SiLU calls it for every hidden activation). It reduces x = k·ln2 + r with |r| ≤ ln2/2,
 // evaluates a degree-6 polynomial for e^r and scales by 2^k through the
 // exponent bits (Cephes expf).
 func expf(x float32) float32 {
