@@ -15,6 +15,9 @@ porter_nltk.tsv   word, stem by nltk.stem.porter.PorterStemmer() (the default
 rougel_tofu.tsv   ROUGE-L of answer (reference) against paraphrased_answer
                   and perturbed_answer[0] (candidates) for the 400 rows of
                   forget10_perturbed.json, with and without stemming.
+
+With scipy installed (python3-scipy) it also prints the KS test values that
+ks_test.go expects.
 """
 import json
 import re
@@ -97,5 +100,24 @@ def main(datasets):
                     f.write("%d\t%s\t%s\t%.17g\t%.17g\t%.17g\n" % (i, name, stem, p, rec, fm))
 
 
+def lattice(n, mult, shift, scale):
+    # ks_test.go's lattice()
+    return [shift + scale * ((i * mult) % 1009) / 1009 for i in range(n)]
+
+
+def print_ks_cases():
+    from scipy.stats import ks_2samp
+    cases = {
+        "shift 400": (lattice(400, 37, 0, 1), lattice(400, 53, 0.1, 1)),
+        "far 400": (lattice(400, 37, 0, 1), lattice(400, 53, 0.8, 1)),
+        "unequal 300x200": (lattice(300, 37, 0, 1), lattice(200, 53, 0.05, 1.2)),
+        "unequal 40x25": (lattice(40, 37, 0, 1), lattice(25, 53, 0.3, 1)),
+    }
+    for name, (a, b) in cases.items():
+        r = ks_2samp(a, b)
+        print("%s: d %r, p %r" % (name, float(r.statistic), float(r.pvalue)))
+
+
 if __name__ == "__main__":
     main(sys.argv[1])
+    print_ks_cases()
