@@ -40,7 +40,8 @@ const maxNameLen = 63
 const maxArrayDepth = 8
 
 // File is a parsed GGUF file. The metadata and tensor descriptions are in
-// memory; tensor data is read on demand.
+// memory; tensor data is read on demand, and those reads may run
+// concurrently.
 type File struct {
 	Version    uint32
 	KV         []KV         // in file order

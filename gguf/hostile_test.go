@@ -122,6 +122,12 @@ func TestHostileBuilderSanity(t *testing.T) {
 	if len(f.Tensors) != 2 || f.DataOffset%32 != 0 || f.Tensors[1].Bytes() != 34 {
 		t.Errorf("parsed %+v", f)
 	}
+	// Version 2 has the same layout.
+	v2 := bytes.Clone(b.Bytes())
+	v2[4] = 2
+	if f, err := Parse(bytes.NewReader(v2), int64(len(v2))); err != nil || f.Version != 2 || len(f.Tensors) != 2 {
+		t.Errorf("v2 file: %v", err)
+	}
 	// A vocabulary-only file may end right after its header, unpadded.
 	h := header(0, 1).str("general.architecture").u32(uint32(ValueString)).str("llama")
 	f, err = Parse(bytes.NewReader(h.Bytes()), int64(h.Len()))
