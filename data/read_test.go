@@ -194,6 +194,16 @@ func TestReadContainers(t *testing.T) {
 	}
 }
 
+func TestReadSeedTasksRejected(t *testing.T) {
+	// The Alpaca seed tasks keep their outputs in "instances": auto sees
+	// an instruction, takes the file for Alpaca, and says what is missing.
+	path := fixture(t, "alpaca/seed_tasks.jsonl")
+	_, err := Read(path, FormatAuto)
+	if want := path + `:1: missing field "output"`; err == nil || err.Error() != want {
+		t.Errorf("got %v, want %q", err, want)
+	}
+}
+
 func TestReadErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, content, format string
