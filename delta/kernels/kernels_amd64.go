@@ -95,4 +95,4 @@ func kernel12x32AVX512(k int, a *float32, rowStep, kStep uintptr, b, c *float32,
 func transpose8x8AVX(dst *float32, ldd uintptr, src *float32, lds uintptr, blocks int)
 
 //go:noescape
-func copyRowsAVX(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, width8 int)
+func copyRowsAVX(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, width int)

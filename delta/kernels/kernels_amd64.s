@@ -434,11 +434,11 @@ transposeLoop:
 	VZEROUPPER
 	RET
 
-// func copyRowsAVX(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, width8 int)
+// func copyRowsAVX(dst *float32, ldd uintptr, src *float32, lds uintptr, rows, width int)
 //
-// Copies rows rows of 8·width8 floats from src (rows lds bytes apart) to
-// dst (rows ldd bytes apart): a B panel row is 16 or 32 floats, too short
-// for copy's call overhead to pay.
+// Copies rows rows of width floats from src (rows lds bytes apart) to dst
+// (rows ldd bytes apart), 8 floats at a time and then 4, 2 and 1: packed
+// rows are 6 to 32 floats, too short for copy's call overhead to pay.
 TEXT ·copyRowsAVX(SB), NOSPLIT, $0-48
 	MOVQ dst+0(FP), DI
 	MOVQ ldd+8(FP), DX
@@ -447,18 +447,44 @@ TEXT ·copyRowsAVX(SB), NOSPLIT, $0-48
 	MOVQ rows+32(FP), CX
 
 copyRow:
-	MOVQ width8+40(FP), BX
+	MOVQ width+40(FP), BX
 	XORQ AX, AX
 
-copyVector:
+copy8:
+	CMPQ    BX, $8
+	JLT     copy4
 	VMOVUPS (SI)(AX*1), Y0
 	VMOVUPS Y0, (DI)(AX*1)
 	ADDQ    $32, AX
-	DECQ    BX
-	JNZ     copyVector
-	ADDQ    R8, SI
-	ADDQ    DX, DI
-	DECQ    CX
-	JNZ     copyRow
+	SUBQ    $8, BX
+	JMP     copy8
+
+copy4:
+	CMPQ    BX, $4
+	JLT     copy2
+	VMOVUPS (SI)(AX*1), X0
+	VMOVUPS X0, (DI)(AX*1)
+	ADDQ    $16, AX
+	SUBQ    $4, BX
+
+copy2:
+	CMPQ BX, $2
+	JLT  copy1
+	MOVQ (SI)(AX*1), R9
+	MOVQ R9, (DI)(AX*1)
+	ADDQ $8, AX
+	SUBQ $2, BX
+
+copy1:
+	TESTQ BX, BX
+	JZ    copyNext
+	MOVL  (SI)(AX*1), R9
+	MOVL  R9, (DI)(AX*1)
+
+copyNext:
+	ADDQ R8, SI
+	ADDQ DX, DI
+	DECQ CX
+	JNZ  copyRow
 	VZEROUPPER
 	RET

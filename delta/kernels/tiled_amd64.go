@@ -150,7 +150,7 @@ func (pr *product) packB(dst []float32, nr, j0, w, p0, kb int) {
 // row of b.
 func (pr *product) packRows(panel []float32, nr, cols, jq, p0, kb int) {
 	if cols == nr {
-		copyRowsAVX(&panel[0], uintptr(nr)*4, &pr.b[p0*pr.ldb+jq], uintptr(pr.ldb)*4, kb, nr/8)
+		copyRowsAVX(&panel[0], uintptr(nr)*4, &pr.b[p0*pr.ldb+jq], uintptr(pr.ldb)*4, kb, nr)
 		return
 	}
 	for p := range kb {
