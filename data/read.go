@@ -79,15 +79,20 @@ const endOfText = "<|endoftext|>"
 // without any example is an error, so that a training run cannot start on
 // nothing.
 func Read(path, format string) ([]Example, error) {
-	switch format {
-	case FormatAuto, FormatAlpaca, FormatTOFU, FormatText:
-	default:
-		return nil, fmt.Errorf("read %s: unknown format %q (want %s, %s, %s or %s)",
-			path, format, FormatAuto, FormatAlpaca, FormatTOFU, FormatText)
-	}
 	content, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return parse(path, content, format)
+}
+
+// parse is Read on the file's content; path is only used in messages.
+func parse(path string, content []byte, format string) ([]Example, error) {
+	switch format {
+	case FormatAuto, FormatAlpaca, FormatTOFU, FormatText:
+	default:
+		return nil, fmt.Errorf("%s: unknown format %q (want %s, %s, %s or %s)",
+			path, format, FormatAuto, FormatAlpaca, FormatTOFU, FormatText)
 	}
 	content = bytes.TrimPrefix(content, []byte("\uFEFF")) // byte order mark left by some editors
 	trimmed := bytes.TrimLeft(content, " \t\r\n")
@@ -96,6 +101,7 @@ func Read(path, format string) ([]Example, error) {
 	}
 
 	var examples []Example
+	var err error
 	switch {
 	case format == FormatText:
 		examples = readText(path, content)

@@ -247,3 +247,29 @@ func TestReadErrors(t *testing.T) {
 		t.Errorf("absent file: %v, want a not-exist error", err)
 	}
 }
+
+// FuzzParse feeds arbitrary files to the reader: it must return examples
+// or an error naming the file, never panic.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`[{"instruction":"i","input":"","output":"o"}]`), FormatAuto)
+	f.Add([]byte("{\"question\":\"q\",\"answer\":\"a\",\"perturbed_answer\":[\"x\"]}\n{\"question\":1}"), FormatTOFU)
+	f.Add([]byte("one\n\ntwo<|endoftext|>three"), FormatText)
+	f.Add([]byte("[\n{},\n"), FormatAlpaca)
+	f.Fuzz(func(t *testing.T, content []byte, format string) {
+		examples, err := parse("f.json", content, format)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "f.json") {
+				t.Fatalf("error without the file name: %v", err)
+			}
+			return
+		}
+		if len(examples) == 0 {
+			t.Fatal("no examples and no error")
+		}
+		for _, ex := range examples {
+			if !strings.HasPrefix(ex.Source, "f.json:") {
+				t.Fatalf("Source %q", ex.Source)
+			}
+		}
+	})
+}
