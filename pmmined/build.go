@@ -2,6 +2,7 @@ package pmmined
 
 import (
 	"fmt"
+	"math/bits"
 	"runtime"
 	"strings"
 	"sync"
@@ -107,10 +108,9 @@ func Build(user, delta *Vocab, s Strategy) (*Map, error) {
 		Kind:      make([]Kind, len(user.Pieces)),
 		DeltaSize: len(delta.Pieces),
 	}
-	dec := newByteLevelDecoder()
 	parallelFor(len(user.Pieces), func(lo, hi int) {
 		for u := lo; u < hi; u++ {
-			m.ToDelta[u], m.Kind[u] = x.mapToken(user, int32(u), s, dec)
+			m.ToDelta[u], m.Kind[u] = x.mapToken(user, int32(u), s)
 		}
 	})
 	return m, nil
@@ -138,7 +138,7 @@ func parallelFor(n int, body func(lo, hi int)) {
 
 // mapToken applies the rule to one user token: specials by role, bytes to
 // bytes, then text.
-func (x *deltaIndex) mapToken(user *Vocab, u int32, s Strategy, dec *byteLevelDecoder) (int32, Kind) {
+func (x *deltaIndex) mapToken(user *Vocab, u int32, s Strategy) (int32, Kind) {
 	if d, ok := x.special(user, u); ok {
 		if d < 0 {
 			return -1, KindNone
@@ -156,7 +156,7 @@ func (x *deltaIndex) mapToken(user *Vocab, u int32, s Strategy, dec *byteLevelDe
 			return x.byteToken[b], KindByte
 		}
 	}
-	text := user.text(u, dec)
+	text := user.Text(u)
 	if text == "" {
 		return -1, KindNone
 	}
@@ -179,11 +179,11 @@ func (x *deltaIndex) mapToken(user *Vocab, u int32, s Strategy, dec *byteLevelDe
 	}
 	switch s {
 	case PMMinED:
-		if d := x.nearestPrefix(key, text); d >= 0 {
+		if d, _ := x.nearestPrefix(key, text, true); d >= 0 {
 			return d, KindPrefix
 		}
 	case MinED:
-		if d := x.nearestByEdit(text); d >= 0 {
+		if d := x.nearestByEdit(key, text); d >= 0 {
 			return d, KindEdit
 		}
 	}
@@ -250,9 +250,10 @@ func endsTurn(piece string) bool {
 // len(t)-len(d) (delete the rest, and no edit script is shorter than the
 // length difference), and likewise len(d)-len(t) when t is a prefix of d.
 // So the best prefix is the longest and the best extension the shortest.
-// A bare space ("▁") counts only for a text of spaces.
-func (x *deltaIndex) nearestPrefix(key, text string) int32 {
-	allSpaces := strings.Trim(text, " ") == ""
+// A bare space ("▁") counts only for a text of spaces, when bareSpaceRule
+// is set. It returns the token and its distance.
+func (x *deltaIndex) nearestPrefix(key, text string, bareSpaceRule bool) (int32, int) {
+	allSpaces := !bareSpaceRule || strings.Trim(text, " ") == ""
 	best, bestDist := int32(-1), 0
 	consider := func(d int32, dist int) {
 		if best < 0 || dist < bestDist || (dist == bestDist && d < best) {
@@ -284,18 +285,20 @@ func (x *deltaIndex) nearestPrefix(key, text string) int32 {
 		e := x.sorted[i]
 		consider(e.id, int(e.units)-units)
 	}
-	return best
+	return best, bestDist
 }
 
 // nearestByEdit is MinED: the delta text token at minimum Levenshtein
 // distance from text, lowest id on ties; -1 for an empty delta vocabulary.
-// It visits delta tokens by growing length difference r, which bounds the
-// distance from below, and stops once r exceeds the best distance found.
-func (x *deltaIndex) nearestByEdit(text string) int32 {
+// The nearest prefix or extension gives a first bound cheaply. The scan
+// then visits delta tokens by growing length difference r, which bounds
+// the distance from below, and stops once r exceeds the best distance.
+func (x *deltaIndex) nearestByEdit(key, text string) int32 {
 	var buf [64]rune
 	t := appendUnits(buf[:0], text)
 	n := len(t)
-	best, bestDist := int32(-1), 0
+	best, bestDist := x.nearestPrefix(key, text, false)
+	chars := charSet(t)
 	var lev levenshtein
 	for r := 0; best < 0 || r <= bestDist; r++ {
 		if n-r < 0 && n+r >= len(x.byUnits) {
@@ -317,6 +320,9 @@ func (x *deltaIndex) nearestByEdit(text string) int32 {
 				}
 				if best < 0 {
 					bound = n + length
+				}
+				if max(bits.OnesCount64(chars&^e.chars), bits.OnesCount64(e.chars&^chars)) > bound {
+					continue
 				}
 				if dist := lev.bounded(t, x.unitsOf(e), bound); dist <= bound {
 					best, bestDist = e.id, dist

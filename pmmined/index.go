@@ -40,7 +40,8 @@ type indexEntry struct {
 	key   string
 	id    int32
 	units int32 // text length in units
-	start int32 // MinED only: offset of the units in deltaIndex.units
+	start int32  // MinED only: offset of the units in deltaIndex.units
+	chars uint64 // MinED only: charSet of the units
 }
 
 func newDeltaIndex(delta *Vocab, forMinED bool) *deltaIndex {
@@ -52,7 +53,6 @@ func newDeltaIndex(delta *Vocab, forMinED bool) *deltaIndex {
 	for b := range x.byteToken {
 		x.byteToken[b] = -1
 	}
-	dec := newByteLevelDecoder()
 	for i := range delta.Pieces {
 		id := int32(i)
 		isRole := id == delta.BOS || id == delta.EOS || id == delta.UNK || id == delta.PAD
@@ -66,7 +66,7 @@ func newDeltaIndex(delta *Vocab, forMinED bool) *deltaIndex {
 				x.byteToken[b] = id
 			}
 		case t == TokenNormal || t == TokenUserDefined:
-			text := delta.text(id, dec)
+			text := delta.Text(id)
 			if text == "" {
 				continue
 			}
@@ -85,7 +85,7 @@ func newDeltaIndex(delta *Vocab, forMinED bool) *deltaIndex {
 		}
 	}
 	if forMinED {
-		x.groupByUnits(dec)
+		x.groupByUnits()
 	}
 	slices.SortFunc(x.sorted, func(a, b indexEntry) int {
 		return cmp.Or(strings.Compare(a.key, b.key), cmp.Compare(a.id, b.id))
@@ -94,10 +94,11 @@ func newDeltaIndex(delta *Vocab, forMinED bool) *deltaIndex {
 }
 
 // groupByUnits prepares the MinED scan; x.sorted is still in id order.
-func (x *deltaIndex) groupByUnits(dec *byteLevelDecoder) {
+func (x *deltaIndex) groupByUnits() {
 	for _, e := range x.sorted {
 		e.start = int32(len(x.units))
-		x.units = appendUnits(x.units, x.delta.text(e.id, dec))
+		x.units = appendUnits(x.units, x.delta.Text(e.id))
+		e.chars = charSet(x.unitsOf(e))
 		for len(x.byUnits) <= int(e.units) {
 			x.byUnits = append(x.byUnits, nil)
 		}
@@ -107,6 +108,17 @@ func (x *deltaIndex) groupByUnits(dec *byteLevelDecoder) {
 
 func (x *deltaIndex) unitsOf(e indexEntry) []rune {
 	return x.units[e.start : e.start+e.units]
+}
+
+// charSet hashes each unit to one of 64 bits. An edit removes at most one
+// unit and adds at most one, so the distance between two texts is at least
+// the number of bits set in either set but not in the other.
+func charSet(units []rune) uint64 {
+	var set uint64
+	for _, u := range units {
+		set |= 1 << (uint32(u) * 0x9E3779B1 >> 26)
+	}
+	return set
 }
 
 // lowerBound returns the index of the first sorted key not below key.

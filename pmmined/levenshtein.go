@@ -32,23 +32,34 @@ func (l *levenshtein) bounded(a, b []rune, bound int) int {
 		l.cur = make([]int, len(b)+1)
 	}
 	prev, cur := l.prev[:len(b)+1], l.cur[:len(b)+1]
+	// A cell further than bound from the diagonal costs more than bound,
+	// so each row computes only the band around it; big stands for any
+	// value above bound.
+	big := bound + 1
 	for j := range prev {
-		prev[j] = j
+		prev[j] = min(j, big)
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		rowMin := i
-		for j := 1; j <= len(b); j++ {
+		lo, hi := max(1, i-bound), min(len(b), i+bound)
+		cur[lo-1] = big
+		if lo == 1 {
+			cur[0] = min(i, big)
+		}
+		rowMin := cur[lo-1]
+		for j := lo; j <= hi; j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			v := min(prev[j-1]+cost, prev[j]+1, cur[j-1]+1)
+			v := min(prev[j-1]+cost, prev[j]+1, cur[j-1]+1, big)
 			cur[j] = v
 			rowMin = min(rowMin, v)
 		}
+		if hi < len(b) {
+			cur[hi+1] = big
+		}
 		if rowMin > bound {
-			return bound + 1
+			return big
 		}
 		prev, cur = cur, prev
 	}

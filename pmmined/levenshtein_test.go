@@ -30,7 +30,7 @@ func plainLevenshtein(a, b []rune) int {
 func TestBoundedLevenshtein(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	word := func() []rune {
-		w := make([]rune, rng.IntN(9))
+		w := make([]rune, rng.IntN(15))
 		for i := range w {
 			w[i] = rune('a' + rng.IntN(3)) // a small alphabet makes near misses common
 		}

@@ -118,10 +118,6 @@ func (v *Vocab) Type(id int32) TokenType {
 // turns them back into text. The result need not be valid UTF-8: a
 // byte-level piece can hold part of a multi-byte character.
 func (v *Vocab) Text(id int32) string {
-	return v.text(id, newByteLevelDecoder())
-}
-
-func (v *Vocab) text(id int32, dec *byteLevelDecoder) string {
 	piece := v.Pieces[id]
 	switch t := v.Type(id); {
 	case t == TokenByte:
@@ -132,7 +128,7 @@ func (v *Vocab) text(id int32, dec *byteLevelDecoder) string {
 	case v.Encoding == SentencePiece:
 		return strings.ReplaceAll(piece, "▁", " ")
 	case t == TokenNormal:
-		return dec.decode(piece)
+		return decodeByteLevel(piece)
 	}
 	return piece
 }
@@ -163,61 +159,59 @@ func parseByteToken(piece string) (byte, bool) {
 	return byte(n), true
 }
 
-// byteLevelRunes is GPT-2's byte-to-unicode table: printable Latin-1 bytes
-// stand for themselves, the other 68 bytes are moved to U+0100 and up so
-// that every piece is printable text.
-func byteLevelRunes() [256]rune {
-	var table [256]rune
-	next := rune(256)
-	for b := 0; b < 256; b++ {
-		printable := (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)
-		if printable {
-			table[b] = rune(b)
-		} else {
-			table[b] = next
-			next++
-		}
+// GPT-2's byte-to-unicode table makes every byte printable: the printable
+// Latin-1 bytes stand for themselves, and the other 68 (0x00-0x20,
+// 0x7F-0xA0 and 0xAD, in this order) are moved to U+0100 and up.
+func byteLevelRune(b byte) rune {
+	switch {
+	case b <= 0x20:
+		return 0x100 + rune(b)
+	case b >= 0x7F && b <= 0xA0:
+		return 0x100 + 0x21 + rune(b-0x7F)
+	case b == 0xAD:
+		return 0x100 + 0x21 + 0x22
 	}
-	return table
+	return rune(b)
+}
+
+// byteLevelByte inverts byteLevelRune; ok is false for a rune outside the
+// table.
+func byteLevelByte(r rune) (b byte, ok bool) {
+	switch {
+	case r >= 0x100 && r <= 0x120:
+		return byte(r - 0x100), true
+	case r >= 0x121 && r <= 0x142:
+		return byte(r-0x121) + 0x7F, true
+	case r == 0x143:
+		return 0xAD, true
+	case r <= 0xFF && r != 0xAD && (r > 0x20 && (r < 0x7F || r > 0xA0)):
+		return byte(r), true
+	}
+	return 0, false
 }
 
 // EncodeByteLevel spells raw token bytes the way byte-level BPE vocabularies
 // (and GGUF files of such models) store them.
 func EncodeByteLevel(text []byte) string {
-	table := byteLevelRunes()
 	var sb strings.Builder
+	sb.Grow(2 * len(text))
 	for _, b := range text {
-		sb.WriteRune(table[b])
+		sb.WriteRune(byteLevelRune(b))
 	}
 	return sb.String()
 }
 
-// byteLevelDecoder undoes EncodeByteLevel.
-type byteLevelDecoder struct {
-	byteOf [324]int16 // by rune; -1 where the rune is not in the table, whose largest rune is U+0143
-}
-
-func newByteLevelDecoder() *byteLevelDecoder {
-	d := &byteLevelDecoder{}
-	for i := range d.byteOf {
-		d.byteOf[i] = -1
-	}
-	for b, r := range byteLevelRunes() {
-		d.byteOf[r] = int16(b)
-	}
-	return d
-}
-
-// decode returns the bytes a byte-level piece spells. A piece with a
-// character outside the table is not byte-level text (some vocabularies
-// store added tokens literally), so it is returned unchanged.
-func (d *byteLevelDecoder) decode(piece string) string {
+// decodeByteLevel undoes EncodeByteLevel. A piece with a character outside
+// the table is not byte-level text (some vocabularies store added tokens
+// literally), so it is returned unchanged.
+func decodeByteLevel(piece string) string {
 	out := make([]byte, 0, len(piece))
 	for _, r := range piece {
-		if r >= rune(len(d.byteOf)) || d.byteOf[r] < 0 {
+		b, ok := byteLevelByte(r)
+		if !ok {
 			return piece
 		}
-		out = append(out, byte(d.byteOf[r]))
+		out = append(out, b)
 	}
 	return string(out)
 }

@@ -1,0 +1,57 @@
+package pmmined_test
+
+import (
+	"testing"
+
+	"github.com/cmc-dev/cmc/pmmined"
+)
+
+// Vocabulary loading is left out of the timings: it happens once per
+// process, whatever the map.
+
+func benchmarkBuild(b *testing.B, user, delta *vocabFixture, s pmmined.Strategy) {
+	u, d := user.load(b), delta.load(b)
+	for b.Loop() {
+		if _, err := pmmined.Build(u, d, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkBuild_Llama3OntoLlama2(b *testing.B) {
+	benchmarkBuild(b, llama3, llama2, pmmined.PMMinED)
+}
+func BenchmarkBuild_QwenOntoLlama2(b *testing.B) { benchmarkBuild(b, qwen, llama2, pmmined.PMMinED) }
+func BenchmarkBuild_MistralOntoLlama2(b *testing.B) {
+	benchmarkBuild(b, mistral, llama2, pmmined.PMMinED)
+}
+func BenchmarkBuild_GPT2OntoLlama2(b *testing.B) { benchmarkBuild(b, gpt2, llama2, pmmined.PMMinED) }
+func BenchmarkBuild_Llama2OntoLlama3(b *testing.B) {
+	benchmarkBuild(b, llama2, llama3, pmmined.PMMinED)
+}
+func BenchmarkBuildMinED_MistralOntoLlama2(b *testing.B) {
+	benchmarkBuild(b, mistral, llama2, pmmined.MinED)
+}
+func BenchmarkBuildExact_Llama3OntoLlama2(b *testing.B) {
+	benchmarkBuild(b, llama3, llama2, pmmined.Exact)
+}
+
+// benchmarkLoadCached times what generation pays when the map file is
+// there: hashing both vocabularies for the key, reading and checking it.
+func benchmarkLoadCached(b *testing.B, user, delta *vocabFixture) {
+	u, d := user.load(b), delta.load(b)
+	dir := b.TempDir()
+	if _, err := pmmined.LoadOrBuild(dir, u, d, pmmined.PMMinED); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := pmmined.LoadOrBuild(dir, u, d, pmmined.PMMinED); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkLoadCached_Llama3OntoLlama2(b *testing.B)  { benchmarkLoadCached(b, llama3, llama2) }
+func BenchmarkLoadCached_QwenOntoLlama2(b *testing.B)    { benchmarkLoadCached(b, qwen, llama2) }
+func BenchmarkLoadCached_MistralOntoLlama2(b *testing.B) { benchmarkLoadCached(b, mistral, llama2) }
+func BenchmarkLoadCached_GPT2OntoLlama2(b *testing.B)    { benchmarkLoadCached(b, gpt2, llama2) }
