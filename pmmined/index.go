@@ -39,7 +39,7 @@ type deltaIndex struct {
 type indexEntry struct {
 	key   string
 	id    int32
-	units int32 // text length in units
+	units int32  // text length in units
 	start int32  // MinED only: offset of the units in deltaIndex.units
 	chars uint64 // MinED only: charSet of the units
 }
