@@ -42,11 +42,13 @@ func (m *Model) Backward(dlogits []float32) {
 
 		// hh = silu(h1) ⊙ h3, silu(z) = z·σ(z), silu'(z) = σ(z)·(1 + z·(1−σ(z)))
 		p.For(N, func(lo, hi int) {
-			for i := lo * hid; i < hi*hid; i++ {
-				z, up, d := a.h1[i], a.h3[i], dhh[i]
-				sg := sigmoid(z)
-				st.dh3[i] = d * z * sg
-				st.dh1[i] = d * up * sg * (1 + z*(1-sg))
+			h1, h3 := a.h1[lo*hid:hi*hid], a.h3[lo*hid:hi*hid]
+			dh1, dh3 := st.dh1[lo*hid:hi*hid], st.dh3[lo*hid:hi*hid]
+			sigmoids(dh3, h1) // dh3 holds σ(h1) until overwritten below
+			for i, z := range h1 {
+				sg, d := dh3[i], dh1[i]
+				dh3[i] = d * z * sg
+				dh1[i] = d * h3[i] * sg * (1 + z*(1-sg))
 			}
 		})
 		dxb2 := st.dtmp

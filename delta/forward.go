@@ -144,9 +144,10 @@ func (m *Model) Forward(ids []int32, B, T int) []float32 {
 		p.MatMulNT(a.h1, a.xb2, w.W1, N, hid, dim, false)
 		p.MatMulNT(a.h3, a.xb2, w.W3, N, hid, dim, false)
 		p.For(N, func(lo, hi int) {
-			for i := lo * hid; i < hi*hid; i++ {
-				g := a.h1[i]
-				a.hh[i] = g * sigmoid(g) * a.h3[i]
+			h1, h3, hh := a.h1[lo*hid:hi*hid], a.h3[lo*hid:hi*hid], a.hh[lo*hid:hi*hid]
+			sigmoids(hh, h1)
+			for i, g := range h1 {
+				hh[i] *= g * h3[i]
 			}
 		})
 		next := st.x

@@ -54,10 +54,7 @@ func CrossEntropy(p *kernels.Pool, logits []float32, targets []int32, vocab int)
 					clear(row)
 					continue
 				}
-				mx := row[0]
-				for _, v := range row[1:] {
-					mx = max(mx, v)
-				}
+				mx := maxOf(row)
 				target := row[y]
 				sum := expShifted(row, mx)
 				partial[b] += math.Log(float64(sum)) + float64(mx) - float64(target)

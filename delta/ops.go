@@ -89,71 +89,93 @@ func rmsnormBackward(dx, dout, x, gain []float32, inv float32) {
 
 // softmax replaces p with exp(p − max p) / Σ exp(p − max p).
 func softmax(p []float32) {
-	m := p[0]
-	for _, v := range p[1:] {
-		m = max(m, v)
+	kernels.Scale(1/expShifted(p, maxOf(p)), p)
+}
+
+// maxOf is the largest element of x (not NaN-aware, unlike the builtin max,
+// whose NaN and signed-zero handling makes it several times slower). Four
+// running maxima let consecutive comparisons overlap.
+func maxOf(x []float32) float32 {
+	m0 := x[0]
+	m1, m2, m3 := m0, m0, m0
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		v := x[i : i+4 : i+4]
+		if v[0] > m0 {
+			m0 = v[0]
+		}
+		if v[1] > m1 {
+			m1 = v[1]
+		}
+		if v[2] > m2 {
+			m2 = v[2]
+		}
+		if v[3] > m3 {
+			m3 = v[3]
+		}
 	}
-	kernels.Scale(1/expShifted(p, m), p)
+	for ; i < len(x); i++ {
+		if x[i] > m0 {
+			m0 = x[i]
+		}
+	}
+	return max(m0, m1, m2, m3)
 }
 
 // expShifted replaces every x (all ≤ shift) with e^(x−shift) and returns
-// their sum. It is expf's algorithm unrolled into the loop: arguments are
-// ≤ 0, so there is no overflow, and clamping at −87 (e^−87 ≈ 1.6e−38, the
-// bottom of the normal floats) costs nothing against a sum ≥ 1. This is the
-// softmax over the vocabulary, the hottest loop outside the matrix products.
+// their sum: the softmax over the vocabulary, the hottest loop outside the
+// matrix products. Four partial sums let consecutive elements overlap.
 func expShifted(xs []float32, shift float32) float32 {
-	const (
-		ln2Hi = 0.693359375
-		ln2Lo = -2.12194440e-4
-		log2e = 1.44269504088896341
-	)
-	var sum float32
-	for i, x := range xs {
-		x = max(x-shift, -87)
-		k := float32(int32(x*log2e - 0.5)) // round to nearest for x ≤ 0
-		r := x - k*ln2Hi - k*ln2Lo
-		p := float32(1.9875691500e-4)
-		p = p*r + 1.3981999507e-3
-		p = p*r + 8.3334519073e-3
-		p = p*r + 4.1665795894e-2
-		p = p*r + 1.6666665459e-1
-		p = p*r + 5.0000001201e-1
-		e := (p*r*r + r + 1) * math.Float32frombits(uint32(int32(k)+127)<<23)
-		xs[i] = e
-		sum += e
+	var sum [4]float32
+	for i := 0; i < len(xs); i += 4 {
+		v := xs[i:min(i+4, len(xs))]
+		for j, x := range v {
+			// below e^−87 ≈ 1.6e−38, the bottom of the normal floats,
+			// nothing counts against a sum ≥ 1
+			e := exp(max32(x-shift, -87))
+			v[j] = e
+			sum[j] += e
+		}
 	}
-	return sum
+	return (sum[0] + sum[1]) + (sum[2] + sum[3])
 }
 
-// sigmoid is 1/(1+e^−x).
-func sigmoid(x float32) float32 {
-	return 1 / (1 + expf(-x))
+// sigmoids sets out[i] = σ(x[i]) = 1/(1 + e^−x[i]).
+func sigmoids(out, x []float32) {
+	for i, v := range x {
+		// beyond ±87 σ is 0 or 1 to float32 precision
+		out[i] = 1 / (1 + exp(min32(max32(-v, -87), 87)))
+	}
 }
 
-// expf is e^x in float32 arithmetic, accurate to a few ulp, and faster than
-// math.Exp (SiLU calls it for every hidden activation). It reduces x = k·ln2 + r with |r| ≤ ln2/2,
-// evaluates a degree-6 polynomial for e^r and scales by 2^k through the
-// exponent bits (Cephes expf).
-func expf(x float32) float32 {
-	const (
-		ln2Hi = 0.693359375
-		ln2Lo = -2.12194440e-4
-		log2e = 1.44269504088896341
-	)
-	if x > 88 || x < -87 {
-		// near overflow and in the denormals 2^k is not a normal float
-		return float32(math.Exp(float64(x)))
+// exp is e^x for x in [−87, 87] in float32 arithmetic, accurate to a few
+// ulp and small enough to be inlined into the loops above: it reduces
+// x = k·ln2 + r with |r| ≤ ln2/2, evaluates a degree-6 polynomial for e^r
+// (Cephes expf) and scales by 2^k through the exponent bits.
+func exp(x float32) float32 {
+	// k = round(x·log2 e): adding and subtracting 1.5·2²³ rounds to an
+	// integer in float32 arithmetic
+	k := x*1.44269504088896341 + 12582912
+	k -= 12582912
+	r := x - k*0.693359375 + k*2.12194440e-4 // ln 2 in two parts
+	p := ((((1.9875691500e-4*r+1.3981999507e-3)*r+8.3334519073e-3)*r+4.1665795894e-2)*r+1.6666665459e-1)*r + 5.0000001201e-1
+	return (p*r*r + r + 1) * math.Float32frombits(uint32(int32(k)+127)<<23)
+}
+
+// max32 and min32 skip the builtin's NaN and signed-zero handling, which
+// costs more than the exponential itself here.
+func max32(a, b float32) float32 {
+	if a > b {
+		return a
 	}
-	k := float32(math.Floor(float64(x*log2e + 0.5)))
-	r := x - k*ln2Hi - k*ln2Lo
-	p := float32(1.9875691500e-4)
-	p = p*r + 1.3981999507e-3
-	p = p*r + 8.3334519073e-3
-	p = p*r + 4.1665795894e-2
-	p = p*r + 1.6666665459e-1
-	p = p*r + 5.0000001201e-1
-	e := p*r*r + r + 1
-	return e * math.Float32frombits(uint32(int32(k)+127)<<23)
+	return b
+}
+
+func min32(a, b float32) float32 {
+	if a < b {
+		return a
+	}
+	return b
 }
 
 // fit returns buf resliced to n elements, reallocating only when its

@@ -129,9 +129,15 @@ func (s *Session) Decode(tokens []int32) []float32 {
 		}
 		p.MatMulNT(s.h1, s.xb2, w.W1, n, hid, dim, false)
 		p.MatMulNT(s.h3, s.xb2, w.W3, n, hid, dim, false)
+		// silu(h1) ⊙ h3 = σ(h1) ⊙ (h1 ⊙ h3), without another buffer
 		for i, g := range s.h1 {
-			s.h1[i] = g * sigmoid(g) * s.h3[i]
+			s.h3[i] *= g
 		}
+		sigmoids(s.h1, s.h1)
+		for i, up := range s.h3 {
+			s.h1[i] *= up
+		}
+
 		p.MatMulNT(s.x, s.h1, w.W2, n, dim, hid, true)
 	}
 
