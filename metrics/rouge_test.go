@@ -158,3 +158,27 @@ func TestRougeLMatchesReference(t *testing.T) {
 		t.Error("stemming never changed a score: the test does not exercise it")
 	}
 }
+
+// FuzzRougeL checks properties that hold for any texts: tokens are
+// non-empty runs of a-z and 0-9, scores lie in [0, 1], and swapping the
+// texts swaps precision and recall.
+func FuzzRougeL(f *testing.F) {
+	f.Add("The author's full name is Hsiao Yun-Hwa.", "Hsiao Yun-Hwa is the complete name of the writer.")
+	f.Add("generously hopefulness ies ied eed sses yyy", "ion tional alli logi")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		for _, tok := range Tokenize(a, true) {
+			if tok == "" || strings.Trim(tok, "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
+				t.Fatalf("token %q of %q", tok, a)
+			}
+		}
+		ab, ba := RougeL(a, b, true), RougeL(b, a, true)
+		for _, v := range []float64{ab.Precision, ab.Recall, ab.F} {
+			if v < 0 || v > 1 {
+				t.Fatalf("score %+v out of range", ab)
+			}
+		}
+		if ab.Precision != ba.Recall || ab.Recall != ba.Precision {
+			t.Fatalf("RougeL(a, b) = %+v but RougeL(b, a) = %+v", ab, ba)
+		}
+	})
+}
