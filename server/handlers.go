@@ -1,0 +1,459 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// retryAfterSeconds is what a 429 asks clients to wait: long enough for a
+// short generation to free a slot, short enough not to idle a free server.
+const retryAfterSeconds = 2
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/health", allow(http.MethodGet, s.health))
+	mux.Handle("/v1/models", s.requireKey(allow(http.MethodGet, s.listModels)))
+	mux.Handle("/v1/models/{model...}", s.requireKey(allow(http.MethodGet, s.getModel)))
+	mux.Handle("/v1/completions", s.requireKey(allow(http.MethodPost, s.completions)))
+	mux.Handle("/v1/chat/completions", s.requireKey(allow(http.MethodPost, s.chatCompletions)))
+	mux.Handle("/v1/", s.requireKey(http.HandlerFunc(notFound)))
+	mux.Handle("/", http.HandlerFunc(notFound))
+	return s.logRequests(mux)
+}
+
+// allow answers 405 in OpenAI's error shape for any method but the one given;
+// the mux's own method patterns would answer in plain text.
+func allow(method string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method {
+			w.Header().Set("Allow", method)
+			writeError(w, newAPIError(http.StatusMethodNotAllowed, typeInvalidRequest, "method_not_allowed",
+				"%s %s is not supported; use %s", r.Method, r.URL.Path, method))
+			return
+		}
+		h(w, r)
+	})
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, newAPIError(http.StatusNotFound, typeInvalidRequest, "not_found", "no endpoint at %s", r.URL.Path))
+}
+
+// requireKey lets a request through only with the configured bearer key.
+func (s *Server) requireKey(next http.Handler) http.Handler {
+	if s.cfg.APIKey == "" {
+		return next
+	}
+	want := []byte(s.cfg.APIKey)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		header := r.Header.Get("Authorization")
+		scheme, key, _ := strings.Cut(header, " ")
+		var e *apiError
+		switch {
+		case header == "":
+			e = newAPIError(http.StatusUnauthorized, typeInvalidRequest, "invalid_api_key",
+				"missing API key: send the header \"Authorization: Bearer KEY\"")
+		case !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(key), want) != 1:
+			e = newAPIError(http.StatusUnauthorized, typeInvalidRequest, "invalid_api_key", "invalid API key")
+		default:
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="cmc"`)
+		writeError(w, e)
+	})
+}
+
+// statusRecorder remembers the status a handler wrote, for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection to flush streams.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"duration", time.Since(start), "remote", r.RemoteAddr)
+	})
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+type modelObject struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+type modelList struct {
+	Object string        `json:"object"`
+	Data   []modelObject `json:"data"`
+}
+
+func (s *Server) model(id string) modelObject {
+	return modelObject{ID: id, Object: "model", Created: s.started.Unix(), OwnedBy: "cmc"}
+}
+
+func (s *Server) listModels(w http.ResponseWriter, r *http.Request) {
+	list := modelList{Object: "list", Data: []modelObject{}}
+	for _, id := range s.backend.Models() {
+		list.Data = append(list.Data, s.model(id))
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) getModel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("model")
+	for _, known := range s.backend.Models() {
+		if known == id {
+			writeJSON(w, http.StatusOK, s.model(id))
+			return
+		}
+	}
+	writeError(w, modelNotFound(id))
+}
+
+func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
+	var body completionBody
+	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); e != nil {
+		writeError(w, e)
+		return
+	}
+	req, e := s.toRequest(body.commonFields, body.MaxTokens)
+	if e == nil {
+		req.Prompt, e = parsePrompt(body.Prompt)
+	}
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	f := &completionFormat{header: newHeader("cmpl-", req.Model)}
+	s.generate(w, r, req, body.commonFields, f)
+}
+
+func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
+	var body chatBody
+	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); e != nil {
+		writeError(w, e)
+		return
+	}
+	maxTokens := body.MaxTokens
+	if body.MaxCompletionTokens != nil {
+		maxTokens = body.MaxCompletionTokens
+	}
+	req, e := s.toRequest(body.commonFields, maxTokens)
+	if e == nil {
+		req.Messages, e = parseMessages(body.Messages)
+	}
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	f := &chatFormat{header: newHeader("chatcmpl-", req.Model)}
+	s.generate(w, r, req, body.commonFields, f)
+}
+
+// generate runs req once a slot is free and answers in f's format, whole or
+// as a stream as the body asked.
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, req Request, body commonFields, f format) {
+	ctx := r.Context()
+	if s.cfg.RequestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, s.cfg.RequestTimeout, errRequestTimeout)
+		defer cancel()
+	}
+	id := f.id()
+	if !body.Stream {
+		res, err := s.run(ctx, req, func(string) error { return ctx.Err() })
+		if err != nil {
+			if e := s.failure(ctx, id, err); e != nil {
+				writeError(w, e)
+			}
+			return
+		}
+		writeJSON(w, http.StatusOK, f.response(res))
+		return
+	}
+
+	stream := &eventStream{w: w, rc: http.NewResponseController(w)}
+	res, err := s.run(ctx, req, func(piece string) error {
+		if piece == "" {
+			return nil
+		}
+		return stream.send(f.chunk(piece, ""))
+	})
+	switch {
+	case stream.err != nil:
+		s.log.Info("client went away during the stream", "id", id, "err", stream.err)
+	case err != nil:
+		e := s.failure(ctx, id, err)
+		switch {
+		case e == nil:
+		case stream.started:
+			// The status line is gone; an error event is how OpenAI's
+			// clients learn that a stream failed.
+			stream.send(errorBody{e})
+		default:
+			writeError(w, e)
+		}
+	default:
+		stream.send(f.chunk("", res.FinishReason))
+		if body.StreamOptions != nil && body.StreamOptions.IncludeUsage {
+			stream.send(f.usageChunk(res))
+		}
+		stream.write([]byte("data: [DONE]\n\n"))
+	}
+}
+
+// run generates req in a gate slot, waiting for one if need be.
+func (s *Server) run(ctx context.Context, req Request, emit func(string) error) (Result, error) {
+	if err := s.gate.enter(ctx); err != nil {
+		return Result{}, err
+	}
+	defer s.gate.leave()
+	return s.backend.Generate(ctx, req, emit)
+}
+
+// failure turns a failed generation into the error the client should see,
+// or nil when the client went away and there is no one to tell.
+func (s *Server) failure(ctx context.Context, id string, err error) *apiError {
+	var reqErr *RequestError
+	switch cause := context.Cause(ctx); {
+	case errors.Is(err, errQueueFull):
+		e := newAPIError(http.StatusTooManyRequests, typeRateLimit, "queue_full",
+			"the server is busy: %d generations are running and %d waiting; retry later", s.cfg.Concurrency, s.cfg.QueueSize)
+		e.retryAfter = retryAfterSeconds
+		return e
+	case errors.Is(err, errShuttingDown) || errors.Is(cause, errShuttingDown):
+		e := newAPIError(http.StatusServiceUnavailable, typeServer, "shutting_down", "the server is shutting down; retry on another instance or later")
+		e.closeConn = true
+		return e
+	case errors.Is(cause, errRequestTimeout):
+		return newAPIError(http.StatusGatewayTimeout, typeServer, "timeout",
+			"the request took longer than the server's limit of %s (waiting plus generating)", s.cfg.RequestTimeout)
+	case errors.As(err, &reqErr):
+		e := newAPIError(http.StatusBadRequest, typeInvalidRequest, "invalid_value", "%s", reqErr.Message)
+		if reqErr.Param != "" {
+			e.Param = &reqErr.Param
+		}
+		return e
+	case ctx.Err() != nil:
+		s.log.Info("client went away", "id", id, "err", err)
+		return nil
+	default:
+		s.log.Error("generation failed", "id", id, "err", err)
+		return newAPIError(http.StatusInternalServerError, typeServer, "generation_failed",
+			"generation failed; the server log has the details under id %s", id)
+	}
+}
+
+// eventStream writes Server-Sent Events. The status line goes out with the
+// first event, so that errors found before any text (a full queue, an
+// unknown delta) still get their own status code.
+type eventStream struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	started bool
+	err     error // the first write failure: the client is gone
+}
+
+func (s *eventStream) send(v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	return s.write(append(append([]byte("data: "), data...), '\n', '\n'))
+}
+
+func (s *eventStream) write(b []byte) error {
+	if s.err != nil {
+		return s.err
+	}
+	if !s.started {
+		h := s.w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no") // keeps nginx-style proxies from holding pieces back
+		s.w.WriteHeader(http.StatusOK)
+		s.started = true
+	}
+	if _, err := s.w.Write(b); err != nil {
+		s.err = fmt.Errorf("write event: %w", err)
+		return s.err
+	}
+	if err := s.rc.Flush(); err != nil {
+		s.err = fmt.Errorf("flush event: %w", err)
+	}
+	return s.err
+}
+
+// header is what every response and chunk of one request starts with.
+type header struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	Model   string `json:"model"`
+}
+
+func newHeader(prefix, model string) header {
+	return header{ID: prefix + rand.Text(), Created: time.Now().Unix(), Model: model}
+}
+
+func (h header) id() string { return h.ID }
+
+// format shapes one endpoint's responses.
+type format interface {
+	id() string
+	// response is the whole answer of a request that did not stream.
+	response(res Result) any
+	// chunk carries one streamed piece, or, when finish is set, ends the choice.
+	chunk(piece, finish string) any
+	// usageChunk reports token counts after the last chunk, when asked for.
+	usageChunk(res Result) any
+}
+
+type usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+func usageOf(res Result) usage {
+	return usage{res.PromptTokens, res.CompletionTokens, res.PromptTokens + res.CompletionTokens}
+}
+
+// usageResponse is the usage-only chunk; OpenAI sends it with no choices.
+type usageResponse struct {
+	header
+	Choices []struct{} `json:"choices"`
+	Usage   usage      `json:"usage"`
+}
+
+type completionFormat struct{ header }
+
+type completionChoice struct {
+	Text         string  `json:"text"`
+	Index        int     `json:"index"`
+	Logprobs     *int    `json:"logprobs"` // always null: cmc does not report them
+	FinishReason *string `json:"finish_reason"`
+}
+
+type completionResponse struct {
+	header
+	Choices []completionChoice `json:"choices"`
+	Usage   *usage             `json:"usage,omitempty"`
+}
+
+func (f *completionFormat) response(res Result) any {
+	h := f.header
+	h.Object = "text_completion"
+	u := usageOf(res)
+	return completionResponse{h, []completionChoice{{Text: res.Text, FinishReason: &res.FinishReason}}, &u}
+}
+
+func (f *completionFormat) chunk(piece, finish string) any {
+	h := f.header
+	h.Object = "text_completion"
+	return completionResponse{header: h, Choices: []completionChoice{{Text: piece, FinishReason: nullable(finish)}}}
+}
+
+func (f *completionFormat) usageChunk(res Result) any {
+	h := f.header
+	h.Object = "text_completion"
+	return usageResponse{h, []struct{}{}, usageOf(res)}
+}
+
+type chatFormat struct {
+	header
+	sentRole bool // the first chunk names the speaker, as OpenAI's does
+}
+
+type chatMessageOut struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+type chatDelta struct {
+	Role    string  `json:"role,omitempty"`
+	Content *string `json:"content,omitempty"`
+}
+
+type chatChoice struct {
+	Index        int             `json:"index"`
+	Message      *chatMessageOut `json:"message,omitempty"`
+	Delta        *chatDelta      `json:"delta,omitempty"`
+	Logprobs     *int            `json:"logprobs"` // always null: cmc does not report them
+	FinishReason *string         `json:"finish_reason"`
+}
+
+type chatResponse struct {
+	header
+	Choices []chatChoice `json:"choices"`
+	Usage   *usage       `json:"usage,omitempty"`
+}
+
+func (f *chatFormat) response(res Result) any {
+	h := f.header
+	h.Object = "chat.completion"
+	u := usageOf(res)
+	choice := chatChoice{Message: &chatMessageOut{Role: "assistant", Content: res.Text}, FinishReason: &res.FinishReason}
+	return chatResponse{h, []chatChoice{choice}, &u}
+}
+
+func (f *chatFormat) chunk(piece, finish string) any {
+	h := f.header
+	h.Object = "chat.completion.chunk"
+	delta := &chatDelta{}
+	if piece != "" {
+		delta.Content = &piece
+	}
+	if !f.sentRole {
+		delta.Role = "assistant"
+		f.sentRole = true
+	}
+	return chatResponse{header: h, Choices: []chatChoice{{Delta: delta, FinishReason: nullable(finish)}}}
+}
+
+func (f *chatFormat) usageChunk(res Result) any {
+	h := f.header
+	h.Object = "chat.completion.chunk"
+	return usageResponse{h, []struct{}{}, usageOf(res)}
+}
+
+// nullable turns "" into JSON null, as OpenAI sends finish_reason mid-stream.
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
