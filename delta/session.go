@@ -25,7 +25,7 @@ type Session struct {
 
 	// buffers of the chunk being decoded, [n, ·], reused while n fits
 	x, xb, q, ao, xb2, h1, h3 []float32
-	scores                    []float32 // [n_heads, capacity] attention scratch, one row per head
+	scores                    []float32 // [n_heads, causalBlock·capacity] attention scratch
 	xn, logits                []float32 // [dim], [vocab] of the last position
 
 	// the chunk being processed, read by the per-head attention workers
@@ -75,7 +75,7 @@ func (s *Session) grow(n int) {
 		copy(v, s.values[l][:s.pos*kv])
 		s.keys[l], s.values[l] = k, v
 	}
-	s.scores = make([]float32, s.m.Config.NHeads*n)
+	s.scores = make([]float32, s.m.Config.NHeads*causalBlock*n)
 	s.capacity = n
 	s.rope.grow(n)
 }
@@ -149,27 +149,31 @@ func (s *Session) Decode(tokens []int32) []float32 {
 
 // attention runs causal attention for heads [lo, hi) of every token of the
 // chunk in layer s.layer: token i sits at position s.pos+i and attends to
-// the cached positions 0 … s.pos+i.
+// the cached positions 0 … s.pos+i. Like the training pass, it works in
+// blocks of query rows with matrix products on the head's strided columns,
+// so a long prompt is decoded with matrix-matrix products.
 func (s *Session) attention(lo, hi int) {
+	var serial *kernels.Pool // already inside the pool's For
 	c := s.m.Config
 	dim, kv, hs := c.Dim, c.KVDim(), c.HeadSize()
 	rep := c.NHeads / c.NKVHeads
 	scale := float32(1 / math.Sqrt(float64(hs)))
-	keys, values := s.keys[s.layer], s.values[s.layer]
 	for h := lo; h < hi; h++ {
 		kh := (h / rep) * hs
-		for i := 0; i < s.n; i++ {
-			q := s.q[i*dim+h*hs : i*dim+h*hs+hs]
-			att := s.scores[h*s.capacity : h*s.capacity+s.pos+i+1]
-			for t := range att {
-				att[t] = kernels.Dot(q, keys[t*kv+kh:t*kv+kh+hs]) * scale
+		keys, values := s.keys[s.layer][kh:], s.values[s.layer][kh:]
+		scores := s.scores[h*causalBlock*s.capacity : (h+1)*causalBlock*s.capacity]
+		for r0 := 0; r0 < s.n; r0 += causalBlock {
+			r1 := min(s.n, r0+causalBlock)
+			ctx := s.pos + r1 // positions the block's last row sees
+			serial.MatMulNTStrided(scores, ctx, s.q[r0*dim+h*hs:], dim, keys, kv, r1-r0, ctx, hs, false)
+			for i := r0; i < r1; i++ {
+				row := scores[(i-r0)*ctx : (i-r0+1)*ctx]
+				seen := s.pos + i + 1
+				kernels.Scale(scale, row[:seen])
+				softmax(row[:seen])
+				clear(row[seen:])
 			}
-			softmax(att)
-			out := s.ao[i*dim+h*hs : i*dim+h*hs+hs]
-			clear(out)
-			for t, a := range att {
-				kernels.Axpy(a, values[t*kv+kh:t*kv+kh+hs], out)
-			}
+			serial.MatMulNNStrided(s.ao[r0*dim+h*hs:], dim, scores, ctx, values, kv, r1-r0, hs, ctx, false)
 		}
 	}
 }
