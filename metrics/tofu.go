@@ -24,10 +24,10 @@ func TruthRatio(paraphrasedLogProbPerToken float64, perturbedLogProbPerToken []f
 }
 
 // ForgetTruthRatio summarises the truth ratios of the forget set as TOFU
-// reports them: mean(min(R, 1/R)), in (0, 1]. It is 1 when the model
-// cannot tell the correct answer from the wrong ones, which is what a model
-// that never learned the facts does, and falls towards 0 when the model
-// prefers either side strongly. NaN for no ratios.
+// reports them: mean(min(R, 1/R)), in (0, 1]. It is 1 when the model finds
+// the correct and the wrong answers equally likely and falls towards 0 when
+// it strongly prefers either side; unlearning aims at the value that a
+// model never trained on the forget set gets. NaN for no ratios.
 func ForgetTruthRatio(ratios []float64) float64 {
 	return mean(ratios, func(r float64) float64 { return min(r, 1/r) })
 }
