@@ -59,11 +59,22 @@ const (
 	kindCount
 )
 
-var kindNames = [kindCount]string{"none", "special", "byte", "lead-byte", "exact", "prefix", "edit"}
-
 func (k Kind) String() string {
-	if k < kindCount {
-		return kindNames[k]
+	switch k {
+	case KindNone:
+		return "none"
+	case KindSpecial:
+		return "special"
+	case KindByte:
+		return "byte"
+	case KindLeadByte:
+		return "lead-byte"
+	case KindExact:
+		return "exact"
+	case KindPrefix:
+		return "prefix"
+	case KindEdit:
+		return "edit"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

@@ -197,7 +197,10 @@ func writeFileAtomic(path string, write func(*os.File) error) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	err = write(f)
+	err = f.Chmod(0o644) // CreateTemp makes files private; these are ordinary outputs
+	if err == nil {
+		err = write(f)
+	}
 	if err == nil {
 		err = f.Sync()
 	}

@@ -147,6 +147,13 @@ func TestTSVAndSummary(t *testing.T) {
 		t.Errorf("TSV file:\n%s", data)
 	}
 
+	if got, want := m.Stats().String(), "5 tokens: special 1 (20.0%) byte 1 (20.0%) exact 1 (20.0%) prefix 1 (20.0%) none 1 (20.0%)"; got != want {
+		t.Errorf("Stats().String() = %q, want %q", got, want)
+	}
+	if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o644 {
+		t.Errorf("TSV file mode: %v, %v; want 0644", info.Mode(), err)
+	}
+
 	var sum bytes.Buffer
 	if err := WriteSummary(&sum, m, user, delta, 2); err != nil {
 		t.Fatal(err)

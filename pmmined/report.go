@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 )
 
 // Stats counts a map's user tokens by kind.
@@ -39,6 +40,23 @@ func (s Stats) Percent(k Kind) float64 {
 	return 100 * float64(s.Count(k)) / float64(s.Total)
 }
 
+// summaryOrder lists the kinds from the most to the least faithful mapping.
+func summaryOrder() []Kind {
+	return []Kind{KindSpecial, KindByte, KindLeadByte, KindExact, KindPrefix, KindEdit, KindNone}
+}
+
+// String gives the counts on one line, for logs.
+func (s Stats) String() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%d tokens:", s.Total)
+	for _, k := range summaryOrder() {
+		if n := s.Count(k); n > 0 {
+			fmt.Fprintf(&sb, " %s %d (%.1f%%)", k, n, s.Percent(k))
+		}
+	}
+	return sb.String()
+}
+
 // WriteSummary prints the counts of m by kind and up to examples mappings
 // of each kind, spread over the user vocabulary, pieces shown as quoted text.
 func WriteSummary(w io.Writer, m *Map, user, delta *Vocab, examples int) error {
@@ -46,14 +64,13 @@ func WriteSummary(w io.Writer, m *Map, user, delta *Vocab, examples int) error {
 	s := m.Stats()
 	fmt.Fprintf(bw, "token map (%s): %d user tokens onto %d delta tokens\n", m.Strategy, len(m.ToDelta), m.DeltaSize)
 	fmt.Fprintf(bw, "%-10s %8s %8s\n", "kind", "count", "%")
-	order := []Kind{KindSpecial, KindByte, KindLeadByte, KindExact, KindPrefix, KindEdit, KindNone}
-	for _, k := range order {
+	for _, k := range summaryOrder() {
 		fmt.Fprintf(bw, "%-10s %8d %8.2f\n", k, s.Count(k), s.Percent(k))
 	}
 	if examples > 0 {
 		fmt.Fprintf(bw, "examples (user id piece -> delta id piece):\n")
 	}
-	for _, k := range order {
+	for _, k := range summaryOrder() {
 		var ids []int32
 		for u, uk := range m.Kind {
 			if uk == k {
