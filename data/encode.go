@@ -55,9 +55,10 @@ type EncodeStats struct {
 // the tokenizer merges across it, and a "<|user|>"-like string inside user
 // data stays plain text. The consequence with SentencePiece vocabularies
 // (Llama) is that each piece gets its own leading word marker: the response
-// starts with "▁The", not "The", so the sequence decodes as prompt + " " +
-// response. Generation must tokenize its prompt the same way (alone, without
-// the response) for the delta to see what it was trained on.
+// starts with "▁The", where the prompt and response read as one text would
+// give "The" after the prompt's final newline. The sequence decodes as
+// prompt + " " + response, and the delta learns responses that open with a
+// word-start token.
 //
 // With maxLen > 0, a sequence longer than maxLen tokens keeps its prompt and
 // as much of its response as fits (at least one token), and loses its EOS;
