@@ -1,17 +1,3 @@
-// Package pmmined maps the tokens of one vocabulary onto another, so that a
-// delta model trained with one tokenizer can shift the logits of a user LLM
-// that has a different one (Cross-model Control, see docs/METHOD.md).
-//
-// The main rule is the paper's PM-MinED: a user token maps to the delta token
-// with the same text, else to the candidate that is a prefix of it or has it
-// as a prefix with the smallest Levenshtein distance. Two baselines, exact
-// match only and MinED over the whole delta vocabulary, are provided for
-// comparison.
-//
-// Tokens are compared by the text they stand for, not by how a vocabulary
-// spells them: SentencePiece writes a space as "▁", byte-level BPE (GPT-2,
-// Llama-3, Qwen) writes it as "Ġ", and byte tokens "<0xNN>" are single bytes.
-// Special tokens (BOS, EOS, ...) map by role, not by text.
 package pmmined
 
 import (
