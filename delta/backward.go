@@ -63,7 +63,7 @@ func (m *Model) Backward(dlogits []float32) {
 		p.MatMulTN(g.Wo, dx, a.ao, dim, dim, N, true)
 
 		st.cur = a
-		p.For(st.B*c.NKVHeads, st.attnBwd)
+		p.For(len(st.scratch), st.attnBwd)
 		// dq and dk are gradients of the rotated vectors: rotate them back
 		p.For(N, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
@@ -109,42 +109,54 @@ func rmsnormRowsBackward(p *kernels.Pool, dx, dgain, dout, x, gain, inv []float3
 	})
 }
 
-// attentionBackward back-propagates the attention of the (sequence, key/value
-// head) pairs [lo, hi) of block st.cur from st.dao into st.dq, st.dk, st.dv.
-// Tasks are per key/value head because the query heads that share one all
-// add into its dk and dv; each task owns its rows of dq, dk and dv and its
-// [T×T] scratch. With P = softmax(S) (zero above the diagonal),
-// S = q·kᵀ·scale and O = P·v:
+// attentionBackward back-propagates the attention of parts [lo, hi) of the
+// (sequence, key/value head) pairs of block st.cur from st.dao into st.dq,
+// st.dk, st.dv. Tasks are per key/value head because the query heads that
+// share one all add into its dk and dv; each task owns its rows of dq, dk
+// and dv. P is recomputed block by block from q, k and the forward pass's
+// log Σ exp. With S = q·kᵀ·scale, P = softmax(S) (zero above the diagonal)
+// and O = P·v:
 //
 //	dv = Pᵀ·dO,  dP = dO·vᵀ,  dS = P ⊙ (dP − rowsum(P ⊙ dP)),
 //	dq = scale·dS·k,  dk = scale·dSᵀ·q
 func (st *trainState) attentionBackward(lo, hi int) {
 	var serial *kernels.Pool // already inside the pool's For
 	a, T, hs, dim, kv := st.cur, st.T, st.hs, st.dim, st.kvDim
-	for task := lo; task < hi; task++ {
-		b, kvh := task/st.nKV, task%st.nKV
-		k, v := a.k[b*T*kv+kvh*hs:], a.v[b*T*kv+kvh*hs:]
-		dk, dv := st.dk[b*T*kv+kvh*hs:], st.dv[b*T*kv+kvh*hs:]
-		ds := st.ds[task*T*T : (task+1)*T*T]
-		for h := kvh * st.rep; h < (kvh+1)*st.rep; h++ {
-			first := h == kvh*st.rep // the group's first head overwrites dk and dv
-			q, dq, dout := a.q[b*T*dim+h*hs:], st.dq[b*T*dim+h*hs:], st.dao[b*T*dim+h*hs:]
-			att := a.att[(b*st.nHeads+h)*T*T : (b*st.nHeads+h+1)*T*T]
-			serial.MatMulTNStrided(dv, kv, att, T, dout, dim, T, hs, T, !first)
-			for r0 := 0; r0 < T; r0 += causalBlock {
-				r1 := min(T, r0+causalBlock)
-				serial.MatMulNTStrided(ds[r0*T:], T, dout[r0*dim:], dim, v, kv, r1-r0, r1, hs, false)
-				for t := r0; t < r1; t++ {
-					p, d := att[t*T:t*T+t+1], ds[t*T:(t+1)*T]
-					sum := kernels.Dot(p, d[:t+1])
-					for s, w := range p {
-						d[s] = w * (d[s] - sum) * st.scale
+	for part := lo; part < hi; part++ {
+		P := st.scratch[part][:causalBlock*T]
+		dS := st.scratch[part][causalBlock*T : 2*causalBlock*T]
+		first, last := st.part(part, st.B*st.nKV)
+		for task := first; task < last; task++ {
+			b, kvh := task/st.nKV, task%st.nKV
+			k, v := a.k[b*T*kv+kvh*hs:], a.v[b*T*kv+kvh*hs:]
+			dk, dv := st.dk[b*T*kv+kvh*hs:], st.dv[b*T*kv+kvh*hs:]
+			for t := 0; t < T; t++ {
+				clear(dk[t*kv : t*kv+hs])
+				clear(dv[t*kv : t*kv+hs])
+			}
+			for h := kvh * st.rep; h < (kvh+1)*st.rep; h++ {
+				q, dq, dout := a.q[b*T*dim+h*hs:], st.dq[b*T*dim+h*hs:], st.dao[b*T*dim+h*hs:]
+				lse := a.lse[(b*st.nHeads+h)*T : (b*st.nHeads+h+1)*T]
+				for r0 := 0; r0 < T; r0 += causalBlock {
+					r1 := min(T, r0+causalBlock)
+					serial.MatMulNTStrided(P, r1, q[r0*dim:], dim, k, kv, r1-r0, r1, hs, false)
+					serial.MatMulNTStrided(dS, r1, dout[r0*dim:], dim, v, kv, r1-r0, r1, hs, false)
+					for t := r0; t < r1; t++ {
+						p, d := P[(t-r0)*r1:(t-r0+1)*r1], dS[(t-r0)*r1:(t-r0+1)*r1]
+						kernels.Scale(st.scale, p[:t+1])
+						expShifted(p[:t+1], lse[t])
+						clear(p[t+1:])
+						sum := kernels.Dot(p[:t+1], d[:t+1])
+						for s, w := range p[:t+1] {
+							d[s] = w * (d[s] - sum) * st.scale
+						}
+						clear(d[t+1:])
 					}
-					clear(d[t+1:])
+					serial.MatMulTNStrided(dv, kv, P, r1, dout[r0*dim:], dim, r1, hs, r1-r0, true)
+					serial.MatMulNNStrided(dq[r0*dim:], dim, dS, r1, k, kv, r1-r0, hs, r1, false)
+					serial.MatMulTNStrided(dk, kv, dS, r1, q[r0*dim:], dim, r1, hs, r1-r0, true)
 				}
 			}
-			serial.MatMulNNStrided(dq, dim, ds, T, k, kv, T, hs, T, false)
-			serial.MatMulTNStrided(dk, kv, ds, T, q, dim, T, hs, T, !first)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package delta
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/cmc-dev/cmc/delta/kernels"
 )
@@ -16,7 +17,7 @@ type layerActs struct {
 	q    []float32 // [N, dim] queries after RoPE
 	k    []float32 // [N, kv_dim] keys after RoPE
 	v    []float32 // [N, kv_dim]
-	att  []float32 // [B, n_heads, T, T] softmax probabilities (row t valid up to t)
+	lse  []float32 // [B, n_heads, T] log Σ exp of each attention row's scaled scores
 	ao   []float32 // [N, dim] attention output, before wo
 	xmid []float32 // [N, dim] x + attention·wo
 	inv2 []float32 // [N] 1/rms of xmid
@@ -42,7 +43,13 @@ type trainState struct {
 	dq            []float32 // [N, dim]
 	dk, dv        []float32 // [N, kv_dim]
 	dh1, dh3      []float32 // [N, hidden]
-	ds            []float32 // [B·n_kv_heads, T, T] per-task scratch of the attention backward
+	// Attention scratch, one slice per part of the attention loops (see
+	// attentionParts): [2, causalBlock, T] for a block of probabilities and
+	// their gradients. The probabilities are not kept for backward but
+	// recomputed from lse, as FlashAttention does: storing them would take
+	// B·n_heads·T² floats per layer, gigabytes at the 2048-token contexts
+	// CMC trains on.
+	scratch [][]float32
 
 	// the block being processed, read by the per-head workers below
 	cur         *layerActs
@@ -73,7 +80,7 @@ func (m *Model) trainBuffers(B, T int) *trainState {
 		a := &st.layers[l]
 		a.x, a.inv1, a.xb = fit(a.x, N*dim), fit(a.inv1, N), fit(a.xb, N*dim)
 		a.q, a.k, a.v = fit(a.q, N*dim), fit(a.k, N*kv), fit(a.v, N*kv)
-		a.att, a.ao, a.xmid = fit(a.att, B*c.NHeads*T*T), fit(a.ao, N*dim), fit(a.xmid, N*dim)
+		a.lse, a.ao, a.xmid = fit(a.lse, B*c.NHeads*T), fit(a.ao, N*dim), fit(a.xmid, N*dim)
 		a.inv2, a.xb2 = fit(a.inv2, N), fit(a.xb2, N*dim)
 		a.h1, a.h3, a.hh = fit(a.h1, N*hid), fit(a.h3, N*hid), fit(a.hh, N*hid)
 	}
@@ -82,7 +89,10 @@ func (m *Model) trainBuffers(B, T int) *trainState {
 	st.dx, st.dtmp, st.dao, st.dq = fit(st.dx, N*dim), fit(st.dtmp, N*dim), fit(st.dao, N*dim), fit(st.dq, N*dim)
 	st.dk, st.dv = fit(st.dk, N*kv), fit(st.dv, N*kv)
 	st.dh1, st.dh3 = fit(st.dh1, N*hid), fit(st.dh3, N*hid)
-	st.ds = fit(st.ds, B*c.NKVHeads*T*T)
+	st.scratch = slices.Grow(st.scratch[:0], m.Pool.Threads())[:m.Pool.Threads()]
+	for i := range st.scratch {
+		st.scratch[i] = fit(st.scratch[i], 2*causalBlock*T)
+	}
 	st.rope.grow(T)
 	return st
 }
@@ -130,7 +140,7 @@ func (m *Model) Forward(ids []int32, B, T int) []float32 {
 			}
 		})
 		st.cur = a
-		p.For(B*c.NHeads, st.attnFwd)
+		p.For(len(st.scratch), st.attnFwd)
 		// residual: xmid = x + ao·woᵀ
 		copy(a.xmid, a.x)
 		p.MatMulNT(a.xmid, a.ao, w.Wo, N, dim, dim, true)
@@ -167,34 +177,48 @@ func (m *Model) Forward(ids []int32, B, T int) []float32 {
 	return st.logits
 }
 
-// attentionForward computes causal softmax attention for the (sequence,
-// head) pairs [lo, hi) of the block st.cur with matrix products on the
-// head's strided columns: S = q·kᵀ/√head_size, att = softmax over positions
-// ≤ t (zero above the diagonal, which the backward pass relies on),
-// ao = att·v. Query head h reads key/value head h / (n_heads/n_kv_heads).
-// Rows go in blocks so that most of the masked upper triangle is never
-// computed.
+// attentionForward computes causal softmax attention for parts [lo, hi) of
+// the (sequence, head) pairs of block st.cur with matrix products on the
+// head's strided columns: S = q·kᵀ/√head_size, P = softmax of S over
+// positions ≤ t, ao = P·v, keeping log Σ exp S per row for the backward
+// pass. Query head h reads key/value head h / (n_heads/n_kv_heads). Rows
+// go in blocks, each block's products stopping at its last row's position,
+// so that most of the masked upper triangle is never computed.
 func (st *trainState) attentionForward(lo, hi int) {
 	var serial *kernels.Pool // already inside the pool's For
 	a, T, hs, dim, kv := st.cur, st.T, st.hs, st.dim, st.kvDim
-	for task := lo; task < hi; task++ {
-		b, h := task/st.nHeads, task%st.nHeads
-		q := a.q[b*T*dim+h*hs:]
-		k := a.k[b*T*kv+(h/st.rep)*hs:]
-		v := a.v[b*T*kv+(h/st.rep)*hs:]
-		att := a.att[task*T*T : (task+1)*T*T]
-		for r0 := 0; r0 < T; r0 += causalBlock {
-			r1 := min(T, r0+causalBlock)
-			serial.MatMulNTStrided(att[r0*T:], T, q[r0*dim:], dim, k, kv, r1-r0, r1, hs, false)
-			for t := r0; t < r1; t++ {
-				row := att[t*T : (t+1)*T]
-				kernels.Scale(st.scale, row[:t+1])
-				softmax(row[:t+1])
-				clear(row[t+1:])
+	for part := lo; part < hi; part++ {
+		P := st.scratch[part][:causalBlock*T]
+		first, last := st.part(part, st.B*st.nHeads)
+		for task := first; task < last; task++ {
+			b, h := task/st.nHeads, task%st.nHeads
+			q := a.q[b*T*dim+h*hs:]
+			k := a.k[b*T*kv+(h/st.rep)*hs:]
+			v := a.v[b*T*kv+(h/st.rep)*hs:]
+			lse := a.lse[task*T : (task+1)*T]
+			for r0 := 0; r0 < T; r0 += causalBlock {
+				r1 := min(T, r0+causalBlock)
+				serial.MatMulNTStrided(P, r1, q[r0*dim:], dim, k, kv, r1-r0, r1, hs, false)
+				for t := r0; t < r1; t++ {
+					row := P[(t-r0)*r1 : (t-r0+1)*r1]
+					kernels.Scale(st.scale, row[:t+1])
+					m := maxOf(row[:t+1])
+					sum := expShifted(row[:t+1], m)
+					kernels.Scale(1/sum, row[:t+1])
+					clear(row[t+1:])
+					lse[t] = m + float32(math.Log(float64(sum)))
+				}
+				serial.MatMulNNStrided(a.ao[(b*T+r0)*dim+h*hs:], dim, P, r1, v, kv, r1-r0, hs, r1, false)
 			}
-			serial.MatMulNNStrided(a.ao[(b*T+r0)*dim+h*hs:], dim, att[r0*T:], T, v, kv, r1-r0, hs, r1, false)
 		}
 	}
+}
+
+// part returns the tasks [first, last) of part i when n tasks are split
+// into len(st.scratch) parts, one per thread, each with its own scratch.
+func (st *trainState) part(i, n int) (first, last int) {
+	parts := len(st.scratch)
+	return i * n / parts, (i + 1) * n / parts
 }
 
 // causalBlock is the number of query rows whose attention products are
