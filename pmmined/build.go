@@ -313,26 +313,29 @@ func (x *deltaIndex) nearestByEdit(key, text string) int32 {
 	var lev levenshtein
 	for r := 0; best < 0 || r <= bestDist; r++ {
 		if n-r < 0 && n+r >= len(x.byUnits) {
-			break
+			break // no delta token is r units longer or shorter
 		}
-		for _, length := range [2]int{n - r, n + r} {
-			if length < 0 || length >= len(x.byUnits) || (r == 0 && length != n-r) {
+		lengths := []int{n - r, n + r}
+		if r == 0 {
+			lengths = lengths[:1]
+		}
+		for _, length := range lengths {
+			if length < 0 || length >= len(x.byUnits) {
 				continue
 			}
 			for _, e := range x.byUnits[length] {
-				// Only a strictly smaller distance, or an equal one with a
-				// lower id, can replace the best.
-				bound := bestDist
-				if best >= 0 && e.id > best {
-					bound--
+				// The largest distance that would still win: a smaller one,
+				// or an equal one with a lower id.
+				bound := n + length
+				if best >= 0 {
+					bound = bestDist
+					if e.id > best {
+						bound--
+					}
 				}
-				if best >= 0 && bound < r {
-					continue
-				}
-				if best < 0 {
-					bound = n + length
-				}
-				if max(bits.OnesCount64(chars&^e.chars), bits.OnesCount64(e.chars&^chars)) > bound {
+				// Cheap lower bounds first: the length difference r and
+				// the characters one text has and the other lacks.
+				if bound < r || max(bits.OnesCount64(chars&^e.chars), bits.OnesCount64(e.chars&^chars)) > bound {
 					continue
 				}
 				if dist := lev.bounded(t, x.unitsOf(e), bound); dist <= bound {
