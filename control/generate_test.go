@@ -226,3 +226,41 @@ func TestSamplerAllocatesNothing(t *testing.T) {
 		t.Fatalf("Sample allocates %v times per call", n)
 	}
 }
+
+// TestScoreMatchesGeneration: scoring the tokens a greedy generation chose
+// gives, at every step, the log-probability of the best token.
+func TestScoreMatchesGeneration(t *testing.T) {
+	user := fakeTok{pieces: []string{"<s>", "ab", "c", "a", "b", "cd", " ", "bca"}}
+	dtok := fakeTok{pieces: []string{"<s>", "a", "b", "c", "d", " ", "abc", "e"}}
+	m := &TokenMap{ToDelta: []int32{0, 1, 3, 1, 2, 3, 5, 2}, Same: []bool{true, false, true, true, true, false, true, false}}
+	mk := func() *Generator {
+		return &Generator{User: newFakeLM(8, 3, 1), UserTok: user, Delta: newFakeLM(8, 4, 1), DeltaTok: dtok, Map: m, Alpha: 1.5}
+	}
+	res := generate(t, mk(), []int32{0}, []int32{0}, Options{MaxTokens: 12})
+	alone, ctl, err := mk().Score(context.Background(), []int32{0}, []int32{0}, res.Tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(alone) != len(res.Tokens) || len(ctl) != len(res.Tokens) {
+		t.Fatalf("%d and %d scores for %d tokens", len(alone), len(ctl), len(res.Tokens))
+	}
+	for i, lp := range ctl {
+		if lp > 1e-6 {
+			t.Fatalf("token %d: log-prob %g is not a log-probability", i, lp)
+		}
+		// Greedy picked the argmax, so its probability is at least 1/vocab.
+		if lp < math.Log(1.0/8)-1e-5 {
+			t.Fatalf("token %d: greedy choice has log-prob %g < log(1/8)", i, lp)
+		}
+	}
+	// Without a delta both columns are the user's own log-probs.
+	g := mk()
+	g.Delta = nil
+	a2, c2, err := g.Score(context.Background(), []int32{0}, nil, res.Tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a2, c2) || !slices.Equal(a2, alone) {
+		t.Fatal("scores without a delta differ from the user's own")
+	}
+}

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cmc-dev/cmc/control"
+	"github.com/cmc-dev/cmc/data"
+	"github.com/cmc-dev/cmc/delta"
+	"github.com/cmc-dev/cmc/delta/kernels"
+	"github.com/cmc-dev/cmc/gguf"
+	"github.com/cmc-dev/cmc/internal/lossplot"
+	"github.com/cmc-dev/cmc/llama"
+)
+
+func trainCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "train",
+		Usage: "train a delta model once against a frozen template LLM",
+		Description: "The delta learns z = log_softmax(template logits) + delta logits, with the loss on the response\n" +
+			"tokens only; only the delta changes. Template and delta must share one vocabulary.\n\n" +
+			"Examples:\n" +
+			"  cmc train --template llama-2-7b.gguf --delta stories15M.bin --data alpaca.json --out delta.gguf\n" +
+			"  cmc train --template T.gguf --delta new --dim 288 --layers 6 --heads 6 --hidden 768 --data text.txt --format text --out d.gguf\n" +
+			"  cmc train --template T.gguf --delta d.gguf --objective grad_diff --forget forget10.json --retain retain90.json --out unlearn.gguf",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "template", Aliases: []string{"t"}, Required: true, Usage: "the frozen template LLM (GGUF)"},
+			&cli.StringFlag{Name: "delta", Required: true, Usage: "the delta to start from: a llama2.c .bin checkpoint, a GGUF, or \"new\" for a random one (see --dim ...)"},
+			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "where to write the trained delta (GGUF)"},
+			&cli.StringFlag{Name: "data", Usage: "training examples (sft): Alpaca JSON/JSONL, TOFU JSONL or text"},
+			&cli.StringFlag{Name: "format", Value: data.FormatAuto, Usage: "format of the data files: auto, alpaca, tofu or text"},
+			&cli.StringFlag{Name: "prompt-template", Value: data.TemplateOpenInstruct, Usage: "how examples become prompts: open-instruct, raw, qa or a Go template"},
+			&cli.IntFlag{Name: "max-len", Value: 1024, Usage: "longest sequence in tokens; longer responses are truncated, examples whose prompt alone is too long are dropped"},
+			&cli.StringFlag{Name: "objective", Value: string(control.SFT), Usage: "sft, or grad_diff for unlearning (-CE on --forget + CE on --retain)"},
+			&cli.StringFlag{Name: "forget", Usage: "grad_diff: the examples to unlearn"},
+			&cli.StringFlag{Name: "retain", Usage: "grad_diff: the examples to keep"},
+			&cli.IntFlag{Name: "epochs", Value: 3, Usage: "passes over the training (or forget) set"},
+			&cli.IntFlag{Name: "batch", Value: 64, Usage: "effective batch size in sequences per optimiser step"},
+			&cli.IntFlag{Name: "micro-batch", Value: 4, Usage: "sequences per forward pass; --batch is reached by gradient accumulation"},
+			&cli.Float64Flag{Name: "lr", Value: 2e-4, Usage: "peak learning rate (AdamW)"},
+			&cli.Float64Flag{Name: "min-lr", Value: 0, Usage: "learning rate at the end of the cosine schedule"},
+			&cli.Float64Flag{Name: "warmup", Value: 0.03, Usage: "linear warm-up, as a fraction of all steps"},
+			&cli.Float64Flag{Name: "weight-decay", Value: 0, Usage: "AdamW decoupled weight decay (weight matrices only)"},
+			&cli.Float64Flag{Name: "clip", Value: 1, Usage: "clip the global gradient norm to this (0: off)"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the data order and of a new delta's weights"},
+			&cli.IntFlag{Name: "dim", Value: 288, Usage: "new delta: model width"},
+			&cli.IntFlag{Name: "layers", Value: 6, Usage: "new delta: transformer blocks"},
+			&cli.IntFlag{Name: "heads", Value: 6, Usage: "new delta: attention heads"},
+			&cli.IntFlag{Name: "kv-heads", Value: 0, Usage: "new delta: key/value heads (0: as many as --heads)"},
+			&cli.IntFlag{Name: "hidden", Value: 768, Usage: "new delta: feed-forward width"},
+			&cli.StringFlag{Name: "checkpoint", Usage: "checkpoint file (default: OUT.ckpt)"},
+			&cli.IntFlag{Name: "checkpoint-every", Value: 50, Usage: "write a checkpoint every N optimiser steps (and on Ctrl-C)"},
+			&cli.BoolFlag{Name: "resume", Usage: "continue from the checkpoint with its optimiser state and data position"},
+			&cli.BoolFlag{Name: "f16", Usage: "write the delta's weight matrices as float16"},
+			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "CPU threads of the delta"},
+			&cli.IntFlag{Name: "template-threads", Value: 1, Usage: "CPU threads of the template model; it runs concurrently with the delta"},
+			&cli.IntFlag{Name: "gpu-layers", Value: 0, Usage: "template layers to offload to a GPU backend (-1: all)"},
+		},
+		Action: runTrain,
+	}
+}
+
+func runTrain(c *cli.Context) error {
+	out := c.String("out")
+	ckptPath := c.String("checkpoint")
+	if ckptPath == "" {
+		ckptPath = out + ".ckpt"
+	}
+	objective := control.Objective(c.String("objective"))
+
+	tmplFile, err := gguf.Open(c.String("template"))
+	if err != nil {
+		return fmt.Errorf("template: %w", err)
+	}
+	defer tmplFile.Close()
+	tmplVocab, err := tmplFile.Vocab()
+	if err != nil {
+		return fmt.Errorf("template %s: %w", c.String("template"), err)
+	}
+
+	// Load or create the delta (or resume it) before any slow work, so a
+	// vocabulary mismatch stops the run at once.
+	var model *delta.Model
+	var opt *delta.AdamW
+	if c.Bool("resume") {
+		if model, opt, err = delta.LoadCheckpoint(ckptPath); err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		slog.Info("resuming", "checkpoint", ckptPath, "step", opt.Step)
+	} else if model, err = initDelta(c, tmplVocab); err != nil {
+		return err
+	}
+	if err := sameVocab(c.String("template"), tmplVocab, c.String("delta"), model); err != nil {
+		return err
+	}
+	pool := kernels.NewPool(c.Int("threads"))
+	defer pool.Close()
+	model.Pool = pool
+
+	tmplModel, err := llama.LoadModel(c.String("template"), llama.ModelParams{GPULayers: c.Int("gpu-layers")})
+	if err != nil {
+		return fmt.Errorf("template: %w", err)
+	}
+	defer tmplModel.Close()
+	maxLen := c.Int("max-len")
+	tmplCtx, err := tmplModel.NewContext(llama.ContextParams{Size: maxLen, Batch: min(maxLen, 512), Threads: c.Int("template-threads")})
+	if err != nil {
+		return fmt.Errorf("template: %w", err)
+	}
+	defer tmplCtx.Close()
+
+	trainSeqs, retainSeqs, err := loadTrainingData(c, objective, tmplModel.Vocab(), maxLen)
+	if err != nil {
+		return err
+	}
+	cfg := control.TrainConfig{Objective: objective, BatchSize: c.Int("micro-batch"), Epochs: c.Int("epochs"), Seed: c.Uint64("seed")}
+	cfg.Accumulate = max(1, c.Int("batch")/max(1, cfg.BatchSize))
+	total := cfg.Epochs * cfg.StepsPerEpoch(len(trainSeqs))
+	if opt == nil {
+		opt = delta.NewAdamW(model, delta.AdamWConfig{
+			LR: c.Float64("lr"), MinLR: c.Float64("min-lr"),
+			WarmupSteps: int(math.Ceil(c.Float64("warmup") * float64(total))), DecaySteps: total,
+			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8,
+			WeightDecay: c.Float64("weight-decay"), ClipNorm: c.Float64("clip"),
+		})
+	}
+	tr := &control.Trainer{Template: tmplCtx, Model: model, Opt: opt, Config: cfg, Train: trainSeqs, Retain: retainSeqs, PadToken: max(tmplVocab.EOS, 0)}
+
+	lossPath := strings.TrimSuffix(out, filepath.Ext(out)) + ".loss.csv"
+	history, err := readLossCSV(lossPath, opt.Step)
+	if err != nil && c.Bool("resume") {
+		slog.Warn("loss history not continued", "file", lossPath, "err", err)
+	}
+	progress := newProgress(total, opt.Step)
+	save := func() error {
+		if err := delta.SaveCheckpoint(ckptPath, model, opt); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		return writeLossCSV(lossPath, history)
+	}
+	every := c.Int("checkpoint-every")
+	tr.OnStep = func(s control.Step) error {
+		history = append(history, s)
+		progress.step(s)
+		if every > 0 && s.Step%every == 0 {
+			return save()
+		}
+		return nil
+	}
+	slog.Info("training", "objective", objective, "sequences", len(trainSeqs), "retain", len(retainSeqs),
+		"steps", total, "accumulate", cfg.Accumulate, "micro_batch", cfg.BatchSize, "delta_params", len(model.Params))
+	runErr := tr.Run(c.Context)
+	progress.done()
+	if runErr != nil {
+		if err := save(); err != nil {
+			return errors.Join(runErr, err)
+		}
+		if errors.Is(runErr, context.Canceled) {
+			return fmt.Errorf("interrupted at step %d; checkpoint saved to %s, continue with --resume", opt.Step, ckptPath)
+		}
+		return runErr
+	}
+	if err := save(); err != nil {
+		return err
+	}
+	if err := lossplot.WritePNG(strings.TrimSuffix(lossPath, ".csv")+".png", lossSeries(history)); err != nil {
+		slog.Warn("loss plot", "err", err)
+	}
+	if err := model.ExportGGUF(out, delta.ExportOptions{F16: c.Bool("f16"), Tokenizer: tmplFile, Name: "cmc delta"}); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s (%d steps, final loss %.4f); loss curve %s\n", out, opt.Step, lastLoss(history), lossPath)
+	return nil
+}
+
+// initDelta loads the starting delta or creates a random one with the
+// template's vocabulary size.
+func initDelta(c *cli.Context, tmplVocab *gguf.Vocab) (*delta.Model, error) {
+	path := c.String("delta")
+	switch {
+	case path == "new":
+		heads := c.Int("heads")
+		kv := c.Int("kv-heads")
+		if kv == 0 {
+			kv = heads
+		}
+		return delta.New(delta.Config{Dim: c.Int("dim"), HiddenDim: c.Int("hidden"), NLayers: c.Int("layers"), NHeads: heads, NKVHeads: kv,
+			VocabSize: len(tmplVocab.Tokens), SeqLen: c.Int("max-len"), SharedClassifier: true}, c.Uint64("seed"))
+	case strings.HasSuffix(path, ".bin"):
+		return delta.LoadLlama2C(path)
+	default:
+		return delta.LoadGGUF(path)
+	}
+}
+
+// sameVocab stops a run whose template and delta do not share a vocabulary,
+// naming both and the first difference.
+func sameVocab(tmplPath string, tv *gguf.Vocab, deltaPath string, m *delta.Model) error {
+	describe := func(path string, v *gguf.Vocab, n int) string {
+		if v == nil {
+			return fmt.Sprintf("%s (%d tokens)", path, n)
+		}
+		return fmt.Sprintf("%s (%d tokens, tokenizer %q)", path, n, v.Model)
+	}
+	if m.Config.VocabSize != len(tv.Tokens) {
+		return fmt.Errorf("template and delta must share one vocabulary: template %s, delta %s",
+			describe(tmplPath, tv, len(tv.Tokens)), describe(deltaPath, nil, m.Config.VocabSize))
+	}
+	if deltaPath == "new" || !strings.HasSuffix(deltaPath, ".gguf") {
+		return nil // a llama2.c checkpoint carries no vocabulary; sizes agree
+	}
+	f, err := gguf.Open(deltaPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dv, err := f.Vocab()
+	if err != nil {
+		return fmt.Errorf("delta %s: %w", deltaPath, err)
+	}
+	for i := range tv.Tokens {
+		if tv.Tokens[i] != dv.Tokens[i] {
+			return fmt.Errorf("template and delta must share one vocabulary: template %s, delta %s; first difference at token %d: %q vs %q",
+				describe(tmplPath, tv, len(tv.Tokens)), describe(deltaPath, dv, len(dv.Tokens)), i, tv.Tokens[i], dv.Tokens[i])
+		}
+	}
+	return nil
+}
+
+func loadTrainingData(c *cli.Context, objective control.Objective, vocab *llama.Vocab, maxLen int) (train, retain []data.Sequence, err error) {
+	tmpl, err := data.ParseTemplate(c.String("prompt-template"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("--prompt-template: %w", err)
+	}
+	sp := data.Specials{BOS: vocab.BOS(), EOS: vocab.EOS(), AddBOS: vocab.AddBOS()}
+	encode := func(flag string) ([]data.Sequence, error) {
+		path := c.String(flag)
+		if path == "" {
+			return nil, fmt.Errorf("--%s is required for objective %s", flag, objective)
+		}
+		examples, err := data.Read(path, c.String("format"))
+		if err != nil {
+			return nil, err
+		}
+		seqs, st, err := data.Encode(vocab, sp, tmpl, examples, maxLen)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		slog.Info("data", "file", path, "examples", st.Examples, "kept", len(seqs), "truncated", st.Truncated, "dropped", st.Dropped, "label_tokens", st.LabelTokens)
+		if len(seqs) == 0 {
+			return nil, fmt.Errorf("%s: no usable example (all %d dropped)", path, st.Examples)
+		}
+		return seqs, nil
+	}
+	switch objective {
+	case control.SFT:
+		train, err = encode("data")
+		return train, nil, err
+	case control.GradDiff:
+		if train, err = encode("forget"); err != nil {
+			return nil, nil, err
+		}
+		retain, err = encode("retain")
+		return train, retain, err
+	}
+	return nil, nil, fmt.Errorf("unknown objective %q: want sft or grad_diff", objective)
+}
+
+// progress prints one line per step on stderr: rewritten in place on a
+// terminal, every few seconds otherwise.
+type progress struct {
+	total, first int
+	start, last  time.Time
+	tty          bool
+	tokens       int
+}
+
+func newProgress(total, first int) *progress {
+	st, _ := os.Stderr.Stat()
+	return &progress{total: total, first: first, start: time.Now(), tty: st != nil && st.Mode()&os.ModeCharDevice != 0}
+}
+
+func (p *progress) step(s control.Step) {
+	p.tokens += s.Tokens
+	now := time.Now()
+	if !p.tty && now.Sub(p.last) < 5*time.Second && s.Step != p.total {
+		return
+	}
+	p.last = now
+	elapsed := now.Sub(p.start)
+	done := s.Step - p.first
+	eta := time.Duration(float64(elapsed) / float64(max(done, 1)) * float64(p.total-s.Step)).Round(time.Second)
+	line := fmt.Sprintf("step %d/%d  epoch %d  loss %.4f  lr %.2e  %.0f tok/s  template %.0f%%  ETA %s",
+		s.Step, p.total, s.Epoch, s.Loss, s.LR, float64(p.tokens)/elapsed.Seconds(),
+		100*s.TemplateTime.Seconds()/max(1e-9, (s.TemplateTime+s.DeltaTime).Seconds()), eta)
+	if p.tty {
+		fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
+	} else {
+		fmt.Fprintln(os.Stderr, line)
+	}
+}
+
+func (p *progress) done() {
+	if p.tty {
+		fmt.Fprintln(os.Stderr)
+	}
+}
+
+func lastLoss(h []control.Step) float64 {
+	if len(h) == 0 {
+		return math.NaN()
+	}
+	return h[len(h)-1].Loss
+}
