@@ -7,9 +7,9 @@ const scratchFloats, inlineScratchFloats = 0, 0
 
 func (pr *product) compute([]float32) { pr.computeByRows(dot, axpy) }
 
-// tileSize is the granularity of parallel chunks; the pure-Go kernels work
-// a row at a time, so any split is as good as another.
-func tileSize(*product) (rows, cols int) { return 1, 16 }
+// The pure-Go kernels work a row at a time and pack nothing, so any split
+// is as good as another.
+func (pr *product) grain() grain { return grain{rows: 1, cols: 16} }
 
 func dot(a, b []float32) float32         { return dotGeneric(a, b) }
 func axpy(alpha float32, x, y []float32) { axpyGeneric(alpha, x, y) }

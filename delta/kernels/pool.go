@@ -148,7 +148,7 @@ func (p *Pool) run(pr *product) {
 		return
 	}
 	defer p.mu.Unlock()
-	s := pr.split()
+	s := pr.split(p.threads)
 	if p.threads == 1 || s.units < 2 {
 		pr.compute(p.scratch[0])
 		return
@@ -168,18 +168,32 @@ func (pr *product) computeInline() {
 	pr.compute(scratch[:])
 }
 
-// split chooses how to cut pr into parallel chunks: along the longer side
-// of c, in units of the micro-kernel's tile so that only the last chunk has
-// a ragged edge.
-func (pr *product) split() split {
-	rowGrain, colGrain := tileSize(pr)
-	if pr.m*pr.n*max(pr.k, 1) < minParallelWork {
+// split chooses how to cut pr into parallel chunks for threads goroutines,
+// in units of the kernel's tile so that only the last chunk has a ragged
+// edge. Strips of columns cost nothing extra, since every thread reads a in
+// place, but whole tiles may not divide evenly among the threads; strips of
+// rows divide finely, but then every thread packs all of b. split takes the
+// cut whose slowest thread has the least to do.
+func (pr *product) split(threads int) split {
+	if pr.m*pr.n*pr.k < minParallelWork {
 		return split{}
 	}
-	if pr.m >= pr.n {
-		return split{rows: true, grain: rowGrain, units: ceilDiv(pr.m, rowGrain)}
+	g := pr.grain()
+	rowUnits, colUnits := ceilDiv(pr.m, g.rows), ceilDiv(pr.n, g.cols)
+	// The slowest thread's work, in full-width rows of c.
+	byRows := ceilDiv(rowUnits, threads)*g.rows + g.packRows
+	byCols := ceilDiv(pr.m*ceilDiv(colUnits, threads)*g.cols, pr.n) + g.packRows/threads
+	if byRows <= byCols {
+		return split{rows: true, grain: g.rows, units: rowUnits}
 	}
-	return split{grain: colGrain, units: ceilDiv(pr.n, colGrain)}
+	return split{grain: g.cols, units: colUnits}
+}
+
+// A grain is the granularity of a kernel's work on one product: tiles of
+// rows×cols, and the cost of packing all of b counted as computing packRows
+// more rows of c.
+type grain struct {
+	rows, cols, packRows int
 }
 
 // minParallelWork is the number of multiply-adds below which waking the
