@@ -8,9 +8,10 @@ import (
 
 // Backward propagates dlogits = d(loss)/d(logits) of the last Forward (the
 // slice Forward returned, overwritten in place by the loss) through the
-// model and adds the gradient of every parameter to m.Grads; call ZeroGrad
-// before the first micro-batch of an optimiser step. With a tied
-// classifier, the embedding's gradient sums both of its uses.
+// model and adds the gradient of every parameter to m.Grads, which start at
+// zero and are cleared by AdamW.Update (or ZeroGrad), so micro-batches of
+// one optimiser step sum. With a tied classifier, the embedding's gradient
+// sums both of its uses.
 func (m *Model) Backward(dlogits []float32) {
 	st := m.train
 	if st == nil {

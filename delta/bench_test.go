@@ -32,7 +32,6 @@ func BenchmarkTrainStep15M(b *testing.B) {
 	ids, targets := randomIDs(rng, B*T, V), randomIDs(rng, B*T, V)
 	o := NewAdamW(m, AdamWConfig{LR: 1e-4, WeightDecay: 0.1, ClipNorm: 1})
 	step := func() {
-		m.ZeroGrad()
 		logits := m.Forward(ids, B, T)
 		CrossEntropy(m.Pool, logits, targets, V)
 		m.Backward(logits)

@@ -13,12 +13,15 @@
 // and export are plain loops; Model.W and Model.G are named views into them
 // that the forward and backward passes read like the paper.
 //
-// Training:
+// Training, one optimiser step of k micro-batches:
 //
-//	logits := m.Forward(ids, B, T)          // [B·T × vocab]
-//	loss := CrossEntropy(m.Pool, logits, targets, vocab) // or any loss: write d(loss)/d(logits) into logits
-//	m.Backward(logits)                      // accumulates into m.Grads
-//	opt.Step(m, 1)                          // AdamW
+//	for each micro-batch {
+//		logits := m.Forward(ids, B, T) // [B·T × vocab]
+//		loss := CrossEntropy(m.Pool, logits, targets, vocab)
+//		// (or any loss: write d(loss)/d(logits) into logits)
+//		m.Backward(logits) // adds into m.Grads
+//	}
+//	opt.Update(m, 1/float32(k)) // AdamW; clears m.Grads
 //
 // Inference: s := m.NewSession(n); logits := s.Decode(tokens); s.Trim(pos).
 package delta

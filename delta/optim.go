@@ -68,8 +68,9 @@ func NewAdamW(m *Model, c AdamWConfig) *AdamW {
 // Update applies one optimiser step to m from its accumulated gradients and
 // returns the global gradient norm before clipping. gradScale multiplies
 // the gradients first: 1/k after summing k micro-batches gives their mean.
-// The gradients are left scaled and clipped; clear them with ZeroGrad
-// before the next step.
+// Update consumes the gradients: it leaves them zero, ready for the next
+// step's first Backward (clearing them in the same pass that reads them
+// saves a pass over memory).
 func (o *AdamW) Update(m *Model, gradScale float32) (gradNorm float64) {
 	if len(o.M) != len(m.Params) || len(m.Grads) != len(m.Params) {
 		panic(fmt.Sprintf("delta: AdamW state of %d for %d parameters and %d gradients", len(o.M), len(m.Params), len(m.Grads)))
@@ -121,6 +122,7 @@ func (o *AdamW) Update(m *Model, gradScale float32) (gradNorm float64) {
 			params, grads := m.Params[off+lo:off+hi], g[off+lo:off+hi]
 			mom, vel := o.M[off+lo:off+hi], o.V[off+lo:off+hi]
 			for i, gi := range grads {
+				grads[i] = 0
 				gi *= clip
 				mom[i] = fb1*mom[i] + (1-fb1)*gi
 				vel[i] = fb2*vel[i] + (1-fb2)*gi*gi

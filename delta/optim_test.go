@@ -70,6 +70,9 @@ func TestAdamWFirstStep(t *testing.T) {
 			if math.Abs(float64(m.Params[i])-want) > 1e-6 { // a few float32 ulp of 1
 				t.Fatalf("%s element %d: %v, want %v", ts.Name, i-ts.Offset, m.Params[i], want)
 			}
+			if m.Grads[i] != 0 {
+				t.Fatalf("%s element %d: gradient %v left after the update", ts.Name, i-ts.Offset, m.Grads[i])
+			}
 			// 1−β2 rounds to float32 with a relative error of 1.3e-5
 			if wantV := 0.001 * clipped * clipped; math.Abs(float64(o.V[i])-wantV) > 1e-4*wantV+1e-12 {
 				t.Fatalf("%s element %d: second moment %v, want %v", ts.Name, i-ts.Offset, o.V[i], wantV)
