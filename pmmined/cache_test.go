@@ -170,3 +170,39 @@ func TestTSVAndSummary(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadMapFile feeds damaged map files to the reader: it must reject
+// them or return a map whose every entry is usable, never panic.
+func FuzzReadMapFile(f *testing.F) {
+	user, delta := cachePair()
+	m, err := Build(user, delta, PMMinED)
+	if err != nil {
+		f.Fatal(err)
+	}
+	key := cacheKey(user, delta, PMMinED)
+	seed := f.TempDir() + "/seed.bin"
+	if err := writeMapFile(seed, m, key); err != nil {
+		f.Fatal(err)
+	}
+	data, err := os.ReadFile(seed)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(data)
+	f.Add(data[:mapHeaderSize])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := t.TempDir() + "/map.bin"
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readMapFile(path, key, len(user.Pieces), len(delta.Pieces))
+		if err != nil {
+			return
+		}
+		for u, d := range got.ToDelta {
+			if d < -1 || int(d) >= len(delta.Pieces) || got.Kind[u] >= kindCount {
+				t.Fatalf("accepted entry %d: delta %d kind %d", u, d, got.Kind[u])
+			}
+		}
+	})
+}
