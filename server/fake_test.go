@@ -125,7 +125,12 @@ func start(t *testing.T, b Backend, cfg Config) (*Server, *httptest.Server) {
 	t.Helper()
 	s := New(b, cfg, slog.New(slog.DiscardHandler))
 	ts := httptest.NewServer(s.Handler())
-	t.Cleanup(ts.Close)
+	t.Cleanup(func() {
+		// Cutting the connections cancels generations a failed test left
+		// blocked, which Close alone would wait for forever.
+		ts.CloseClientConnections()
+		ts.Close()
+	})
 	return s, ts
 }
 
