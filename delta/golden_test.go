@@ -169,3 +169,26 @@ func TestSessionMatchesForward(t *testing.T) {
 		t.Fatalf("after Trim: max |diff| = %g at position 309, want ≤ 1e-4", d)
 	}
 }
+
+// Forward reuses its buffers across batch shapes: a smaller or larger batch
+// in between must not change the result of the same batch.
+func TestForwardShapesReuseBuffers(t *testing.T) {
+	m := load260KBin(t)
+	V := m.Config.VocabSize
+	ids := make([]int32, 2*70)
+	for i := range ids {
+		ids[i] = int32((i*31 + 7) % V)
+	}
+	first := append([]float32(nil), m.Forward(ids, 2, 70)...)
+	m.Forward(ids[:9], 1, 9)
+	m.Forward(ids, 1, 140)
+	again := m.Forward(ids, 2, 70)
+	if d := maxAbsDiff(first, again); d != 0 {
+		t.Fatalf("same batch after other shapes: max |diff| %g", d)
+	}
+	// each sequence of the batch sees only itself
+	single := m.Forward(ids[70:], 1, 70)
+	if d := maxAbsDiff(single, first[70*V:]); d > 1e-5 {
+		t.Fatalf("second sequence alone vs in the batch: max |diff| %g", d)
+	}
+}
