@@ -16,9 +16,10 @@ package llama
 #include "ggml-backend.h"
 #include "llama.h"
 
-// llama.cpp logs every tensor it loads at INFO level; cmc shows only what
-// the user asked for (CMC_LLAMA_LOG) and warnings otherwise.
-static int cmc_log_min_level = GGML_LOG_LEVEL_WARN;
+// llama.cpp logs every tensor it loads at INFO level and warns about
+// harmless metadata quirks; cmc shows only what the user asked for
+// (CMC_LLAMA_LOG) and errors otherwise.
+static int cmc_log_min_level = GGML_LOG_LEVEL_ERROR;
 static void cmc_log(enum ggml_log_level level, const char * text, void * user_data) {
 	(void)user_data;
 	if (level == GGML_LOG_LEVEL_CONT || level >= cmc_log_min_level) {
@@ -52,20 +53,20 @@ import (
 const LibraryPathEnv = "CMC_LIBRARY_PATH"
 
 // LogEnv names the environment variable that sets llama.cpp's log level:
-// "debug", "info", "warn" (default) or "error".
+// "debug", "info", "warn" or "error" (the default).
 const LogEnv = "CMC_LLAMA_LOG"
 
 // initBackend runs once per process: llama.cpp's backend registry and logger
 // are process-wide C state, so there is nothing per-model to hold them.
 var initBackend = sync.OnceFunc(func() {
-	level := C.GGML_LOG_LEVEL_WARN
+	level := C.GGML_LOG_LEVEL_ERROR
 	switch strings.ToLower(os.Getenv(LogEnv)) {
 	case "debug":
 		level = C.GGML_LOG_LEVEL_DEBUG
 	case "info":
 		level = C.GGML_LOG_LEVEL_INFO
-	case "error":
-		level = C.GGML_LOG_LEVEL_ERROR
+	case "warn":
+		level = C.GGML_LOG_LEVEL_WARN
 	}
 	C.cmc_log_init(C.int(level))
 	for _, dir := range backendDirs() {

@@ -180,7 +180,11 @@ func (rm *runtimeModels) generator(alpha float32) *control.Generator {
 // model's prompt with its template, the delta's with the one it was trained
 // with. history holds earlier turns (chat).
 func (rm *runtimeModels) prompts(history []llama.Message, query string) (userIDs, deltaIDs []int32, userText string, err error) {
-	userText, parseSpecial, err := rm.renderUser(history, query)
+	return rm.promptsWith(rm.userTemplate, history, query)
+}
+
+func (rm *runtimeModels) promptsWith(userTemplate string, history []llama.Message, query string) (userIDs, deltaIDs []int32, userText string, err error) {
+	userText, parseSpecial, err := rm.renderUser(userTemplate, history, query)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -204,8 +208,14 @@ func (rm *runtimeModels) prompts(history []llama.Message, query string) (userIDs
 	return userIDs, deltaIDs, userText, nil
 }
 
-func (rm *runtimeModels) renderUser(history []llama.Message, query string) (text string, parseSpecial bool, err error) {
-	name := rm.userTemplate
+// completionPrompts is prompts for a plain completion: the user model
+// continues the text as it is; the delta still sees its own template.
+func (rm *runtimeModels) completionPrompts(text string) (userIDs, deltaIDs []int32, err error) {
+	userIDs, deltaIDs, _, err = rm.promptsWith(data.TemplateRaw, nil, text)
+	return userIDs, deltaIDs, err
+}
+
+func (rm *runtimeModels) renderUser(name string, history []llama.Message, query string) (text string, parseSpecial bool, err error) {
 	if name == "auto" {
 		name = "raw"
 		if _, err := rm.user.ChatTemplate(); err == nil {
@@ -214,7 +224,7 @@ func (rm *runtimeModels) renderUser(history []llama.Message, query string) (text
 	}
 	if name == "chat" {
 		var msgs []llama.Message
-		if rm.system != "" {
+		if rm.system != "" && (len(history) == 0 || history[0].Role != "system") {
 			msgs = append(msgs, llama.Message{Role: "system", Content: rm.system})
 		}
 		msgs = append(append(msgs, history...), llama.Message{Role: "user", Content: query})
