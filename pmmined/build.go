@@ -172,7 +172,7 @@ func (x *deltaIndex) mapToken(user *Vocab, u int32, s Strategy) (int32, Kind) {
 		return -1, KindNone
 	}
 	key := unitKey(text)
-	if d, ok := x.exact[key]; ok {
+	if d := x.exact(key); d >= 0 {
 		return d, KindExact
 	}
 	if d := x.byteToken[text[0]]; d >= 0 {
@@ -260,41 +260,36 @@ func endsTurn(piece string) bool {
 // No distance needs computing: when d is a prefix of t their distance is
 // len(t)-len(d) (delete the rest, and no edit script is shorter than the
 // length difference), and likewise len(d)-len(t) when t is a prefix of d.
-// So the best prefix is the longest and the best extension the shortest.
-// A bare space ("▁") counts only for a text of spaces, when bareSpaceRule
-// is set. It returns the token and its distance.
+// So the best prefix is the longest and the best extension the shortest,
+// which the prefix table holds. A bare space ("▁") counts only for a text
+// of spaces, when bareSpaceRule is set. It returns the token and its
+// distance.
 func (x *deltaIndex) nearestPrefix(key, text string, bareSpaceRule bool) (int32, int) {
 	allSpaces := !bareSpaceRule || strings.Trim(text, " ") == ""
+	textUnits := textUnits(text)
 	best, bestDist := int32(-1), 0
-	consider := func(d int32, dist int) {
-		if best < 0 || dist < bestDist || (dist == bestDist && d < best) {
-			best, bestDist = d, dist
-		}
-	}
-
-	// Delta tokens that text starts with: walk the unit boundaries; the
-	// last hit is the longest.
-	units, prefixUnits, prefixID := 0, 0, int32(-1)
+	// Walk the table along the text: each node on the way that is a token
+	// is a shorter prefix of it; the walk ends where no delta text goes on.
+	units := 0
 	for i := 0; i < len(key); {
 		i += unitSize(key, i)
 		units++
-		if i == len(key) {
+		n := x.lookup(key[:i])
+		if n == nil {
 			break
 		}
-		if d, ok := x.exact[key[:i]]; ok && (allSpaces || key[:i] != " ") {
-			prefixUnits, prefixID = units, d
+		if i == len(key) {
+			// Text itself is no token (it would have matched exactly), so
+			// its best extension is the last candidate.
+			if d := n.extension; d >= 0 && (best < 0 || int(n.extensionUnits)-units < bestDist ||
+				(int(n.extensionUnits)-units == bestDist && d < best)) {
+				best, bestDist = d, int(n.extensionUnits)-units
+			}
+			break
 		}
-	}
-	if prefixID >= 0 {
-		consider(prefixID, units-prefixUnits)
-	}
-
-	// Delta tokens that start with text: the run of sorted keys with this
-	// prefix (text itself is not among them, or it would have matched
-	// exactly).
-	for i := x.lowerBound(key); i < len(x.sorted) && strings.HasPrefix(x.sorted[i].key, key); i++ {
-		e := x.sorted[i]
-		consider(e.id, int(e.units)-units)
+		if n.token >= 0 && (allSpaces || key[:i] != " ") {
+			best, bestDist = n.token, textUnits-units
+		}
 	}
 	return best, bestDist
 }

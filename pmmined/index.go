@@ -1,12 +1,6 @@
 package pmmined
 
-import (
-	"cmp"
-	"slices"
-	"sort"
-	"strings"
-	"unicode/utf8"
-)
+import "unicode/utf8"
 
 // deltaIndex answers the questions the mapping rule asks of the delta
 // vocabulary without scanning it: which token has this text, which tokens
@@ -18,11 +12,13 @@ import (
 // token for the same character, and a special token's name is not text.
 type deltaIndex struct {
 	delta *Vocab
-	// exact holds the lowest id for each text token key.
-	exact map[string]int32
-	// sorted holds every text token by key, then id, so that the tokens
-	// extending a key form one run.
-	sorted []indexEntry
+	// prefixes holds a node for every text token key and every proper
+	// prefix of one (at unit boundaries): a trie of the delta's texts whose
+	// nodes are found by their path.
+	prefixes map[string]int32
+	nodes    []prefixNode
+	// texts lists the text tokens in id order.
+	texts []indexEntry
 	// byteToken is the delta token for each byte: its byte token "<0xNN>",
 	// else (byte-level vocabularies) the text token of that single byte;
 	// -1 if neither exists.
@@ -36,6 +32,18 @@ type deltaIndex struct {
 	units   []rune
 }
 
+// prefixNode describes a text that is the key of a delta text token or a
+// proper prefix of one.
+type prefixNode struct {
+	// token is the lowest id of the text token with exactly this key, -1
+	// if the key is only a prefix.
+	token int32
+	// extension is the best token that properly extends the key: the one
+	// with the fewest units, then the lowest id; -1 if none.
+	extension      int32
+	extensionUnits int32
+}
+
 type indexEntry struct {
 	key   string
 	id    int32
@@ -47,7 +55,7 @@ type indexEntry struct {
 func newDeltaIndex(delta *Vocab, forMinED bool) *deltaIndex {
 	x := &deltaIndex{
 		delta:         delta,
-		exact:         make(map[string]int32, len(delta.Pieces)),
+		prefixes:      make(map[string]int32, 4*len(delta.Pieces)),
 		specialByName: make(map[string]int32),
 	}
 	for b := range x.byteToken {
@@ -70,16 +78,14 @@ func newDeltaIndex(delta *Vocab, forMinED bool) *deltaIndex {
 			if text == "" {
 				continue
 			}
-			key := unitKey(text)
-			if _, seen := x.exact[key]; !seen {
-				x.exact[key] = id
-			}
-			x.sorted = append(x.sorted, indexEntry{key: key, id: id, units: int32(textUnits(text))})
+			e := indexEntry{key: unitKey(text), id: id, units: int32(textUnits(text))}
+			x.texts = append(x.texts, e)
+			x.addText(e)
 		}
 	}
 	for b := range x.byteToken {
 		if x.byteToken[b] < 0 {
-			if id, ok := x.exact[unitKey(string([]byte{byte(b)}))]; ok {
+			if id := x.exact(unitKey(string([]byte{byte(b)}))); id >= 0 {
 				x.byteToken[b] = id
 			}
 		}
@@ -87,15 +93,59 @@ func newDeltaIndex(delta *Vocab, forMinED bool) *deltaIndex {
 	if forMinED {
 		x.groupByUnits()
 	}
-	slices.SortFunc(x.sorted, func(a, b indexEntry) int {
-		return cmp.Or(strings.Compare(a.key, b.key), cmp.Compare(a.id, b.id))
-	})
 	return x
 }
 
-// groupByUnits prepares the MinED scan; x.sorted is still in id order.
+// addText enters a text token into the prefix table. Tokens come in id
+// order, so the first token seen wins a tie.
+func (x *deltaIndex) addText(e indexEntry) {
+	units := int32(0)
+	for i := 0; i < len(e.key); {
+		i += unitSize(e.key, i)
+		units++
+		n := x.node(e.key[:i])
+		if i == len(e.key) {
+			if n.token < 0 {
+				n.token = e.id
+			}
+			break
+		}
+		if n.extension < 0 || e.units < n.extensionUnits {
+			n.extension, n.extensionUnits = e.id, e.units
+		}
+	}
+}
+
+// node returns the node of key, creating it.
+func (x *deltaIndex) node(key string) *prefixNode {
+	i, ok := x.prefixes[key]
+	if !ok {
+		i = int32(len(x.nodes))
+		x.nodes = append(x.nodes, prefixNode{token: -1, extension: -1})
+		x.prefixes[key] = i
+	}
+	return &x.nodes[i]
+}
+
+// lookup returns the node of key, or nil when no delta text starts with key.
+func (x *deltaIndex) lookup(key string) *prefixNode {
+	if i, ok := x.prefixes[key]; ok {
+		return &x.nodes[i]
+	}
+	return nil
+}
+
+// exact returns the lowest id of the text token with this key, or -1.
+func (x *deltaIndex) exact(key string) int32 {
+	if n := x.lookup(key); n != nil {
+		return n.token
+	}
+	return -1
+}
+
+// groupByUnits prepares the MinED scan.
 func (x *deltaIndex) groupByUnits() {
-	for _, e := range x.sorted {
+	for _, e := range x.texts {
 		e.start = int32(len(x.units))
 		x.units = appendUnits(x.units, x.delta.Text(e.id))
 		e.chars = charSet(x.unitsOf(e))
@@ -119,11 +169,6 @@ func charSet(units []rune) uint64 {
 		set |= 1 << (uint32(u) * 0x9E3779B1 >> 26)
 	}
 	return set
-}
-
-// lowerBound returns the index of the first sorted key not below key.
-func (x *deltaIndex) lowerBound(key string) int {
-	return sort.Search(len(x.sorted), func(i int) bool { return x.sorted[i].key >= key })
 }
 
 // invalidByteUnit is added to a byte that is not part of valid UTF-8 to
