@@ -142,3 +142,74 @@ func checkLlamaCppKeys(t *testing.T, path string, c Config) {
 		t.Errorf("%s: tied classifier written as output.weight", path)
 	}
 }
+
+// quantizeQ8_0 encodes x (a multiple of 32 values) as ggml's Q8_0 blocks: a
+// float16 scale d = max|x|/127, then 32 int8 values round(x/d).
+func quantizeQ8_0(x []float32) []byte {
+	var out []byte
+	for b := 0; b < len(x); b += 32 {
+		block := x[b : b+32]
+		var amax float64
+		for _, v := range block {
+			amax = math.Max(amax, math.Abs(float64(v)))
+		}
+		d := amax / 127
+		h := gguf.F32ToF16(float32(d))
+		out = append(out, byte(h), byte(h>>8))
+		for _, v := range block {
+			q := 0.0
+			if d != 0 {
+				q = math.Round(float64(v) / d)
+			}
+			out = append(out, byte(int8(q)))
+		}
+	}
+	return out
+}
+
+// A GGUF whose matrices are Q8_0 (those with rows of whole 32-value blocks)
+// loads by dequantising and predicts like the original.
+func TestLoadGGUFQ8_0(t *testing.T) {
+	g := loadGolden(t)
+	m := load260KBin(t)
+	needFile(t, stories260KGGUF)
+	src, err := gguf.Open(stories260KGGUF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	w := gguf.NewWriter()
+	w.CopyKV(src, nil)
+	quantized := 0
+	for _, ts := range m.Tensors {
+		shape, data := ggufShape(ts), m.TensorData(ts)
+		if ts.Matrix && shape[0]%32 == 0 {
+			err = w.AddTensor(ggufName(ts), gguf.TypeQ8_0, shape, quantizeQ8_0(data))
+			quantized++
+		} else {
+			err = w.AddTensorF32(ggufName(ts), shape, data)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "q8.gguf")
+	if err := w.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	q, err := LoadGGUF(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if quantized < 20 || !q.Config.SharedClassifier {
+		t.Fatalf("%d tensors quantised, shared classifier %v", quantized, q.Config.SharedClassifier)
+	}
+	V := m.Config.VocabSize
+	logits := q.Forward(g.PromptIDs, 1, len(g.PromptIDs))
+	for p, want := range g.Logits {
+		row := logits[p*V : (p+1)*V]
+		if d := maxAbsDiff(row, want); d > 0.3 || d == 0 || argmax(row) != argmax(want) {
+			t.Errorf("Q8_0 position %d: max |diff| %g, argmax %d, want 0 < diff ≤ 0.3 and %d", p, d, argmax(row), argmax(want))
+		}
+	}
+}
