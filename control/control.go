@@ -32,10 +32,12 @@ type Tokenizer interface {
 	AppendPiece(dst []byte, id int32, special bool) []byte
 }
 
-// DeltaLM adapts a delta model's inference session to LM.
+// DeltaLM adapts a delta model's inference session to LM. It keeps the
+// token ids of its context, for inspection.
 type DeltaLM struct {
 	Session *delta.Session
 	Vocab   int
+	tokens  []int32
 }
 
 // NewDeltaLM starts an empty session on m.
@@ -52,13 +54,18 @@ func (d *DeltaLM) Append(tokens []int32) ([]float32, error) {
 			return nil, fmt.Errorf("delta: token %d at index %d is outside the vocabulary (size %d)", t, i, d.Vocab)
 		}
 	}
+	d.tokens = append(d.tokens, tokens...)
 	return d.Session.Decode(tokens), nil
 }
+
+// Tokens returns the context's token ids (valid until the next call).
+func (d *DeltaLM) Tokens() []int32 { return d.tokens }
 
 func (d *DeltaLM) Trim(pos int) error {
 	if pos < 0 || pos > d.Session.Len() {
 		return fmt.Errorf("delta: trim to %d: context holds %d tokens", pos, d.Session.Len())
 	}
 	d.Session.Trim(pos)
+	d.tokens = d.tokens[:pos]
 	return nil
 }
