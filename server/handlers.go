@@ -205,7 +205,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, req Request, b
 		return
 	}
 
-	stream := &eventStream{w: w, rc: http.NewResponseController(w)}
+	stream := &eventStream{w: w, rc: http.NewResponseController(w), timeout: s.eventWriteTimeout}
 	res, err := s.run(ctx, req, func(piece string) error {
 		if piece == "" {
 			return nil
@@ -283,6 +283,7 @@ func (s *Server) failure(ctx context.Context, id string, err error) *apiError {
 type eventStream struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
+	timeout time.Duration // for each event; see Server.eventWriteTimeout
 	started bool
 	err     error // the first write failure: the client is gone
 }
@@ -306,6 +307,10 @@ func (s *eventStream) write(b []byte) error {
 		h.Set("X-Accel-Buffering", "no") // keeps nginx-style proxies from holding pieces back
 		s.w.WriteHeader(http.StatusOK)
 		s.started = true
+	}
+	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil {
+		s.err = fmt.Errorf("set write deadline: %w", err)
+		return s.err
 	}
 	if _, err := s.w.Write(b); err != nil {
 		s.err = fmt.Errorf("write event: %w", err)

@@ -216,3 +216,44 @@ func TestShutdownCancelsGenerationsAfterGrace(t *testing.T) {
 		t.Errorf("%d requests still admitted after Serve returned", n)
 	}
 }
+
+// floodBackend emits 1 MiB pieces until emit fails, and reports that failure.
+type floodBackend struct{ failed chan error }
+
+func (b floodBackend) Models() []string { return []string{"echo"} }
+
+func (b floodBackend) Generate(ctx context.Context, req Request, emit func(string) error) (Result, error) {
+	piece := strings.Repeat("x", 1<<20)
+	for range 256 { // far beyond what loopback socket buffers hold
+		if err := emit(piece); err != nil {
+			b.failed <- err
+			return Result{}, err
+		}
+	}
+	b.failed <- nil
+	return Result{Text: "all of it", FinishReason: "length"}, nil
+}
+
+// A client that stops reading but keeps its connection open must not hold a
+// generation slot forever.
+func TestStalledClientFreesSlot(t *testing.T) {
+	b := floodBackend{failed: make(chan error, 1)}
+	s, ts := start(t, b, Config{})
+	s.eventWriteTimeout = 100 * time.Millisecond
+
+	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	body := `{"model":"echo","prompt":"x","stream":true}`
+	_, err = io.WriteString(conn, "POST /v1/completions HTTP/1.1\r\nHost: cmc\r\nContent-Type: application/json\r\n"+
+		"Content-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
+	if err != nil {
+		t.Fatalf("send request: %v", err)
+	}
+	if err := receive(t, b.failed, "emit to fail"); err == nil {
+		t.Fatal("256 MiB went to a client that reads nothing")
+	}
+	waitFor(t, "the slot to be freed", func() bool { return admitted(s) == 0 })
+}

@@ -138,6 +138,10 @@ type Server struct {
 	gate    *gate
 	started time.Time // reported as every model's "created"
 	handler http.Handler
+	// eventWriteTimeout bounds the write of one streamed event. A client
+	// that stops reading without hanging up would otherwise block its
+	// generation in emit forever, holding a slot that no context can free.
+	eventWriteTimeout time.Duration
 }
 
 // New returns a server for b. A nil log discards log output.
@@ -152,6 +156,8 @@ func New(b Backend, cfg Config, log *slog.Logger) *Server {
 		log:     log,
 		gate:    newGate(cfg.Concurrency, cfg.QueueSize),
 		started: time.Now(),
+
+		eventWriteTimeout: 30 * time.Second,
 	}
 	s.handler = s.routes()
 	return s
@@ -210,9 +216,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := hs.Shutdown(grace); err != nil {
 		s.log.Warn("grace period over: cancelling running generations", "err", err)
 		cancelBase(errShuttingDown)
+		// Closing the connections before waiting also frees a generation
+		// blocked writing to a client that stopped reading.
+		closeErr := hs.Close()
 		s.gate.drain()
-		if err := hs.Close(); err != nil {
-			return fmt.Errorf("close connections: %w", err)
+		if closeErr != nil {
+			return fmt.Errorf("close connections: %w", closeErr)
 		}
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
