@@ -149,18 +149,27 @@ func sigmoids(out, x []float32) {
 }
 
 // exp is e^x for x in [−87, 87] in float32 arithmetic, accurate to a few
-// ulp and small enough to be inlined into the loops above: it reduces
-// x = k·ln2 + r with |r| ≤ ln2/2, evaluates a degree-6 polynomial for e^r
-// (Cephes expf) and scales by 2^k through the exponent bits.
+// ulp and small enough to be inlined into the loops above. It splits
+// x = (64·e + j)·ln2/64 + r with |r| ≤ ln2/128, so e^x = 2^e · 2^(j/64) · e^r,
+// takes 2^(j/64) from a table, e^r from its cubic Taylor polynomial (the
+// next term is below 4e−11) and 2^e from the exponent bits.
 func exp(x float32) float32 {
-	// k = round(x·log2 e): adding and subtracting 1.5·2²³ rounds to an
+	// k = round(x·64/ln2): adding and subtracting 1.5·2²³ rounds to an
 	// integer in float32 arithmetic
-	k := x*1.44269504088896341 + 12582912
+	k := x*92.33248261689366 + 12582912
 	k -= 12582912
-	r := x - k*0.693359375 + k*2.12194440e-4 // ln 2 in two parts
-	p := ((((1.9875691500e-4*r+1.3981999507e-3)*r+8.3334519073e-3)*r+4.1665795894e-2)*r+1.6666665459e-1)*r + 5.0000001201e-1
-	return (p*r*r + r + 1) * math.Float32frombits(uint32(int32(k)+127)<<23)
+	r := x - k*0.010833740234375 + k*3.3155381258549027e-6 // ln2/64 in two parts, the first exact in k·ln2/64
+	i := int32(k)
+	return exp2Sixtyfourths[i&63] * (1 + r*(1+r*(0.5+r*(1.0/6)))) * math.Float32frombits(uint32(i>>6+127)<<23)
 }
+
+// exp2Sixtyfourths[j] = 2^(j/64), read-only after initialisation.
+var exp2Sixtyfourths = func() (t [64]float32) {
+	for j := range t {
+		t[j] = float32(math.Exp2(float64(j) / 64))
+	}
+	return t
+}()
 
 // max32 and min32 skip the builtin's NaN and signed-zero handling, which
 // costs more than the exponential itself here.
