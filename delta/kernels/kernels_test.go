@@ -32,6 +32,9 @@ var testShapes = []shape{
 	{m: 31, n: 50, k: 48, padC: 240, padA: 240, padB: 240},
 	{m: 1, n: 40, k: 48, padC: 7, padA: 240, padB: 240},
 	{m: 64, n: 288, k: 288}, {m: 40, n: 768, k: 288}, {m: 40, n: 288, k: 768},
+	// Large enough to run in parallel, cut by columns: a matvec, and a
+	// product whose panels of b divide evenly between threads.
+	{m: 1, n: 1000, k: 300}, {m: 24, n: 800, k: 100},
 }
 
 // operands are the stored sizes of a product's matrices.
