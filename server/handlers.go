@@ -192,46 +192,55 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, req Request, b
 		ctx, cancel = context.WithTimeoutCause(ctx, s.cfg.RequestTimeout, errRequestTimeout)
 		defer cancel()
 	}
-	id := f.id()
-	if !body.Stream {
-		res, err := s.run(ctx, req, func(string) error { return ctx.Err() })
-		if err != nil {
-			if e := s.failure(ctx, id, err); e != nil {
-				writeError(w, e)
-			}
-			return
+	if body.Stream {
+		s.stream(ctx, w, req, body.StreamOptions != nil && body.StreamOptions.IncludeUsage, f)
+	} else {
+		s.whole(ctx, w, req, f)
+	}
+}
+
+// whole answers with the finished completion in one JSON body.
+func (s *Server) whole(ctx context.Context, w http.ResponseWriter, req Request, f format) {
+	res, err := s.run(ctx, req, func(string) error { return ctx.Err() })
+	if err != nil {
+		if e := s.failure(ctx, f.id(), err); e != nil {
+			writeError(w, e)
 		}
-		writeJSON(w, http.StatusOK, f.response(res))
 		return
 	}
+	writeJSON(w, http.StatusOK, f.response(res))
+}
 
-	stream := &eventStream{w: w, rc: http.NewResponseController(w), timeout: s.eventWriteTimeout}
+// stream answers with one event per piece as the backend produces it, a
+// closing event with the finish reason, optionally the usage, then [DONE].
+func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req Request, includeUsage bool, f format) {
+	events := &eventStream{w: w, rc: http.NewResponseController(w), timeout: s.eventWriteTimeout}
 	res, err := s.run(ctx, req, func(piece string) error {
 		if piece == "" {
 			return nil
 		}
-		return stream.send(f.chunk(piece, ""))
+		return events.send(f.chunk(piece, ""))
 	})
 	switch {
-	case stream.err != nil:
-		s.log.Info("client went away during the stream", "id", id, "err", stream.err)
+	case events.err != nil:
+		s.log.Info("client went away during the stream", "id", f.id(), "err", events.err)
 	case err != nil:
-		e := s.failure(ctx, id, err)
+		e := s.failure(ctx, f.id(), err)
 		switch {
 		case e == nil:
-		case stream.started:
+		case events.started:
 			// The status line is gone; an error event is how OpenAI's
 			// clients learn that a stream failed.
-			stream.send(errorBody{e})
+			events.send(errorBody{e})
 		default:
 			writeError(w, e)
 		}
 	default:
-		stream.send(f.chunk("", res.FinishReason))
-		if body.StreamOptions != nil && body.StreamOptions.IncludeUsage {
-			stream.send(f.usageChunk(res))
+		events.send(f.chunk("", res.FinishReason))
+		if includeUsage {
+			events.send(f.usageChunk(res))
 		}
-		stream.write([]byte("data: [DONE]\n\n"))
+		events.write([]byte("data: [DONE]\n\n"))
 	}
 }
 

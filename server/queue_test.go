@@ -257,3 +257,33 @@ func TestStalledClientFreesSlot(t *testing.T) {
 	}
 	waitFor(t, "the slot to be freed", func() bool { return admitted(s) == 0 })
 }
+
+func TestListenAndServe(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer taken.Close()
+	s := New(&echoBackend{}, Config{Addr: taken.Addr().String()}, nil)
+	if err := s.ListenAndServe(context.Background()); err == nil || !strings.Contains(err.Error(), "listen on "+taken.Addr().String()) {
+		t.Errorf("ListenAndServe on a taken port: %v, want an error naming the address", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s = New(&echoBackend{}, Config{Addr: "127.0.0.1:0"}, nil)
+	if err := s.ListenAndServe(ctx); err != nil {
+		t.Errorf("ListenAndServe with a cancelled context: %v, want a clean shutdown", err)
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for _, c := range []struct {
+		ip   string
+		want bool
+	}{{"127.0.0.1", true}, {"::1", true}, {"0.0.0.0", false}, {"192.168.1.2", false}} {
+		if got := isLoopback(&net.TCPAddr{IP: net.ParseIP(c.ip)}); got != c.want {
+			t.Errorf("isLoopback(%s) = %v", c.ip, got)
+		}
+	}
+}
