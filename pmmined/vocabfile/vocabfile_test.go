@@ -157,3 +157,25 @@ func TestOpenGGUFByteLevel(t *testing.T) {
 		t.Errorf("gpt-2: %s, %d tokens, EOS %d, token 198 %q", v.Encoding, len(v.Pieces), v.EOS, v.Text(198))
 	}
 }
+
+func benchmarkOpen(b *testing.B, rel string) {
+	path := filepath.Join(fixtures, rel)
+	if _, err := os.Stat(path); err != nil {
+		b.Skipf("fixture %s absent: %v", path, err)
+	}
+	for b.Loop() {
+		if _, err := Open(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpen_Llama2GGUF(b *testing.B) {
+	benchmarkOpen(b, "gguf-vocab/ggml-vocab-llama-spm.gguf")
+}
+func BenchmarkOpen_Llama3Tiktoken(b *testing.B) {
+	benchmarkOpen(b, "tokenizers/llama3/tokenizer.model")
+}
+func BenchmarkOpen_MistralSentencePiece(b *testing.B) {
+	benchmarkOpen(b, "tokenizers/mistral/tokenizer.model.v1")
+}
