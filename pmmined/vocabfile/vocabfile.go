@@ -75,21 +75,23 @@ func ReadGGUF(path string) (*pmmined.Vocab, error) {
 	return v, nil
 }
 
-// FromGGUF converts a GGUF vocabulary. Only SentencePiece ("llama") and
-// byte-level BPE ("gpt2") tokenizers are supported: their pieces spell text
-// in a known way.
+// FromGGUF converts a GGUF vocabulary whose pieces spell text in a known
+// way: with "▁" for a space (tokenizer models "llama" for SentencePiece,
+// "t5" for its unigram variant, and "bert", whose WordPiece vocabulary
+// llama.cpp's converter rewrites with "▁" at word starts) or byte-level
+// ("gpt2").
 func FromGGUF(gv *gguf.Vocab) (*pmmined.Vocab, error) {
 	v := &pmmined.Vocab{
 		Pieces: gv.Tokens,
 		BOS:    gv.BOS, EOS: gv.EOS, UNK: gv.UNK, PAD: gv.PAD,
 	}
 	switch gv.Model {
-	case "llama":
+	case "llama", "t5", "bert":
 		v.Encoding = pmmined.SentencePiece
 	case "gpt2":
 		v.Encoding = pmmined.ByteLevel
 	default:
-		return nil, fmt.Errorf("tokenizer.ggml.model is %q; token maps support \"llama\" (SentencePiece) and \"gpt2\" (byte-level BPE)", gv.Model)
+		return nil, fmt.Errorf("tokenizer.ggml.model is %q; token maps support llama, t5, bert and gpt2 tokenizers", gv.Model)
 	}
 	if gv.Types != nil {
 		v.Types = make([]pmmined.TokenType, len(gv.Types))

@@ -133,18 +133,19 @@ func TestSentencePieceRejects(t *testing.T) {
 	}
 }
 
-func TestFromGGUFRejectsUnknownTokenizer(t *testing.T) {
-	f, err := gguf.Open(fixturePath(t, "gguf-vocab/ggml-vocab-bert-bge.gguf"))
+func TestFromGGUFTokenizerModels(t *testing.T) {
+	// llama.cpp's converter spells BERT's WordPiece vocabulary with "▁" at
+	// word starts, as SentencePiece does.
+	v, err := Open(fixturePath(t, "gguf-vocab/ggml-vocab-bert-bge.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	gv, err := f.Vocab()
-	if err != nil {
-		t.Fatal(err)
+	if v.Encoding != pmmined.SentencePiece || v.Text(2000) != " to" || v.UNK != 100 {
+		t.Errorf("bert-bge: %s, token 2000 %q, UNK %d; want sentencepiece, \" to\", 100", v.Encoding, v.Text(2000), v.UNK)
 	}
-	if _, err := FromGGUF(gv); err == nil || !strings.Contains(err.Error(), `"bert"`) {
-		t.Errorf("bert vocabulary: error %v, want one naming the tokenizer model", err)
+	_, err = FromGGUF(&gguf.Vocab{Model: "rwkv", Tokens: []string{"a"}, BOS: -1, EOS: -1, UNK: -1, PAD: -1})
+	if err == nil || !strings.Contains(err.Error(), `"rwkv"`) {
+		t.Errorf("rwkv vocabulary: error %v, want one naming the tokenizer model", err)
 	}
 }
 
