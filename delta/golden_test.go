@@ -2,9 +2,12 @@ package delta
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"testing"
+
+	"github.com/cmc-dev/cmc/delta/kernels"
 )
 
 const fixtures = "../../shared/fixtures/"
@@ -190,5 +193,35 @@ func TestForwardShapesReuseBuffers(t *testing.T) {
 	single := m.Forward(ids[70:], 1, 70)
 	if d := maxAbsDiff(single, first[70*V:]); d > 1e-5 {
 		t.Fatalf("second sequence alone vs in the batch: max |diff| %g", d)
+	}
+}
+
+// Sessions only read the model: several decode concurrently on one Pool
+// (the Pool runs one parallel call at a time, the others inline) and each
+// still reproduces the golden greedy tokens.
+func TestConcurrentSessions(t *testing.T) {
+	g := loadGolden(t)
+	m := load260KBin(t)
+	m.Pool = kernels.NewPool(2)
+	defer m.Pool.Close()
+	errs := make(chan string, 3)
+	for range 3 {
+		go func() {
+			s := m.NewSession(16)
+			logits := s.Decode(g.PromptIDs)
+			for i, want := range g.GreedyIDs[:20] {
+				if got := argmax(logits); got != want {
+					errs <- fmt.Sprintf("token %d: %d, want %d", i, got, want)
+					return
+				}
+				logits = s.Decode([]int32{want})
+			}
+			errs <- ""
+		}()
+	}
+	for range 3 {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
 	}
 }

@@ -123,9 +123,11 @@ type Weights struct {
 }
 
 // Model is a Llama-architecture transformer with its parameters, gradients
-// and the buffers of its training pass. It is not safe for concurrent use;
-// Sessions made from it may run concurrently with each other only when each
-// has its own Pool (see NewSession).
+// and the buffers of its training pass. Forward, Backward and the
+// optimiser are not safe for concurrent use. Sessions only read the
+// parameters, so several may decode concurrently, also on one Pool (it runs
+// one parallel call at a time and the others on their callers'
+// goroutines), but not while an optimiser step changes the parameters.
 type Model struct {
 	Config  Config
 	Tensors []Tensor  // the parameter tensors, in llama2.c checkpoint order

@@ -11,8 +11,8 @@ import (
 // tokens and returns the logits after the last one; Trim drops the tail of
 // the context so that a generation loop can re-decode from an earlier
 // position. The cache grows when the context outgrows it, so positions are
-// not capped. A Session reads its model's parameters and uses its Pool: do
-// not train the model or run another Session on the same Pool concurrently.
+// not capped. A Session only reads its model's parameters and uses its
+// Pool; a Session itself is not safe for concurrent use.
 type Session struct {
 	m    *Model
 	rope rope
