@@ -162,7 +162,8 @@ func (x *deltaIndex) unitsOf(e indexEntry) []rune {
 
 // charSet hashes each unit to one of 64 bits. An edit removes at most one
 // unit and adds at most one, so the distance between two texts is at least
-// the number of bits set in either set but not in the other.
+// the number of bits that the first set has and the second lacks, and the
+// other way round.
 func charSet(units []rune) uint64 {
 	var set uint64
 	for _, u := range units {

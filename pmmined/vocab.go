@@ -28,7 +28,8 @@ type Encoding uint8
 
 const (
 	// SentencePiece pieces are UTF-8 text with "▁" (U+2581) for a space;
-	// byte tokens are spelled "<0xNN>" (gguf tokenizer model "llama").
+	// byte tokens are spelled "<0xNN>" (gguf tokenizer models "llama", "t5"
+	// and, as llama.cpp converts it, "bert").
 	SentencePiece Encoding = iota + 1
 	// ByteLevel pieces spell bytes through GPT-2's byte-to-unicode table,
 	// "Ġ" for a space and "Ċ" for a newline (gguf tokenizer model "gpt2":
