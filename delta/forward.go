@@ -44,7 +44,7 @@ type trainState struct {
 	dk, dv        []float32 // [N, kv_dim]
 	dh1, dh3      []float32 // [N, hidden]
 	// Attention scratch, one slice per part of the attention loops (see
-	// attentionParts): [2, causalBlock, T] for a block of probabilities and
+	// part): [2, causalBlock, T] for a block of probabilities and
 	// their gradients. The probabilities are not kept for backward but
 	// recomputed from lse, as FlashAttention does: storing them would take
 	// B·n_heads·T² floats per layer, gigabytes at the 2048-token contexts
@@ -55,7 +55,6 @@ type trainState struct {
 	cur         *layerActs
 	attnFwd     func(lo, hi int)
 	attnBwd     func(lo, hi int)
-	m           *Model
 	scale       float32
 	rep, hs     int
 	dim, kvDim  int
@@ -66,7 +65,7 @@ func (m *Model) trainBuffers(B, T int) *trainState {
 	c := m.Config
 	st := m.train
 	if st == nil {
-		st = &trainState{m: m, rope: newRope(c), layers: make([]layerActs, c.NLayers)}
+		st = &trainState{rope: newRope(c), layers: make([]layerActs, c.NLayers)}
 		st.hs, st.dim, st.kvDim = c.HeadSize(), c.Dim, c.KVDim()
 		st.nHeads, st.nKV, st.rep = c.NHeads, c.NKVHeads, c.NHeads/c.NKVHeads
 		st.scale = float32(1 / math.Sqrt(float64(st.hs)))
