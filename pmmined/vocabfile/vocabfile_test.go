@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -179,4 +180,48 @@ func BenchmarkOpen_Llama3Tiktoken(b *testing.B) {
 }
 func BenchmarkOpen_MistralSentencePiece(b *testing.B) {
 	benchmarkOpen(b, "tokenizers/mistral/tokenizer.model.v1")
+}
+
+// TestDecodeTestVectors decodes llama.cpp's tokenizer test vectors (token
+// ids of known strings) with the loaded vocabularies: every string must come
+// back byte for byte, which proves the pieces are in rank order and their
+// byte-level spelling is undone correctly.
+func TestDecodeTestVectors(t *testing.T) {
+	for _, c := range []struct{ vocab, vectors string }{
+		{"tokenizers/llama3/tokenizer.model", "tokenizers/llama3/ggml-vocab-llama-bpe.gguf"},
+		{"tokenizers/qwen/qwen.tiktoken", "tokenizers/qwen/ggml-vocab-qwen2.gguf"},
+		{"gguf-vocab/ggml-vocab-gpt-2.gguf", "gguf-vocab/ggml-vocab-gpt-2.gguf"},
+		{"gguf-vocab/ggml-vocab-deepseek-llm.gguf", "gguf-vocab/ggml-vocab-deepseek-llm.gguf"},
+	} {
+		v, err := Open(fixturePath(t, c.vocab))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inp, err := os.ReadFile(fixturePath(t, c.vectors+".inp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := os.ReadFile(fixturePath(t, c.vectors+".out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts := strings.Split(strings.TrimSuffix(string(inp), "\n__ggml_vocab_test__\n"), "\n__ggml_vocab_test__\n")
+		lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+		if len(texts) != len(lines) || len(texts) < 40 {
+			t.Fatalf("%s: %d strings, %d id lines", c.vectors, len(texts), len(lines))
+		}
+		for i, line := range lines {
+			var sb strings.Builder
+			for _, f := range strings.Fields(line) {
+				id, err := strconv.Atoi(f)
+				if err != nil || id < 0 || id >= len(v.Pieces) {
+					t.Fatalf("%s.out line %d: bad token id %q", c.vectors, i+1, f)
+				}
+				sb.WriteString(v.Text(int32(id)))
+			}
+			if sb.String() != texts[i] {
+				t.Errorf("%s string %d: decoded %q, want %q", c.vectors, i+1, sb.String(), texts[i])
+			}
+		}
+	}
 }
