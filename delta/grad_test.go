@@ -58,6 +58,38 @@ func TestCrossEntropy(t *testing.T) {
 	}
 }
 
+// BiasedCrossEntropy is CrossEntropy of logits + bias, whatever constant
+// each bias row carries, with the gradient scaled.
+func TestBiasedCrossEntropy(t *testing.T) {
+	const V = 11
+	rng := rand.New(rand.NewPCG(3, 4))
+	targets := []int32{4, Ignore, 0, 10, 7}
+	logits := make([]float32, len(targets)*V)
+	bias := make([]float32, len(logits))
+	for i := range logits {
+		logits[i] = float32(rng.NormFloat64() * 2)
+		bias[i] = float32(rng.NormFloat64() * 2)
+	}
+	sum := make([]float32, len(logits))
+	for i := range sum {
+		sum[i] = logits[i] + bias[i]
+	}
+	want := CrossEntropy(nil, sum, targets, V)
+	shifted := slices.Clone(bias) // log-probs vs logits: a constant per row
+	for i := range shifted {
+		shifted[i] += float32(i / V)
+	}
+	got, count := BiasedCrossEntropy(nil, logits, shifted, targets, V, -0.5)
+	if count != 4 || math.Abs(got-want) > 1e-5 {
+		t.Fatalf("loss %v over %d positions, want %v over 4", got, count, want)
+	}
+	for i := range logits {
+		if d := math.Abs(float64(logits[i] + 0.5*sum[i])); d > 1e-6 {
+			t.Fatalf("gradient %d: %v, want −0.5 × %v", i, logits[i], sum[i])
+		}
+	}
+}
+
 // randomWellConditioned returns a tiny model whose weights are large enough
 // for every gradient to matter in float32 finite differences.
 func randomWellConditioned(t *testing.T, shared bool, seed uint64) *Model {

@@ -20,10 +20,22 @@ const Ignore = -1
 // Summing micro-batches' gradients and scaling by 1/micro-batches in the
 // optimiser step gives the mean of the micro-batch means.
 func CrossEntropy(p *kernels.Pool, logits []float32, targets []int32, vocab int) float64 {
-	if len(logits) != len(targets)*vocab {
-		panic(fmt.Sprintf("delta: CrossEntropy of %d logits for %d targets of %d", len(logits), len(targets), vocab))
+	loss, _ := BiasedCrossEntropy(p, logits, nil, targets, vocab, 1)
+	return loss
+}
+
+// BiasedCrossEntropy is CrossEntropy of z = logits + bias, row by row, with
+// the gradient with respect to logits multiplied by gradScale; it also
+// returns the number of counted positions. bias may be nil.
+//
+// This is the CMC objective: bias holds the frozen template's
+// log-probabilities (its raw logits give the same loss and gradient, since
+// a constant per row cancels in the softmax), and gradScale = −1 turns the
+// forget term of grad_diff into gradient ascent.
+func BiasedCrossEntropy(p *kernels.Pool, logits, bias []float32, targets []int32, vocab int, gradScale float32) (loss float64, count int) {
+	if len(logits) != len(targets)*vocab || (bias != nil && len(bias) != len(logits)) {
+		panic(fmt.Sprintf("delta: cross-entropy of %d logits and %d bias for %d targets of %d", len(logits), len(bias), len(targets), vocab))
 	}
-	count := 0
 	for i, y := range targets {
 		switch {
 		case y == Ignore:
@@ -35,9 +47,9 @@ func CrossEntropy(p *kernels.Pool, logits []float32, targets []int32, vocab int)
 	}
 	if count == 0 {
 		clear(logits)
-		return 0
+		return 0, 0
 	}
-	inv := 1 / float32(count)
+	g := gradScale / float32(count)
 
 	// Rows are summed in fixed blocks, then the blocks in order, so the
 	// loss does not depend on how the pool schedules them.
@@ -54,18 +66,20 @@ func CrossEntropy(p *kernels.Pool, logits []float32, targets []int32, vocab int)
 					clear(row)
 					continue
 				}
+				if bias != nil {
+					kernels.Axpy(1, bias[i*vocab:(i+1)*vocab], row)
+				}
 				mx := maxOf(row)
 				target := row[y]
 				sum := expShifted(row, mx)
 				partial[b] += math.Log(float64(sum)) + float64(mx) - float64(target)
-				kernels.Scale(inv/sum, row)
-				row[y] -= inv
+				kernels.Scale(g/sum, row)
+				row[y] -= g
 			}
 		}
 	})
-	var loss float64
 	for _, l := range partial[:nb] {
 		loss += l
 	}
-	return loss / float64(count)
+	return loss / float64(count), count
 }
