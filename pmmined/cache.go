@@ -78,7 +78,8 @@ func CachePath(cacheDir string, user, delta *Vocab, s Strategy) string {
 
 // LoadOrBuild returns the map of user onto delta under strategy s, read
 // from cacheDir when a valid map file for exactly these vocabularies is
-// there, else built and saved there. An empty cacheDir only builds.
+// there, else built and saved there (a failure to save is logged, not
+// returned). An empty cacheDir only builds.
 func LoadOrBuild(cacheDir string, user, delta *Vocab, s Strategy) (*Map, error) {
 	if cacheDir == "" {
 		return Build(user, delta, s)
@@ -105,11 +106,13 @@ func LoadOrBuild(cacheDir string, user, delta *Vocab, s Strategy) (*Map, error) 
 	if m, err = Build(user, delta, s); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("token map cache: %w", err)
+	// A cache that cannot be written costs a rebuild next time, not this run.
+	err = os.MkdirAll(cacheDir, 0o755)
+	if err == nil {
+		err = writeMapFile(path, m, key)
 	}
-	if err := writeMapFile(path, m, key); err != nil {
-		return nil, err
+	if err != nil {
+		slog.Warn("token map not cached", "dir", cacheDir, "err", err)
 	}
 	return m, nil
 }

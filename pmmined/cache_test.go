@@ -52,6 +52,22 @@ func TestLoadOrBuildReusesCache(t *testing.T) {
 	}
 }
 
+func TestLoadOrBuildWithoutWritableCache(t *testing.T) {
+	user, delta := cachePair()
+	notDir := t.TempDir() + "/file"
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadOrBuild(notDir, user, delta, PMMinED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := Build(user, delta, PMMinED)
+	if !sameMap(got, want) {
+		t.Errorf("got %v, want %v", got.ToDelta, want.ToDelta)
+	}
+}
+
 func TestLoadOrBuildRebuildsBadCache(t *testing.T) {
 	user, delta := cachePair()
 	want, err := Build(user, delta, PMMinED)
