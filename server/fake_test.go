@@ -121,7 +121,7 @@ func (b failingBackend) Generate(ctx context.Context, req Request, emit func(str
 }
 
 // start serves b over loopback for the length of the test.
-func start(t *testing.T, b Backend, cfg Config) (*Server, *httptest.Server) {
+func start(t testing.TB, b Backend, cfg Config) (*Server, *httptest.Server) {
 	t.Helper()
 	s := New(b, cfg, slog.New(slog.DiscardHandler))
 	ts := httptest.NewServer(s.Handler())
