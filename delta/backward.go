@@ -6,8 +6,8 @@ import (
 	"github.com/cmc-dev/cmc/delta/kernels"
 )
 
-// Backward propagates dlogits = d(loss)/d(logits) of the last Forward (the
-// slice Forward returned, overwritten in place by the loss) through the
+// Backward propagates dlogits = d(loss)/d(logits) of the last Forward or
+// ForwardAt (the slice it returned, overwritten in place by the loss) through the
 // model and adds the gradient of every parameter to m.Grads, which start at
 // zero and are cleared by AdamW.Update (or ZeroGrad), so micro-batches of
 // one optimiser step sum. With a tied classifier, the embedding's gradient
@@ -19,14 +19,26 @@ func (m *Model) Backward(dlogits []float32) {
 	}
 	c := m.Config
 	N, T, dim, kv, hid, p := st.B*st.T, st.T, c.Dim, c.KVDim(), c.HiddenDim, m.Pool
-	if len(dlogits) != N*c.VocabSize {
-		panic(fmt.Sprintf("delta: Backward got %d dlogits for %d positions of %d", len(dlogits), N, c.VocabSize))
+	if len(dlogits) != len(st.logits) {
+		panic(fmt.Sprintf("delta: Backward got %d dlogits for %d logits", len(dlogits), len(st.logits)))
 	}
 
-	// classifier: logits = xn·wclsᵀ
+	// classifier: logits = xn·wclsᵀ, on all rows or on those of ForwardAt
 	dxn := st.dtmp
-	p.MatMulNN(dxn, dlogits, m.W.Wcls, N, dim, c.VocabSize, false)
-	p.MatMulTN(m.G.Wcls, dlogits, st.xn, c.VocabSize, dim, N, true)
+	if st.rows == nil {
+		p.MatMulNN(dxn, dlogits, m.W.Wcls, N, dim, c.VocabSize, false)
+		p.MatMulTN(m.G.Wcls, dlogits, st.xn, c.VocabSize, dim, N, true)
+	} else {
+		clear(dxn)
+		if R := len(st.rows); R > 0 {
+			dsel := st.dao[:R*dim] // free until the attention's backward
+			p.MatMulNN(dsel, dlogits, m.W.Wcls, R, dim, c.VocabSize, false)
+			p.MatMulTN(m.G.Wcls, dlogits, st.xsel, c.VocabSize, dim, R, true)
+			for j, r := range st.rows {
+				kernels.Axpy(1, dsel[j*dim:(j+1)*dim], dxn[int(r)*dim:(int(r)+1)*dim])
+			}
+		}
+	}
 
 	// final norm; dx is d(loss)/d(residual stream) from here on
 	dx := st.dx

@@ -30,14 +30,17 @@ type layerActs struct {
 // trainState holds the training pass's activations and the backward pass's
 // scratch, sized by the first Forward and reused while B·T and T fit.
 type trainState struct {
-	B, T   int
-	ids    []int32
-	rope   rope
-	layers []layerActs
-	x      []float32 // [N, dim] residual stream after the last block
-	inv    []float32 // [N] 1/rms of x
-	xn     []float32 // [N, dim] rmsnorm(x) ⊙ rms_final
-	logits []float32 // [N, vocab]; Backward reads d(loss)/d(logits) from here
+	B, T    int
+	ids     []int32
+	rope    rope
+	layers  []layerActs
+	x       []float32 // [N, dim] residual stream after the last block
+	inv     []float32 // [N] 1/rms of x
+	xn      []float32 // [N, dim] rmsnorm(x) ⊙ rms_final
+	rows    []int32   // the positions ForwardAt computes logits for; nil: all
+	rowsBuf []int32   // rows' storage, reused
+	xsel    []float32 // [len(rows), dim] the rows of xn the classifier reads, when rows != nil
+	logits  []float32 // [rows, vocab]; Backward reads d(loss)/d(logits) from here
 
 	dx, dtmp, dao []float32 // [N, dim]
 	dq            []float32 // [N, dim]
@@ -84,7 +87,6 @@ func (m *Model) trainBuffers(B, T int) *trainState {
 		a.h1, a.h3, a.hh = fit(a.h1, N*hid), fit(a.h3, N*hid), fit(a.hh, N*hid)
 	}
 	st.x, st.inv, st.xn = fit(st.x, N*dim), fit(st.inv, N), fit(st.xn, N*dim)
-	st.logits = fit(st.logits, N*c.VocabSize)
 	st.dx, st.dtmp, st.dao, st.dq = fit(st.dx, N*dim), fit(st.dtmp, N*dim), fit(st.dao, N*dim), fit(st.dq, N*dim)
 	st.dk, st.dv = fit(st.dk, N*kv), fit(st.dv, N*kv)
 	st.dh1, st.dh3 = fit(st.dh1, N*hid), fit(st.dh3, N*hid)
@@ -103,9 +105,23 @@ func (m *Model) trainBuffers(B, T int) *trainState {
 // writes d(loss)/d(logits) into it (see CrossEntropy) and calls Backward.
 // It panics when len(ids) != B·T or an id is outside the vocabulary.
 func (m *Model) Forward(ids []int32, B, T int) []float32 {
+	return m.ForwardAt(ids, B, T, nil)
+}
+
+// ForwardAt is Forward computing the logits only at the given positions
+// (indices b·T+t), [len(rows) × vocab] in the order of rows: the classifier
+// is the largest product of a small model, and a loss on the response
+// tokens alone does not need the prompt's logits. rows == nil means every
+// position. Backward then takes d(loss)/d(logits) of those rows.
+func (m *Model) ForwardAt(ids []int32, B, T int, rows []int32) []float32 {
 	c := m.Config
 	if B <= 0 || T <= 0 || len(ids) != B*T {
 		panic(fmt.Sprintf("delta: Forward got %d ids for a batch of %d×%d", len(ids), B, T))
+	}
+	for _, r := range rows {
+		if r < 0 || int(r) >= B*T {
+			panic(fmt.Sprintf("delta: ForwardAt row %d outside the batch of %d×%d", r, B, T))
+		}
 	}
 	m.ensureGrads()
 	st := m.trainBuffers(B, T)
@@ -172,7 +188,23 @@ func (m *Model) Forward(ids []int32, B, T int) []float32 {
 			st.inv[i] = rmsnorm(st.xn[i*dim:(i+1)*dim], st.x[i*dim:(i+1)*dim], m.W.RMSFinal, eps)
 		}
 	})
-	p.MatMulNT(st.logits, st.xn, m.W.Wcls, N, c.VocabSize, dim, false)
+	// the classifier, on the positions asked for
+	xc, R := st.xn, N
+	st.rows = nil
+	if rows != nil {
+		st.rows = append(st.rowsBuf[:0], rows...) // the caller may reuse rows before Backward
+		st.rowsBuf = st.rows
+		R = len(rows)
+		st.xsel = fit(st.xsel, R*dim)
+		for j, r := range rows {
+			copy(st.xsel[j*dim:(j+1)*dim], st.xn[int(r)*dim:])
+		}
+		xc = st.xsel
+	}
+	st.logits = fit(st.logits, R*c.VocabSize)
+	if R > 0 {
+		p.MatMulNT(st.logits, xc, m.W.Wcls, R, c.VocabSize, dim, false)
+	}
 	return st.logits
 }
 

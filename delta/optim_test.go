@@ -182,3 +182,47 @@ func TestGradientAccumulation(t *testing.T) {
 		}
 	}
 }
+
+// ForwardAt's logits are those rows of Forward's, and a loss on them alone
+// gives the gradients of the same loss with the other positions ignored.
+func TestForwardAt(t *testing.T) {
+	cfg := Config{Dim: 16, HiddenDim: 24, NLayers: 2, NHeads: 4, NKVHeads: 2, VocabSize: 32, SharedClassifier: true}
+	m, _ := New(cfg, 9)
+	rng := rand.New(rand.NewPCG(9, 1))
+	const B, T, V = 2, 9, 32
+	ids, targets := randomIDs(rng, B*T, V), randomIDs(rng, B*T, V)
+	rows := []int32{17, 3, 4, 10}
+
+	m.ZeroGrad()
+	all := m.Forward(ids, B, T)
+	want := make([]float32, 0, len(rows)*V)
+	for _, r := range rows {
+		want = append(want, all[int(r)*V:(int(r)+1)*V]...)
+	}
+	masked := slices.Repeat([]int32{Ignore}, B*T)
+	for _, r := range rows {
+		masked[r] = targets[r]
+	}
+	wantLoss := CrossEntropy(nil, all, masked, V)
+	m.Backward(all)
+	wantGrads := slices.Clone(m.Grads)
+
+	m.ZeroGrad()
+	sel := m.ForwardAt(ids, B, T, rows)
+	if d := maxAbsDiff(sel, want); d > 1e-6 {
+		t.Fatalf("ForwardAt logits differ from Forward's rows by %g", d)
+	}
+	selTargets := make([]int32, len(rows))
+	for j, r := range rows {
+		selTargets[j] = targets[r]
+	}
+	if loss := CrossEntropy(nil, sel, selTargets, V); math.Abs(loss-wantLoss) > 1e-6 {
+		t.Fatalf("loss %v, want %v", loss, wantLoss)
+	}
+	m.Backward(sel)
+	for i := range wantGrads {
+		if d := math.Abs(float64(m.Grads[i] - wantGrads[i])); d > 1e-6+1e-4*math.Abs(float64(wantGrads[i])) {
+			t.Fatalf("gradient %d: %v via ForwardAt, %v via Forward", i, m.Grads[i], wantGrads[i])
+		}
+	}
+}
