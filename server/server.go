@@ -65,7 +65,8 @@ type Result struct {
 }
 
 // Backend generates text. The server calls Generate from the request's
-// goroutine; emit must not be called after Generate returns.
+// goroutine, up to Config.Concurrency calls at once; emit must not be called
+// concurrently, nor after Generate returns.
 type Backend interface {
 	Models() []string
 	// Generate streams text pieces through emit as they are produced (emit
