@@ -72,7 +72,10 @@ func cacheKey(user, delta *Vocab, s Strategy) [32]byte {
 // CachePath is the file in cacheDir that holds the map of user onto delta
 // under strategy s.
 func CachePath(cacheDir string, user, delta *Vocab, s Strategy) string {
-	key := cacheKey(user, delta, s)
+	return cachePath(cacheDir, s, cacheKey(user, delta, s))
+}
+
+func cachePath(cacheDir string, s Strategy, key [32]byte) string {
 	return filepath.Join(cacheDir, fmt.Sprintf("tokenmap-%s-%s.bin", s, hex.EncodeToString(key[:12])))
 }
 
@@ -94,7 +97,7 @@ func LoadOrBuild(cacheDir string, user, delta *Vocab, s Strategy) (*Map, error) 
 		return nil, fmt.Errorf("delta %w", err)
 	}
 	key := cacheKey(user, delta, s)
-	path := CachePath(cacheDir, user, delta, s)
+	path := cachePath(cacheDir, s, key)
 	m, err := readMapFile(path, key, len(user.Pieces), len(delta.Pieces))
 	if err == nil {
 		m.Strategy = s
