@@ -54,8 +54,8 @@ func cacheKey(user, delta *Vocab, s Strategy) [32]byte {
 		}
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(v.Pieces)))
 		for i, p := range v.Pieces {
-			buf = binary.LittleEndian.AppendUint32(buf, uint32(v.Type(int32(i))))
-			buf = binary.LittleEndian.AppendUint32(buf, uint32(len(p)))
+			buf = binary.AppendUvarint(buf, uint64(v.Type(int32(i))))
+			buf = binary.AppendUvarint(buf, uint64(len(p)))
 			buf = append(buf, p...)
 			if len(buf) > 1<<16 {
 				h.Write(buf)
