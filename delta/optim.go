@@ -3,6 +3,8 @@ package delta
 import (
 	"fmt"
 	"math"
+
+	"github.com/cmc-dev/cmc/delta/kernels"
 )
 
 // AdamWConfig holds the optimiser's hyper-parameters and learning-rate
@@ -84,10 +86,14 @@ func (o *AdamW) Update(m *Model, gradScale float32) (gradNorm float64) {
 	nb := min(len(g), blocks)
 	p.For(nb, func(lo, hi int) {
 		for b := lo; b < hi; b++ {
+			// float32 dot products of a few thousand squares, summed in
+			// float64: vector speed, and rounding far below what clipping
+			// can notice
 			var ss float64
-			for i := b * len(g) / nb; i < (b+1)*len(g)/nb; i++ {
-				g[i] *= gradScale
-				ss += float64(g[i]) * float64(g[i])
+			for block := g[b*len(g)/nb : (b+1)*len(g)/nb]; len(block) > 0; {
+				n := min(len(block), 4096)
+				ss += float64(kernels.Dot(block[:n], block[:n]))
+				block = block[n:]
 			}
 			partial[b] = ss
 		}
@@ -96,10 +102,11 @@ func (o *AdamW) Update(m *Model, gradScale float32) (gradNorm float64) {
 	for _, s := range partial[:nb] {
 		ss += s
 	}
-	gradNorm = math.Sqrt(ss)
-	clip := float32(1)
+	gradNorm = math.Sqrt(ss) * math.Abs(float64(gradScale))
+	// the scale and the clipping factor multiply each gradient as it is read
+	scale := gradScale
 	if c := o.Config.ClipNorm; c > 0 && gradNorm > c {
-		clip = float32(c / gradNorm)
+		scale = float32(float64(gradScale) * c / gradNorm)
 	}
 
 	b1, b2, eps := o.Config.betas()
@@ -123,7 +130,7 @@ func (o *AdamW) Update(m *Model, gradScale float32) (gradNorm float64) {
 			mom, vel := o.M[off+lo:off+hi], o.V[off+lo:off+hi]
 			for i, gi := range grads {
 				grads[i] = 0
-				gi *= clip
+				gi *= scale
 				mom[i] = fb1*mom[i] + (1-fb1)*gi
 				vel[i] = fb2*vel[i] + (1-fb2)*gi*gi
 				denom := float32(math.Sqrt(float64(vel[i])))/bc2Sqrt + feps
