@@ -76,6 +76,16 @@ func scale(alpha float32, x []float32) {
 	scaleGeneric(alpha, x)
 }
 
+// expShifted runs whole vectors of eight in assembly and the rest in Go.
+func expShifted(x []float32, shift float32) float32 {
+	var sum float32
+	if n := len(x) / 8 * 8; haveAVX2 && n > 0 {
+		sum = expShiftedAVX2(&x[0], n, shift)
+		x = x[n:]
+	}
+	return sum + expShiftedGeneric(x, shift)
+}
+
 //go:noescape
 func dotAVX2(a, b *float32, n int) float32
 
@@ -84,6 +94,11 @@ func axpyAVX2(alpha float32, x, y *float32, n int)
 
 //go:noescape
 func scaleAVX2(alpha float32, x *float32, n int)
+
+// expShiftedAVX2 is expShiftedGeneric on n > 0 elements, n a multiple of 8.
+//
+//go:noescape
+func expShiftedAVX2(x *float32, n int, shift float32) float32
 
 // The micro-kernels compute one tile c[mr×nr] (+)= A·B over k steps. Element
 // (r, p) of A is at a + r·rowStep + p·kStep bytes, which reads a row-major

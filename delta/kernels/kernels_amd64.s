@@ -488,3 +488,84 @@ copyNext:
 	JNZ  copyRow
 	VZEROUPPER
 	RET
+
+// The constants of expShiftedGeneric, as float32 bits, in the order used
+// below.
+DATA expConsts<>+0(SB)/4, $0xc2ae0000  // expMin = -87
+DATA expConsts<>+4(SB)/4, $0x42b00000  // expMax = 88
+DATA expConsts<>+8(SB)/4, $0x3fb8aa3b  // expLog2e
+DATA expConsts<>+12(SB)/4, $0x3f318000 // expLn2Hi
+DATA expConsts<>+16(SB)/4, $0xb95e8083 // expLn2Lo
+DATA expConsts<>+20(SB)/4, $0x39506967 // expC0
+DATA expConsts<>+24(SB)/4, $0x3ab743ce // expC1
+DATA expConsts<>+28(SB)/4, $0x3c088908 // expC2
+DATA expConsts<>+32(SB)/4, $0x3d2aa9c1 // expC3
+DATA expConsts<>+36(SB)/4, $0x3e2aaaaa // expC4
+DATA expConsts<>+40(SB)/4, $0x3f000000 // expC5
+DATA expConsts<>+44(SB)/4, $0x3f800000 // 1
+GLOBL expConsts<>(SB), RODATA|NOPTR, $48
+
+// func expShiftedAVX2(x *float32, n int, shift float32) float32
+//
+// expShiftedGeneric eight elements at a time. Most constants stay in
+// registers (Y15 shift, Y12 log2e, Y11 and Y10 ln2, Y9 one, Y3-Y7 the
+// polynomial, Y8 the sum); the clamps and C0 are broadcast from memory each
+// time to leave Y0 (x, then r), Y1 (n), Y2 (the polynomial) and Y13 (r²).
+TEXT ·expShiftedAVX2(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), SI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS shift+16(FP), Y15
+	VBROADCASTSS expConsts<>+8(SB), Y12
+	VBROADCASTSS expConsts<>+12(SB), Y11
+	VBROADCASTSS expConsts<>+16(SB), Y10
+	VBROADCASTSS expConsts<>+24(SB), Y7
+	VBROADCASTSS expConsts<>+28(SB), Y6
+	VBROADCASTSS expConsts<>+32(SB), Y5
+	VBROADCASTSS expConsts<>+36(SB), Y4
+	VBROADCASTSS expConsts<>+40(SB), Y3
+	VBROADCASTSS expConsts<>+44(SB), Y9
+	VXORPS       Y8, Y8, Y8
+
+expLoop:
+	VMOVUPS      (SI), Y0
+	VSUBPS       Y15, Y0, Y0
+	VBROADCASTSS expConsts<>+0(SB), Y2
+	VMAXPS       Y2, Y0, Y0
+	VBROADCASTSS expConsts<>+4(SB), Y2
+	VMINPS       Y2, Y0, Y0
+
+	// n = round(x·log2e); r = x − n·ln2
+	VMULPS       Y12, Y0, Y1
+	VROUNDPS     $0, Y1, Y1
+	VFNMADD231PS Y11, Y1, Y0
+	VFNMADD231PS Y10, Y1, Y0
+
+	// e^r = ((((C0·r + C1)·r + C2)·r + C3)·r + C4)·r + C5)·r² + r + 1
+	VMULPS       Y0, Y0, Y13
+	VBROADCASTSS expConsts<>+20(SB), Y2
+	VFMADD213PS  Y7, Y0, Y2
+	VFMADD213PS  Y6, Y0, Y2
+	VFMADD213PS  Y5, Y0, Y2
+	VFMADD213PS  Y4, Y0, Y2
+	VFMADD213PS  Y3, Y0, Y2
+	VFMADD213PS  Y0, Y13, Y2
+	VADDPS       Y9, Y2, Y2
+
+	// e^x = e^r·2^n, by adding n to the exponent bits
+	VCVTPS2DQ Y1, Y1
+	VPSLLD    $23, Y1, Y1
+	VPADDD    Y1, Y2, Y2
+
+	VMOVUPS Y2, (SI)
+	VADDPS  Y2, Y8, Y8
+	ADDQ    $32, SI
+	SUBQ    $8, CX
+	JNZ     expLoop
+
+	VEXTRACTF128 $1, Y8, X0
+	VADDPS       X8, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+24(FP)
+	RET

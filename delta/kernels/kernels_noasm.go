@@ -14,3 +14,5 @@ func (pr *product) grain() grain { return grain{rows: 1, cols: 16} }
 func dot(a, b []float32) float32         { return dotGeneric(a, b) }
 func axpy(alpha float32, x, y []float32) { axpyGeneric(alpha, x, y) }
 func scale(alpha float32, x []float32)   { scaleGeneric(alpha, x) }
+
+func expShifted(x []float32, shift float32) float32 { return expShiftedGeneric(x, shift) }

@@ -377,3 +377,40 @@ func TestVectorsPanicOnLengthMismatch(t *testing.T) {
 		}()
 	}
 }
+
+func TestExpShifted(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	impls := map[string]func([]float32, float32) float32{"ExpShifted": ExpShifted, "generic": expShiftedGeneric}
+	for name, expShifted := range impls {
+		for n := range 70 {
+			x := make([]float32, n)
+			for i := range x {
+				// Mostly the range a softmax sees, with some beyond
+				// the clamps at −87 and 88.
+				x[i] = 40*r.Float32() - 30
+				if i%11 == 3 {
+					x[i] = 400*r.Float32() - 200
+				}
+			}
+			const shift = 7.5
+			want := make([]float64, n)
+			var wantSum float64
+			for i, v := range x {
+				// The float32 subtraction rounds, so e^ can only be
+				// exact for the rounded difference.
+				want[i] = math.Exp(min(max(float64(v-shift), -87), 88))
+				wantSum += want[i]
+			}
+			sum := expShifted(x, shift)
+			for i, got := range x {
+				// Cephes' expf is within about 2 ulp.
+				if math.Abs(float64(got)-want[i]) > 3e-7*want[i] {
+					t.Errorf("%s n=%d: e^x[%d] = %v, want %v", name, n, i, got, want[i])
+				}
+			}
+			if wantSum < math.MaxFloat32 && math.Abs(float64(sum)-wantSum) > 1e-6*wantSum {
+				t.Errorf("%s n=%d: sum %v, want %v", name, n, sum, wantSum)
+			}
+		}
+	}
+}

@@ -4,21 +4,32 @@ import "fmt"
 
 // Dot returns the dot product of a and b, which must have the same length.
 func Dot(a, b []float32) float32 {
-	if len(a) != len(b) {
-		panic(fmt.Sprintf("kernels: Dot: lengths %d and %d differ", len(a), len(b)))
-	}
+	checkSameLength("Dot", a, b)
 	return dot(a, b)
 }
 
 // Axpy adds alpha·x to y; x and y must have the same length.
 func Axpy(alpha float32, x, y []float32) {
-	if len(x) != len(y) {
-		panic(fmt.Sprintf("kernels: Axpy: lengths %d and %d differ", len(x), len(y)))
-	}
+	checkSameLength("Axpy", x, y)
 	axpy(alpha, x, y)
 }
 
 // Scale multiplies every element of x by alpha.
 func Scale(alpha float32, x []float32) {
 	scale(alpha, x)
+}
+
+// ExpShifted replaces every x[i] by e^(x[i]−shift) and returns their sum:
+// the numerators and the denominator of a softmax whose largest input is
+// shift. Exponents are clamped to [−87, 88], so every result is a finite,
+// normal float32 (e^−87 ≈ 1.6e−38 counts for nothing against a sum ≥ 1).
+func ExpShifted(x []float32, shift float32) float32 {
+	return expShifted(x, shift)
+}
+
+// checkSameLength panics unless a and b have the same length.
+func checkSameLength(name string, a, b []float32) {
+	if len(a) != len(b) {
+		panic(fmt.Sprintf("kernels: %s: lengths %d and %d differ", name, len(a), len(b)))
+	}
 }
