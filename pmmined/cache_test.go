@@ -177,6 +177,7 @@ func TestTSVAndSummary(t *testing.T) {
 	for _, line := range []string{
 		"token map (pmmined): 5 user tokens onto 7 delta tokens",
 		"prefix            1    20.00",
+		"prefix onto a shorter token: 1 (20.00%), onto a longer one: 0 (0.00%)",
 		`prefix           0 " fishing"               ->       5 " fish"`,
 		`special          4 <|endoftext|>            ->       2 </s>`,
 		`none             1 " the"                   ->      -1 -`,

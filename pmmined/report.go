@@ -67,6 +67,17 @@ func WriteSummary(w io.Writer, m *Map, user, delta *Vocab, examples int) error {
 	for _, k := range summaryOrder() {
 		fmt.Fprintf(bw, "%-10s %8d %8.2f\n", k, s.Count(k), s.Percent(k))
 	}
+	if n := s.Count(KindPrefix); n > 0 {
+		// The paper reports prefix matches onto shorter tokens on their own.
+		shorter := 0
+		for u, k := range m.Kind {
+			if k == KindPrefix && len(user.Text(int32(u))) > len(delta.Text(m.ToDelta[u])) {
+				shorter++
+			}
+		}
+		fmt.Fprintf(bw, "prefix onto a shorter token: %d (%.2f%%), onto a longer one: %d (%.2f%%)\n",
+			shorter, 100*float64(shorter)/float64(s.Total), n-shorter, 100*float64(n-shorter)/float64(s.Total))
+	}
 	if examples > 0 {
 		fmt.Fprintf(bw, "examples (user id piece -> delta id piece):\n")
 	}
