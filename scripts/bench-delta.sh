@@ -15,12 +15,14 @@ python=/usr/bin/python3
 
 echo "== PyTorch: scripts/bench_torch.py --threads $threads"
 torch_tps=
+torch_cpu=
 if "$python" -c 'import torch' 2>/dev/null; then
 	# OpenBLAS reads these to override its CPU detection; they are unset
 	# for this one command so that it picks its own kernels for this CPU.
 	out=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" scripts/bench_torch.py --threads "$threads")
 	echo "$out"
 	torch_tps=$(awk '$1 == "torch_tokens_per_s" { print $2 }' <<<"$out")
+	torch_cpu=$(awk '$1 == "torch_tokens_per_cpu_s" { print $2 }' <<<"$out")
 else
 	echo "skipped: $python cannot import torch (apt-get install python3-torch libopenblas0-pthread)"
 fi
@@ -29,13 +31,23 @@ echo "== cmc: go test ./delta -bench BenchmarkTrainStep15M (GOMAXPROCS=$threads)
 out=$(GOMAXPROCS=$threads go test ./delta -run XXX -bench 'BenchmarkTrainStep15M' -benchtime 5x)
 echo "$out"
 cmc_tps=$(grep -o '[0-9.e+]* tokens/s' <<<"$out" | head -n 1 | awk '{ print $1 }')
+cmc_cpu=$(grep -o '[0-9.e+]* tokens/cpu-s' <<<"$out" | head -n 1 | awk '{ print $1 }')
 
 # The llama.cpp inference comparison (cmc generate against llama.cpp) goes
 # here; the lead adds it.
 
+# Both rates, and their ratios: per second of wall-clock time, and per
+# CPU-second of all threads, which a machine shared with other work
+# disturbs less (see BENCHMARKS.md).
 echo "== summary"
 echo "cmc_tokens_per_s ${cmc_tps:-unknown}"
 echo "torch_tokens_per_s ${torch_tps:-skipped}"
-if [ -n "$cmc_tps" ] && [ -n "$torch_tps" ]; then
-	awk -v cmc="$cmc_tps" -v torch="$torch_tps" 'BEGIN { printf "ratio_cmc_over_torch %.2f\n", cmc / torch }'
-fi
+echo "cmc_tokens_per_cpu_s ${cmc_cpu:-unknown}"
+echo "torch_tokens_per_cpu_s ${torch_cpu:-skipped}"
+ratio() {
+	if [ -n "$2" ] && [ -n "$3" ]; then
+		awk -v name="$1" -v cmc="$2" -v torch="$3" 'BEGIN { printf "%s %.2f\n", name, cmc / torch }'
+	fi
+}
+ratio ratio_cmc_over_torch "$cmc_tps" "$torch_tps"
+ratio ratio_cmc_over_torch_cpu "$cmc_cpu" "$torch_cpu"

@@ -138,14 +138,19 @@ def main():
 
     for _ in range(args.warmup):
         step()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(args.steps):
         loss = step()
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     tokens = args.batch * args.seq * args.steps
     print(f"# torch {torch.__version__}, {args.threads} threads, batch {args.batch}x{args.seq}, "
-          f"{args.steps} steps in {elapsed:.2f}s, last loss {loss:.3f}")
+          f"{args.steps} steps in {elapsed:.2f}s wall, {cpu:.2f}s CPU, last loss {loss:.3f}")
     print(f"torch_tokens_per_s {tokens / elapsed:.1f}")
+    # Per CPU-second of all threads: on a machine shared with other work
+    # this still measures the code rather than the load. OpenBLAS and
+    # OpenMP threads spin while they wait, which counts against torch here.
+    print(f"torch_tokens_per_cpu_s {tokens / cpu:.1f}")
 
 
 if __name__ == "__main__":
