@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math"
 	"unicode/utf8"
+
+	"github.com/cmc-dev/cmc/delta/kernels"
 )
 
 // TokenMap sends user token ids to delta token ids (METHOD.md, PM-MinED).
@@ -36,7 +38,7 @@ type Generator struct {
 	Map   *TokenMap
 	Alpha float32
 
-	scores          []float32
+	scores, scratch []float32
 	deltaPromptLast [1]int32
 }
 
@@ -76,10 +78,7 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 	if useDelta && g.Map == nil && g.Delta.VocabSize() != nU {
 		return res, fmt.Errorf("generate: user vocabulary has %d tokens, delta %d: a token map is needed", nU, g.Delta.VocabSize())
 	}
-	if cap(g.scores) < nU {
-		g.scores = make([]float32, nU)
-	}
-	scores := g.scores[:nU]
+	scores := g.buffers(nU)
 	sampler := NewSampler(opt.Sample, nU)
 	out := newStopWriter(opt.Stop, emit)
 
@@ -92,6 +91,20 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 		deltaBase = g.Delta.Len() + len(deltaPrompt)
 		g.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
 	}
+	// The delta decodes on its own goroutine while the user model decodes:
+	// both need only the token chosen last.
+	var work chan []int32
+	var done chan deltaResult
+	if useDelta {
+		work, done = make(chan []int32), make(chan deltaResult, 1)
+		defer close(work)
+		go func() {
+			for tokens := range work {
+				logits, err := g.Delta.Append(tokens)
+				done <- deltaResult{logits, err}
+			}
+		}()
+	}
 	var text []byte
 	for opt.MaxTokens <= 0 || len(res.Tokens) < opt.MaxTokens {
 		if err := ctx.Err(); err != nil {
@@ -99,17 +112,24 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 			res.Text = string(text)
 			return res, err
 		}
+		if useDelta {
+			work <- deltaNext
+		}
 		logits, err := g.User.Append(userNext)
+		if err == nil {
+			logSoftmax(scores, logits, g.scratch)
+		}
+		if useDelta {
+			d := <-done
+			if err == nil && d.err != nil {
+				return res, fmt.Errorf("generate: delta model: %w", d.err)
+			}
+			if err == nil {
+				g.addDelta(scores, d.logits)
+			}
+		}
 		if err != nil {
 			return res, fmt.Errorf("generate: user model: %w", err)
-		}
-		logSoftmax(scores, logits)
-		if useDelta {
-			dl, err := g.Delta.Append(deltaNext)
-			if err != nil {
-				return res, fmt.Errorf("generate: delta model: %w", err)
-			}
-			g.addDelta(scores, dl)
 		}
 		u := sampler.Sample(scores)
 		if g.EndOfGeneration != nil && g.EndOfGeneration(u) {
@@ -140,6 +160,20 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 	}
 	res.Text = out.kept()
 	return res, nil
+}
+
+type deltaResult struct {
+	logits []float32
+	err    error
+}
+
+// buffers returns the score buffer for a vocabulary of n tokens, reusing
+// the previous generation's.
+func (g *Generator) buffers(n int) []float32 {
+	if cap(g.scores) < n {
+		g.scores, g.scratch = make([]float32, n), make([]float32, n)
+	}
+	return g.scores[:n]
 }
 
 // addDelta adds Alpha × the delta's logits to the user's log-probs.
@@ -209,17 +243,17 @@ func commonPrefix(a, b []int32) int {
 	return n
 }
 
-// logSoftmax writes log_softmax(logits) into dst.
-func logSoftmax(dst, logits []float32) {
+// logSoftmax writes log_softmax(logits) into dst (which may be logits
+// itself), using scratch, as long as logits, for the exponentials.
+func logSoftmax(dst, logits, scratch []float32) {
 	best := float32(math.Inf(-1))
 	for _, v := range logits {
 		best = max(best, v)
 	}
-	var sum float64
-	for _, v := range logits {
-		sum += math.Exp(float64(v - best))
-	}
-	shift := best + float32(math.Log(sum))
+	scratch = scratch[:len(logits)]
+	copy(scratch, logits)
+	sum := kernels.ExpShifted(scratch, best)
+	shift := best + float32(math.Log(float64(sum)))
 	for i, v := range logits {
 		dst[i] = v - shift
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/cmc-dev/cmc/delta/kernels"
 )
 
 // Score feeds target after the prompts, token by token as generation
@@ -21,10 +23,7 @@ func (g *Generator) Score(ctx context.Context, userPrompt, deltaPrompt, target [
 		return nil, nil, errors.New("score: empty delta prompt")
 	}
 	nU := g.User.VocabSize()
-	if cap(g.scores) < nU {
-		g.scores = make([]float32, nU)
-	}
-	scores := g.scores[:nU]
+	scores := g.buffers(nU)
 	userNext := userPrompt
 	var deltaNext, deltaGen []int32
 	deltaBase := 0
@@ -46,7 +45,7 @@ func (g *Generator) Score(ctx context.Context, userPrompt, deltaPrompt, target [
 		if err != nil {
 			return alone, controlled, fmt.Errorf("score: user model: %w", err)
 		}
-		logSoftmax(scores, logits)
+		logSoftmax(scores, logits, g.scratch)
 		alone = append(alone, float64(scores[u]))
 		if useDelta {
 			dl, err := g.Delta.Append(deltaNext)
@@ -54,7 +53,7 @@ func (g *Generator) Score(ctx context.Context, userPrompt, deltaPrompt, target [
 				return alone, controlled, fmt.Errorf("score: delta model: %w", err)
 			}
 			g.addDelta(scores, dl)
-			controlled = append(controlled, float64(scores[u])-logSumExp(scores))
+			controlled = append(controlled, float64(scores[u])-g.logSumExp(scores))
 		} else {
 			controlled = append(controlled, float64(scores[u]))
 		}
@@ -69,14 +68,12 @@ func (g *Generator) Score(ctx context.Context, userPrompt, deltaPrompt, target [
 	return alone, controlled, nil
 }
 
-func logSumExp(x []float32) float64 {
-	best := math.Inf(-1)
+func (g *Generator) logSumExp(x []float32) float64 {
+	best := float32(math.Inf(-1))
 	for _, v := range x {
-		best = math.Max(best, float64(v))
+		best = max(best, v)
 	}
-	var sum float64
-	for _, v := range x {
-		sum += math.Exp(float64(v) - best)
-	}
-	return best + math.Log(sum)
+	tmp := g.scratch[:len(x)]
+	copy(tmp, x)
+	return float64(best) + math.Log(float64(kernels.ExpShifted(tmp, best)))
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cmc-dev/cmc/data"
 	"github.com/cmc-dev/cmc/delta"
+	"github.com/cmc-dev/cmc/delta/kernels"
 )
 
 // Template is the frozen template LLM of training.
@@ -304,12 +305,14 @@ func (t *Trainer) pad(p plannedBatch) *microBatch {
 // logSoftmaxRows turns the template's logits into log-probs in place, on
 // the rows that carry a label (the others are never read).
 func logSoftmaxRows(m *delta.Model, logT []float32, labels []int32, vocab int) {
-	forRows(m, len(labels), func(r int) {
-		if labels[r] == delta.Ignore {
-			return
+	forChunks(m, len(labels), func(lo, hi int) {
+		scratch := make([]float32, vocab)
+		for r := lo; r < hi; r++ {
+			if labels[r] != delta.Ignore {
+				row := logT[r*vocab : (r+1)*vocab]
+				logSoftmax(row, row, scratch)
+			}
 		}
-		row := logT[r*vocab : (r+1)*vocab]
-		logSoftmax(row, row)
 	})
 }
 
@@ -343,12 +346,7 @@ func controlledCE(m *delta.Model, logits []float32, mb *microBatch) (float64, in
 			best = max(best, row[i])
 		}
 		zLabel := row[label]
-		var sum float64
-		for i, z := range row {
-			e := math.Exp(float64(z - best))
-			row[i] = float32(e)
-			sum += e
-		}
+		sum := float64(kernels.ExpShifted(row, best)) // row now holds exp(z - best)
 		losses[r] = math.Log(sum) - float64(zLabel-best)
 		inv := float32(1 / sum)
 		for i := range row {
@@ -365,15 +363,18 @@ func controlledCE(m *delta.Model, logits []float32, mb *microBatch) (float64, in
 
 // forRows runs fn over row indices on the model's thread pool.
 func forRows(m *delta.Model, n int, fn func(r int)) {
-	if m.Pool == nil {
-		for r := 0; r < n; r++ {
-			fn(r)
-		}
-		return
-	}
-	m.Pool.For(n, func(lo, hi int) {
+	forChunks(m, n, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			fn(r)
 		}
 	})
+}
+
+// forChunks runs fn over disjoint ranges of [0, n) on the model's pool.
+func forChunks(m *delta.Model, n int, fn func(lo, hi int)) {
+	if m.Pool == nil {
+		fn(0, n)
+		return
+	}
+	m.Pool.For(n, fn)
 }
