@@ -52,12 +52,15 @@ type Step struct {
 	ForgetCE, RetainCE float64 // grad_diff's two parts (0 for sft)
 	LR, GradNorm       float64
 	Tokens             int           // response tokens in the step
-	TemplateTime       time.Duration // spent waiting for the template's logits
+	TemplateTime       time.Duration // the template's logits and log_softmax, on their own goroutine
 	DeltaTime          time.Duration // forward, loss, backward and update of the delta
+	Wall               time.Duration // the step end to end: below Template+Delta when they overlap
 }
 
 // Trainer trains a delta against a frozen template.
 type Trainer struct {
+	// Template is nil for plain language-model pretraining of the delta
+	// (z = delta logits alone).
 	Template Template
 	Model    *delta.Model
 	Opt      *delta.AdamW
@@ -119,6 +122,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 			return err
 		}
 		st := Step{Step: step + 1, Epoch: step/t.Config.StepsPerEpoch(len(t.Train)) + 1}
+		stepStart := time.Now()
 		t.Model.ZeroGrad()
 		var forget, retain float64
 		for i := 0; i < per; i++ {
@@ -132,7 +136,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 			ce, n := controlledCE(t.Model, logits, mb)
 			t.Model.Backward(logits)
 			st.DeltaTime += time.Since(start)
-			free <- mb.logT
+			if mb.logT != nil {
+				free <- mb.logT
+			}
 			st.Tokens += n
 			if mb.sign < 0 {
 				forget += ce
@@ -150,6 +156,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 		if t.Config.Objective == SFT {
 			st.ForgetCE, st.RetainCE = 0, 0
 		}
+		st.Wall = time.Since(stepStart)
 		if t.OnStep != nil {
 			if err := t.OnStep(st); err != nil {
 				return err
@@ -170,7 +177,7 @@ func (t *Trainer) check() error {
 		return errors.New("train: grad_diff needs a retain set")
 	case c.Objective != SFT && c.Objective != GradDiff:
 		return fmt.Errorf("train: unknown objective %q (want sft or grad_diff)", c.Objective)
-	case t.Template.VocabSize() != t.Model.Config.VocabSize:
+	case t.Template != nil && t.Template.VocabSize() != t.Model.Config.VocabSize:
 		return fmt.Errorf("train: template vocabulary has %d tokens, delta %d: they must share one vocabulary", t.Template.VocabSize(), t.Model.Config.VocabSize)
 	}
 	return nil
@@ -249,10 +256,18 @@ func (t *Trainer) plan(from, to int, stop <-chan struct{}) <-chan plannedBatch {
 // runTemplate pads each planned micro-batch and fills in the template's
 // log-probs, one batch ahead of the delta.
 func (t *Trainer) runTemplate(plan <-chan plannedBatch, out chan<- *microBatch, free <-chan []float32, stop <-chan struct{}) {
-	vocab := t.Template.VocabSize()
+	vocab := t.Model.Config.VocabSize
 	for p := range plan {
 		start := time.Now()
 		mb := t.pad(p)
+		if t.Template == nil {
+			select {
+			case out <- mb:
+				continue
+			case <-stop:
+				return
+			}
+		}
 		var buf []float32
 		select {
 		case buf = <-free:
@@ -339,11 +354,15 @@ func controlledCE(m *delta.Model, logits []float32, mb *microBatch) (float64, in
 			clear(row)
 			return
 		}
-		lt := mb.logT[r*vocab : (r+1)*vocab]
+		if mb.logT != nil {
+			lt := mb.logT[r*vocab : (r+1)*vocab]
+			for i := range row {
+				row[i] += lt[i]
+			}
+		}
 		best := float32(math.Inf(-1))
-		for i := range row {
-			row[i] += lt[i]
-			best = max(best, row[i])
+		for _, z := range row {
+			best = max(best, z)
 		}
 		zLabel := row[label]
 		sum := float64(kernels.ExpShifted(row, best)) // row now holds exp(z - best)

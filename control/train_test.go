@@ -229,3 +229,30 @@ func TestResumeIsExact(t *testing.T) {
 		t.Fatal("resumed weights differ from the uninterrupted run")
 	}
 }
+
+// TestPretrainWithoutTemplate: with no template the trainer is a plain
+// language-model trainer, and it learns the synthetic chain.
+func TestPretrainWithoutTemplate(t *testing.T) {
+	const vocab = 24
+	m := tinyDelta(t, vocab, 2)
+	all := sequences(80, 16, vocab, 11)
+	tr := newTrainer(t, nil, m, all[:64], TrainConfig{Objective: SFT, BatchSize: 8, Accumulate: 1, Epochs: 6, Seed: 1})
+	tr.Template = nil
+	var first, last float64
+	tr.OnStep = func(s Step) error {
+		if s.Step == 1 {
+			first = s.Loss
+		}
+		last = s.Loss
+		if s.TemplateTime != 0 {
+			t.Errorf("step %d spent %v on a template that does not exist", s.Step, s.TemplateTime)
+		}
+		return nil
+	}
+	if err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if last > first*0.7 {
+		t.Fatalf("loss %.3f -> %.3f: plain pretraining did not learn", first, last)
+	}
+}

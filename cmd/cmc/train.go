@@ -34,7 +34,8 @@ func trainCommand() *cli.Command {
 			"  cmc train --template T.gguf --delta new --dim 288 --layers 6 --heads 6 --hidden 768 --data text.txt --format text --out d.gguf\n" +
 			"  cmc train --template T.gguf --delta d.gguf --objective grad_diff --forget forget10.json --retain retain90.json --out unlearn.gguf",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "template", Aliases: []string{"t"}, Required: true, Usage: "the frozen template LLM (GGUF)"},
+			&cli.StringFlag{Name: "template", Aliases: []string{"t"}, Required: true, Usage: "the frozen template LLM (GGUF), or \"none\" to pretrain the delta as a plain language model (with --vocab)"},
+			&cli.StringFlag{Name: "vocab", Usage: "with --template none: a GGUF whose tokenizer the delta uses (a vocab-only file is enough)"},
 			&cli.StringFlag{Name: "delta", Required: true, Usage: "the delta to start from: a llama2.c .bin checkpoint, a GGUF, or \"new\" for a random one (see --dim ...)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "where to write the trained delta (GGUF)"},
 			&cli.StringFlag{Name: "data", Usage: "training examples (sft): Alpaca JSON/JSONL, TOFU JSONL or text"},
@@ -78,14 +79,23 @@ func runTrain(c *cli.Context) error {
 	}
 	objective := control.Objective(c.String("objective"))
 
-	tmplFile, err := gguf.Open(c.String("template"))
+	// Without a template the delta is pretrained as a plain language model;
+	// its tokenizer then comes from --vocab.
+	pretrain := c.String("template") == "none"
+	tokenizerPath := c.String("template")
+	if pretrain {
+		if tokenizerPath = c.String("vocab"); tokenizerPath == "" {
+			return errors.New("--template none needs --vocab FILE.gguf for the tokenizer")
+		}
+	}
+	tmplFile, err := gguf.Open(tokenizerPath)
 	if err != nil {
-		return fmt.Errorf("template: %w", err)
+		return fmt.Errorf("tokenizer: %w", err)
 	}
 	defer tmplFile.Close()
 	tmplVocab, err := tmplFile.Vocab()
 	if err != nil {
-		return fmt.Errorf("template %s: %w", c.String("template"), err)
+		return fmt.Errorf("%s: %w", tokenizerPath, err)
 	}
 
 	// Load or create the delta (or resume it) before any slow work, so a
@@ -100,24 +110,28 @@ func runTrain(c *cli.Context) error {
 	} else if model, err = initDelta(c, tmplVocab); err != nil {
 		return err
 	}
-	if err := sameVocab(c.String("template"), tmplVocab, c.String("delta"), model); err != nil {
+	if err := sameVocab(tokenizerPath, tmplVocab, c.String("delta"), model); err != nil {
 		return err
 	}
 	pool := kernels.NewPool(c.Int("threads"))
 	defer pool.Close()
 	model.Pool = pool
 
-	tmplModel, err := llama.LoadModel(c.String("template"), llama.ModelParams{GPULayers: c.Int("gpu-layers")})
+	tmplModel, err := llama.LoadModel(tokenizerPath, llama.ModelParams{GPULayers: c.Int("gpu-layers"), VocabOnly: pretrain})
 	if err != nil {
 		return fmt.Errorf("template: %w", err)
 	}
 	defer tmplModel.Close()
 	maxLen := c.Int("max-len")
-	tmplCtx, err := tmplModel.NewContext(llama.ContextParams{Size: maxLen, Batch: min(maxLen, 512), Threads: c.Int("template-threads")})
-	if err != nil {
-		return fmt.Errorf("template: %w", err)
+	var template control.Template
+	if !pretrain {
+		tmplCtx, err := tmplModel.NewContext(llama.ContextParams{Size: maxLen, Batch: min(maxLen, 512), Threads: c.Int("template-threads")})
+		if err != nil {
+			return fmt.Errorf("template: %w", err)
+		}
+		defer tmplCtx.Close()
+		template = tmplCtx
 	}
-	defer tmplCtx.Close()
 
 	trainSeqs, retainSeqs, err := loadTrainingData(c, objective, tmplModel.Vocab(), maxLen)
 	if err != nil {
@@ -134,7 +148,7 @@ func runTrain(c *cli.Context) error {
 			WeightDecay: c.Float64("weight-decay"), ClipNorm: c.Float64("clip"),
 		})
 	}
-	tr := &control.Trainer{Template: tmplCtx, Model: model, Opt: opt, Config: cfg, Train: trainSeqs, Retain: retainSeqs, PadToken: max(tmplVocab.EOS, 0)}
+	tr := &control.Trainer{Template: template, Model: model, Opt: opt, Config: cfg, Train: trainSeqs, Retain: retainSeqs, PadToken: max(tmplVocab.EOS, 0)}
 
 	lossPath := strings.TrimSuffix(out, filepath.Ext(out)) + ".loss.csv"
 	history, err := readLossCSV(lossPath, opt.Step)
