@@ -131,7 +131,7 @@ func TestClientDisconnectLeavesQueue(t *testing.T) {
 
 func TestRequestTimeout(t *testing.T) {
 	b := newBlockingBackend()
-	_, ts := start(t, b, Config{RequestTimeout: 50 * time.Millisecond})
+	_, ts := start(t, b, Config{RequestTimeout: 200 * time.Millisecond})
 	resp, body := do(t, "POST", ts.URL+"/v1/completions", `{"model":"echo","prompt":"slow"}`)
 	expectError(t, resp, body, http.StatusGatewayTimeout, "timeout")
 	if err := receive(t, b.ended, "the generation to end"); !errors.Is(err, errRequestTimeout) {
