@@ -97,7 +97,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-			"duration", time.Since(start), "remote", r.RemoteAddr)
+			"duration", time.Since(start), "remote", r.RemoteAddr, "id", w.Header().Get("X-Request-Id"))
 	})
 }
 
@@ -183,6 +183,9 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 // generate runs req once a slot is free and answers in f's format, whole or
 // as a stream as the body asked.
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, req Request, body commonFields, f format) {
+	// The id in a header too, so that clients and the access log can name
+	// requests that never got a body: a 429, a 500, a dropped stream.
+	w.Header().Set("X-Request-Id", f.id())
 	ctx := r.Context()
 	if s.cfg.RequestTimeout > 0 {
 		var cancel context.CancelFunc

@@ -59,8 +59,8 @@ func TestQueueFull(t *testing.T) {
 
 	resp, body := do(t, "POST", ts.URL+"/v1/completions", `{"model":"echo","prompt":"third"}`)
 	expectError(t, resp, body, http.StatusTooManyRequests, "queue_full")
-	if resp.Header.Get("Retry-After") == "" {
-		t.Error("429 without Retry-After")
+	if resp.Header.Get("Retry-After") == "" || !strings.HasPrefix(resp.Header.Get("X-Request-Id"), "cmpl-") {
+		t.Errorf("429 headers %v, want Retry-After and X-Request-Id", resp.Header)
 	}
 
 	b.release <- struct{}{}

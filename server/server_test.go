@@ -82,6 +82,9 @@ func TestCompletion(t *testing.T) {
 	if len(got.Choices) != 1 || got.Choices[0].Text != "the cat sat" || got.Choices[0].FinishReason != "stop" {
 		t.Errorf("choices %+v, want one with the echoed prompt and finish_reason stop", got.Choices)
 	}
+	if resp.Header.Get("X-Request-Id") != got.ID {
+		t.Errorf("X-Request-Id %q, want the body's id %q", resp.Header.Get("X-Request-Id"), got.ID)
+	}
 	if got.Usage.PromptTokens != 3 || got.Usage.CompletionTokens != 3 || got.Usage.TotalTokens != 6 {
 		t.Errorf("usage %+v, want 3+3=6", got.Usage)
 	}
