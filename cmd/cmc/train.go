@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -66,6 +68,8 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "CPU threads of the delta"},
 			&cli.IntFlag{Name: "template-threads", Value: 1, Usage: "CPU threads of the template model; it runs concurrently with the delta"},
 			&cli.IntFlag{Name: "gpu-layers", Value: 0, Usage: "template layers to offload to a GPU backend (-1: all)"},
+			&cli.StringFlag{Name: "template-cache", Usage: "keep the template's log-probs in DIR (top-k per position, zstd) so later epochs and runs never run the template"},
+			&cli.IntFlag{Name: "template-cache-k", Value: 64, Usage: "log-probs kept exactly per position in the template cache; the rest of the mass is spread evenly"},
 		},
 		Action: runTrain,
 	}
@@ -131,6 +135,15 @@ func runTrain(c *cli.Context) error {
 		}
 		defer tmplCtx.Close()
 		template = tmplCtx
+		if dir := c.String("template-cache"); dir != "" {
+			key, err := fileKey(tokenizerPath)
+			if err != nil {
+				return err
+			}
+			cache := &control.CachedTemplate{Inner: tmplCtx, Dir: dir, TopK: c.Int("template-cache-k"), Key: key}
+			defer func() { slog.Info("template cache", "dir", dir, "hits", cache.Hits, "misses", cache.Misses) }()
+			template = cache
+		}
 	}
 
 	trainSeqs, retainSeqs, err := loadTrainingData(c, objective, tmplModel.Vocab(), maxLen)
@@ -328,6 +341,26 @@ func (p *progress) done() {
 	if p.tty {
 		fmt.Fprintln(os.Stderr)
 	}
+}
+
+// fileKey identifies a model file by its size and the hash of its first
+// 8 MiB (metadata and the first tensors): enough to tell models apart
+// without reading gigabytes.
+func fileKey(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.CopyN(h, f, 8<<20); err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return fmt.Sprintf("%d-%x", st.Size(), h.Sum(nil)), nil
 }
 
 func lastLoss(h []control.Step) float64 {
