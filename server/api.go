@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +16,10 @@ import (
 // but that clients send by habit (presence_penalty, user, logprobs, ...) are
 // ignored rather than rejected, so that stock clients keep working.
 
-// commonFields are the body fields both endpoints share.
+// commonFields are the body fields both endpoints share. A body is decoded
+// into these and, separately, into its endpoint's own fields: embedding one
+// struct in the other would make encoding/json name fields in errors
+// "commonFields.max_tokens" instead of "max_tokens".
 type commonFields struct {
 	Model         string         `json:"model"`
 	MaxTokens     *int           `json:"max_tokens"`
@@ -35,13 +39,13 @@ type streamOptions struct {
 	IncludeUsage bool `json:"include_usage"`
 }
 
-type completionBody struct {
-	commonFields
+// completionFields are the fields only /v1/completions reads.
+type completionFields struct {
 	Prompt json.RawMessage `json:"prompt"` // a string, or an array holding one string
 }
 
-type chatBody struct {
-	commonFields
+// chatFields are the fields only /v1/chat/completions reads.
+type chatFields struct {
 	Messages []chatMessage `json:"messages"`
 	// Newer clients send max_completion_tokens instead of max_tokens.
 	MaxCompletionTokens *int `json:"max_completion_tokens"`
@@ -78,8 +82,9 @@ func (s *stopSequences) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// decodeBody reads a JSON request body of at most limit bytes into v.
-func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) *apiError {
+// decodeBody reads a JSON request body of at most limit bytes into each of
+// targets.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, targets ...any) *apiError {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		if tooLarge := (*http.MaxBytesError)(nil); errors.As(err, &tooLarge) {
@@ -88,11 +93,13 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) *api
 		}
 		return newAPIError(http.StatusBadRequest, typeInvalidRequest, "invalid_body", "read request body: %v", err)
 	}
-	if len(strings.TrimSpace(string(data))) == 0 {
+	if len(bytes.TrimSpace(data)) == 0 {
 		return newAPIError(http.StatusBadRequest, typeInvalidRequest, "invalid_json", "request body is empty; expected a JSON object")
 	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return jsonError(err)
+	for _, v := range targets {
+		if err := json.Unmarshal(data, v); err != nil {
+			return jsonError(err)
+		}
 	}
 	return nil
 }
@@ -115,7 +122,13 @@ func jsonError(err error) *apiError {
 		return newAPIError(http.StatusBadRequest, typeInvalidRequest, "invalid_json",
 			"request body must be a JSON object, not %s", typ.Value)
 	case errors.As(err, &typ):
-		return invalidParam(typ.Field, "%s must be %s, not %s", typ.Field, jsonKind(typ.Type), typ.Value)
+		kind := jsonKind(typ.Type)
+		if number, ok := strings.CutPrefix(typ.Value, "number "); ok {
+			// A number where a number belongs: too large, or a fraction
+			// where an integer belongs.
+			return invalidParam(typ.Field, "%s: %s is not %s in range", typ.Field, number, kind)
+		}
+		return invalidParam(typ.Field, "%s must be %s, not %s", typ.Field, kind, typ.Value)
 	default:
 		return newAPIError(http.StatusBadRequest, typeInvalidRequest, "invalid_json", "request body is not valid JSON: %v", err)
 	}

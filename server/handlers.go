@@ -141,43 +141,49 @@ func (s *Server) getModel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
-	var body completionBody
-	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); e != nil {
+	var (
+		common commonFields
+		own    completionFields
+	)
+	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &common, &own); e != nil {
 		writeError(w, e)
 		return
 	}
-	req, e := s.toRequest(body.commonFields, body.MaxTokens)
+	req, e := s.toRequest(common, common.MaxTokens)
 	if e == nil {
-		req.Prompt, e = parsePrompt(body.Prompt)
+		req.Prompt, e = parsePrompt(own.Prompt)
 	}
 	if e != nil {
 		writeError(w, e)
 		return
 	}
 	f := &completionFormat{header: newHeader("cmpl-", req.Model)}
-	s.generate(w, r, req, body.commonFields, f)
+	s.generate(w, r, req, common, f)
 }
 
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
-	var body chatBody
-	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &body); e != nil {
+	var (
+		common commonFields
+		own    chatFields
+	)
+	if e := decodeBody(w, r, s.cfg.MaxBodyBytes, &common, &own); e != nil {
 		writeError(w, e)
 		return
 	}
-	maxTokens := body.MaxTokens
-	if body.MaxCompletionTokens != nil {
-		maxTokens = body.MaxCompletionTokens
+	maxTokens := common.MaxTokens
+	if own.MaxCompletionTokens != nil {
+		maxTokens = own.MaxCompletionTokens
 	}
-	req, e := s.toRequest(body.commonFields, maxTokens)
+	req, e := s.toRequest(common, maxTokens)
 	if e == nil {
-		req.Messages, e = parseMessages(body.Messages)
+		req.Messages, e = parseMessages(own.Messages)
 	}
 	if e != nil {
 		writeError(w, e)
 		return
 	}
 	f := &chatFormat{header: newHeader("chatcmpl-", req.Model)}
-	s.generate(w, r, req, body.commonFields, f)
+	s.generate(w, r, req, common, f)
 }
 
 // generate runs req once a slot is free and answers in f's format, whole or

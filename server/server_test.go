@@ -288,29 +288,32 @@ func TestBadRequests(t *testing.T) {
 		name, path, body string
 		status           int
 		code, mention    string // mention: a word the message must contain
+		param            string // the field blamed; "" for none
 	}{
-		{"broken JSON", "/v1/completions", `{"model":"echo",`, 400, "invalid_json", "not valid JSON"},
-		{"trailing data", "/v1/completions", `{"model":"echo","prompt":"x"} {}`, 400, "invalid_json", "not valid JSON"},
-		{"empty body", "/v1/chat/completions", ``, 400, "invalid_json", "empty"},
-		{"array body", "/v1/completions", `[1]`, 400, "invalid_json", "JSON object"},
-		{"wrong type", "/v1/completions", `{"model":"echo","prompt":"x","max_tokens":"ten"}`, 400, "invalid_value", "max_tokens must be an integer"},
-		{"bad stop", "/v1/completions", `{"model":"echo","prompt":"x","stop":3}`, 400, "invalid_value", "stop"},
-		{"empty stop", "/v1/completions", `{"model":"echo","prompt":"x","stop":[""]}`, 400, "invalid_value", "stop[0]"},
-		{"no model", "/v1/completions", `{"prompt":"x"}`, 400, "invalid_value", "model is required"},
-		{"unknown model", "/v1/chat/completions", `{"model":"gpt-4","messages":[{"role":"user","content":"x"}]}`, 404, "model_not_found", "gpt-4"},
-		{"no prompt", "/v1/completions", `{"model":"echo"}`, 400, "invalid_value", "prompt is required"},
-		{"token prompt", "/v1/completions", `{"model":"echo","prompt":[1,2]}`, 400, "invalid_value", "token-id"},
-		{"two prompts", "/v1/completions", `{"model":"echo","prompt":["a","b"]}`, 400, "invalid_value", "exactly one"},
-		{"no messages", "/v1/chat/completions", `{"model":"echo","messages":[]}`, 400, "invalid_value", "messages is required"},
-		{"bad role", "/v1/chat/completions", `{"model":"echo","messages":[{"role":"tool","content":"x"}]}`, 400, "invalid_value", "messages[0].role"},
-		{"image part", "/v1/chat/completions", `{"model":"echo","messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "invalid_value", "only text"},
-		{"n above 1", "/v1/completions", `{"model":"echo","prompt":"x","n":2}`, 400, "invalid_value", "n must be 1"},
-		{"zero max_tokens", "/v1/completions", `{"model":"echo","prompt":"x","max_tokens":0}`, 400, "invalid_value", "max_tokens"},
-		{"hot temperature", "/v1/completions", `{"model":"echo","prompt":"x","temperature":2.5}`, 400, "invalid_value", "temperature"},
-		{"zero top_p", "/v1/completions", `{"model":"echo","prompt":"x","top_p":0}`, 400, "invalid_value", "top_p"},
-		{"negative top_k", "/v1/completions", `{"model":"echo","prompt":"x","top_k":-1}`, 400, "invalid_value", "top_k"},
-		{"huge alpha", "/v1/completions", `{"model":"echo","prompt":"x","alpha":1e999}`, 400, "invalid_value", "alpha"},
-		{"oversized", "/v1/completions", `{"model":"echo","prompt":"` + strings.Repeat("x", 1<<20) + `"}`, 413, "request_too_large", "limit"},
+		{"broken JSON", "/v1/completions", `{"model":"echo",`, 400, "invalid_json", "not valid JSON", ""},
+		{"trailing data", "/v1/completions", `{"model":"echo","prompt":"x"} {}`, 400, "invalid_json", "not valid JSON", ""},
+		{"empty body", "/v1/chat/completions", ``, 400, "invalid_json", "empty", ""},
+		{"array body", "/v1/completions", `[1]`, 400, "invalid_json", "JSON object", ""},
+		{"wrong type", "/v1/completions", `{"model":"echo","prompt":"x","max_tokens":"ten"}`, 400, "invalid_value", "max_tokens must be an integer, not string", "max_tokens"},
+		{"wrong chat type", "/v1/chat/completions", `{"model":"echo","messages":[],"max_completion_tokens":"x"}`, 400, "invalid_value", "max_completion_tokens must be an integer", "max_completion_tokens"},
+		{"fractional max_tokens", "/v1/completions", `{"model":"echo","prompt":"x","max_tokens":1.5}`, 400, "invalid_value", "max_tokens: 1.5 is not an integer in range", "max_tokens"},
+		{"bad stop", "/v1/completions", `{"model":"echo","prompt":"x","stop":3}`, 400, "invalid_value", "stop", "stop"},
+		{"empty stop", "/v1/completions", `{"model":"echo","prompt":"x","stop":[""]}`, 400, "invalid_value", "stop[0]", "stop"},
+		{"no model", "/v1/completions", `{"prompt":"x"}`, 400, "invalid_value", "model is required", "model"},
+		{"unknown model", "/v1/chat/completions", `{"model":"gpt-4","messages":[{"role":"user","content":"x"}]}`, 404, "model_not_found", "gpt-4", "model"},
+		{"no prompt", "/v1/completions", `{"model":"echo"}`, 400, "invalid_value", "prompt is required", "prompt"},
+		{"token prompt", "/v1/completions", `{"model":"echo","prompt":[1,2]}`, 400, "invalid_value", "token-id", "prompt"},
+		{"two prompts", "/v1/completions", `{"model":"echo","prompt":["a","b"]}`, 400, "invalid_value", "exactly one", "prompt"},
+		{"no messages", "/v1/chat/completions", `{"model":"echo","messages":[]}`, 400, "invalid_value", "messages is required", "messages"},
+		{"bad role", "/v1/chat/completions", `{"model":"echo","messages":[{"role":"tool","content":"x"}]}`, 400, "invalid_value", "messages[0].role", "messages"},
+		{"image part", "/v1/chat/completions", `{"model":"echo","messages":[{"role":"user","content":[{"type":"image_url"}]}]}`, 400, "invalid_value", "only text", "messages"},
+		{"n above 1", "/v1/completions", `{"model":"echo","prompt":"x","n":2}`, 400, "invalid_value", "n must be 1", "n"},
+		{"zero max_tokens", "/v1/completions", `{"model":"echo","prompt":"x","max_tokens":0}`, 400, "invalid_value", "max_tokens", "max_tokens"},
+		{"hot temperature", "/v1/completions", `{"model":"echo","prompt":"x","temperature":2.5}`, 400, "invalid_value", "temperature", "temperature"},
+		{"zero top_p", "/v1/completions", `{"model":"echo","prompt":"x","top_p":0}`, 400, "invalid_value", "top_p", "top_p"},
+		{"negative top_k", "/v1/completions", `{"model":"echo","prompt":"x","top_k":-1}`, 400, "invalid_value", "top_k", "top_k"},
+		{"huge alpha", "/v1/completions", `{"model":"echo","prompt":"x","alpha":1e999}`, 400, "invalid_value", "alpha: 1e999 is not a number in range", "alpha"},
+		{"oversized", "/v1/completions", `{"model":"echo","prompt":"` + strings.Repeat("x", 1<<20) + `"}`, 413, "request_too_large", "limit", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -318,6 +321,9 @@ func TestBadRequests(t *testing.T) {
 			e := expectError(t, resp, body, c.status, c.code)
 			if !strings.Contains(e.Error.Message, c.mention) {
 				t.Errorf("message %q does not mention %q", e.Error.Message, c.mention)
+			}
+			if got := e.Error.Param; (got == nil) != (c.param == "") || got != nil && *got != c.param {
+				t.Errorf("param %v, want %q", got, c.param)
 			}
 		})
 	}
