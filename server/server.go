@@ -23,6 +23,16 @@
 // At most Config.Concurrency generations run at once and at most
 // Config.QueueSize more wait for a slot; anything beyond that is answered
 // 429 at once, so memory stays bounded however many clients connect.
+//
+// Errors come in OpenAI's shape, {"error":{"message","type","param","code"}}:
+// 400 for a body that is not valid JSON or asks for something cmc cannot do
+// (n > 1, token-id prompts, image parts), 401 for a missing or wrong key,
+// 404 model_not_found, 405 for a wrong method, 413 for a body over
+// Config.MaxBodyBytes, 429 queue_full with Retry-After, 503 shutting_down,
+// 504 timeout past Config.RequestTimeout, 500 when the backend fails. A
+// stream that fails after its first event ends with an error event instead
+// of [DONE]. Fields that stock clients send but cmc does not use
+// (presence_penalty, logprobs, user, ...) are ignored.
 package server
 
 import (
@@ -49,9 +59,9 @@ type Request struct {
 	MaxTokens   int       // at least 1 and at most Config.MaxTokens
 	Temperature float64   // 0 means greedy
 	TopP        float64
-	TopK        int // 0 means no top-k cut
-	Seed        *int64
-	Stop        []string
+	TopK        int      // 0 means no top-k cut
+	Seed        *int64   // nil: a fresh seed per request
+	Stop        []string // end the text before the first of these, with finish reason "stop"
 	Delta       string   // which delta to apply: "" = server default; "none" = no delta
 	Alpha       *float64 // delta strength; nil = server default
 }
