@@ -103,21 +103,26 @@ func (b *blockingBackend) Generate(ctx context.Context, req Request, emit func(s
 	}
 }
 
-// failingBackend fails every generation with err, after emitting pieces.
-type failingBackend struct {
+// scriptedBackend emits its pieces, then fails with err or, when err is
+// nil, finishes with their concatenation.
+type scriptedBackend struct {
 	pieces []string
 	err    error
 }
 
-func (b failingBackend) Models() []string { return []string{"echo"} }
+func (b scriptedBackend) Models() []string { return []string{"echo"} }
 
-func (b failingBackend) Generate(ctx context.Context, req Request, emit func(string) error) (Result, error) {
+func (b scriptedBackend) Generate(ctx context.Context, req Request, emit func(string) error) (Result, error) {
 	for _, p := range b.pieces {
 		if err := emit(p); err != nil {
 			return Result{}, err
 		}
 	}
-	return Result{}, b.err
+	if b.err != nil {
+		return Result{}, b.err
+	}
+	text := strings.Join(b.pieces, "")
+	return Result{Text: text, FinishReason: "stop", PromptTokens: 1, CompletionTokens: len(b.pieces)}, nil
 }
 
 // start serves b over loopback for the length of the test.

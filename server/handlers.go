@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // retryAfterSeconds is what a 429 asks clients to wait: long enough for a
@@ -221,11 +222,16 @@ func (s *Server) whole(ctx context.Context, w http.ResponseWriter, req Request, 
 // closing event with the finish reason, optionally the usage, then [DONE].
 func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req Request, includeUsage bool, f format) {
 	events := &eventStream{w: w, rc: http.NewResponseController(w), timeout: s.eventWriteTimeout}
+	// A token may end inside a multi-byte character, which JSON would turn
+	// into U+FFFD; such a tail waits for the piece that completes it.
+	var tail string
 	res, err := s.run(ctx, req, func(piece string) error {
-		if piece == "" {
+		var text string
+		text, tail = splitIncomplete(tail + piece)
+		if text == "" {
 			return nil
 		}
-		return events.send(f.chunk(piece, ""))
+		return events.send(f.chunk(text, ""))
 	})
 	switch {
 	case events.err != nil:
@@ -242,6 +248,10 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req Request,
 			writeError(w, e)
 		}
 	default:
+		if tail != "" {
+			// Never completed: send it for what it is.
+			events.send(f.chunk(tail, ""))
+		}
 		events.send(f.chunk("", res.FinishReason))
 		if includeUsage {
 			events.send(f.usageChunk(res))
@@ -290,4 +300,19 @@ func (s *Server) failure(ctx context.Context, id string, err error) *apiError {
 		return newAPIError(http.StatusInternalServerError, typeServer, "generation_failed",
 			"generation failed; the server log has the details under id %s", id)
 	}
+}
+
+// splitIncomplete splits s before a multi-byte character that it starts but
+// does not finish; rest is empty when s ends on a whole character.
+func splitIncomplete(s string) (whole, rest string) {
+	// The last character starts at most utf8.UTFMax-1 bytes from the end.
+	for i := len(s) - 1; i >= 0 && i > len(s)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(s[i]) {
+			if !utf8.FullRuneInString(s[i:]) {
+				return s[:i], s[i:]
+			}
+			break
+		}
+	}
+	return s, ""
 }

@@ -380,7 +380,7 @@ func TestAPIKey(t *testing.T) {
 func TestBackendErrors(t *testing.T) {
 	badDelta := &RequestError{Param: "delta", Message: `unknown delta "nope"`}
 	t.Run("request error", func(t *testing.T) {
-		_, ts := start(t, failingBackend{err: badDelta}, Config{})
+		_, ts := start(t, scriptedBackend{err: badDelta}, Config{})
 		for _, stream := range []string{"false", "true"} {
 			resp, body := do(t, "POST", ts.URL+"/v1/completions", `{"model":"echo","prompt":"x","delta":"nope","stream":`+stream+`}`)
 			e := expectError(t, resp, body, http.StatusBadRequest, "invalid_value")
@@ -390,7 +390,7 @@ func TestBackendErrors(t *testing.T) {
 		}
 	})
 	t.Run("internal error", func(t *testing.T) {
-		_, ts := start(t, failingBackend{err: errors.New("llama_decode returned -1")}, Config{})
+		_, ts := start(t, scriptedBackend{err: errors.New("llama_decode returned -1")}, Config{})
 		resp, body := do(t, "POST", ts.URL+"/v1/completions", `{"model":"echo","prompt":"x"}`)
 		e := expectError(t, resp, body, http.StatusInternalServerError, "generation_failed")
 		if strings.Contains(e.Error.Message, "llama_decode") {
@@ -398,7 +398,7 @@ func TestBackendErrors(t *testing.T) {
 		}
 	})
 	t.Run("error mid-stream", func(t *testing.T) {
-		_, ts := start(t, failingBackend{pieces: []string{"par", "tial"}, err: errors.New("out of memory")}, Config{})
+		_, ts := start(t, scriptedBackend{pieces: []string{"par", "tial"}, err: errors.New("out of memory")}, Config{})
 		resp, err := http.Post(ts.URL+"/v1/chat/completions", "application/json",
 			strings.NewReader(`{"model":"echo","messages":[{"role":"user","content":"x"}],"stream":true}`))
 		if err != nil {
@@ -414,4 +414,45 @@ func TestBackendErrors(t *testing.T) {
 			t.Errorf("last event %q (%v), want a generation_failed error and no [DONE]", events[2], err)
 		}
 	})
+}
+
+// Tokens may split a character's UTF-8 bytes; the stream must carry whole
+// characters only, or JSON would turn each half into U+FFFD.
+func TestStreamJoinsSplitCharacters(t *testing.T) {
+	for _, c := range []struct {
+		pieces []string
+		want   string
+	}{
+		{[]string{"caf", "\xc3", "\xa9 ", "\xf0\x9f", "\x98", "\x80!"}, "café 😀!"},
+		// A character never finished still reaches the client, as U+FFFD.
+		{[]string{"a", "\xc3"}, "a\uFFFD"},
+	} {
+		_, ts := start(t, scriptedBackend{pieces: c.pieces}, Config{})
+		chunks := streamChunks(t, ts.URL+"/v1/completions", `{"model":"echo","prompt":"x","stream":true}`)
+		var text string
+		for _, ch := range chunks {
+			text += ch.Choices[0].Text
+		}
+		if text != c.want {
+			t.Errorf("pieces %q streamed as %q, want %q", c.pieces, text, c.want)
+		}
+	}
+}
+
+func TestSplitIncomplete(t *testing.T) {
+	for _, c := range []struct{ in, whole, rest string }{
+		{"", "", ""},
+		{"abc", "abc", ""},
+		{"caf\xc3", "caf", "\xc3"},
+		{"café", "café", ""},
+		{"a\xf0\x9f\x98", "a", "\xf0\x9f\x98"},
+		{"😀", "😀", ""},
+		{"a\xff", "a\xff", ""},                 // invalid, not incomplete: nothing to wait for
+		{"a\x80\x80\x80", "a\x80\x80\x80", ""}, // stray continuation bytes
+	} {
+		whole, rest := splitIncomplete(c.in)
+		if whole != c.whole || rest != c.rest {
+			t.Errorf("splitIncomplete(%q) = %q, %q; want %q, %q", c.in, whole, rest, c.whole, c.rest)
+		}
+	}
 }
