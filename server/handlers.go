@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -92,6 +93,8 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection to flush streams.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// logRequests writes one access-log line per request; status 0 means no
+// answer was written because the client went away first.
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -132,13 +135,11 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getModel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("model")
-	for _, known := range s.backend.Models() {
-		if known == id {
-			writeJSON(w, http.StatusOK, s.model(id))
-			return
-		}
+	if !slices.Contains(s.backend.Models(), id) {
+		writeError(w, modelNotFound(id))
+		return
 	}
-	writeError(w, modelNotFound(id))
+	writeJSON(w, http.StatusOK, s.model(id))
 }
 
 func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
