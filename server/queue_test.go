@@ -287,3 +287,25 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+// Waiting requests get the slot in the order they came, so none starves.
+func TestQueueIsFirstComeFirstServed(t *testing.T) {
+	b := newBlockingBackend()
+	s, ts := start(t, b, Config{Concurrency: 1, QueueSize: 3})
+	var replies []<-chan reply
+	for i, prompt := range []string{"a", "b", "c", "d"} {
+		replies = append(replies, send(context.Background(), ts.Client(), ts.URL, prompt, false))
+		waitFor(t, "request "+prompt+" to be admitted", func() bool { return admitted(s) == i+1 })
+	}
+	for _, want := range []string{"a", "b", "c", "d"} {
+		if got := receive(t, b.started, "generation "+want); got != want {
+			t.Fatalf("generation for %q started when %q was next in line", got, want)
+		}
+		b.release <- struct{}{}
+	}
+	for i, r := range replies {
+		if got := receive(t, r, "a reply"); got.status != http.StatusOK {
+			t.Errorf("request %d: %+v", i, got)
+		}
+	}
+}
