@@ -157,7 +157,7 @@ func (st *trainState) attentionBackward(lo, hi int) {
 					for t := r0; t < r1; t++ {
 						p, d := P[(t-r0)*r1:(t-r0+1)*r1], dS[(t-r0)*r1:(t-r0+1)*r1]
 						kernels.Scale(st.scale, p[:t+1])
-						expShifted(p[:t+1], lse[t])
+						kernels.ExpShifted(p[:t+1], lse[t])
 						clear(p[t+1:])
 						sum := kernels.Dot(p[:t+1], d[:t+1])
 						for s, w := range p[:t+1] {

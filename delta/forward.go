@@ -234,7 +234,7 @@ func (st *trainState) attentionForward(lo, hi int) {
 					row := P[(t-r0)*r1 : (t-r0+1)*r1]
 					kernels.Scale(st.scale, row[:t+1])
 					m := maxOf(row[:t+1])
-					sum := expShifted(row[:t+1], m)
+					sum := kernels.ExpShifted(row[:t+1], m)
 					kernels.Scale(1/sum, row[:t+1])
 					clear(row[t+1:])
 					lse[t] = m + float32(math.Log(float64(sum)))

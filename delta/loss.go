@@ -71,7 +71,7 @@ func BiasedCrossEntropy(p *kernels.Pool, logits, bias []float32, targets []int32
 				}
 				mx := maxOf(row)
 				target := row[y]
-				sum := expShifted(row, mx)
+				sum := kernels.ExpShifted(row, mx)
 				partial[b] += math.Log(float64(sum)) + float64(mx) - float64(target)
 				kernels.Scale(g/sum, row)
 				row[y] -= g

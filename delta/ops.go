@@ -89,7 +89,7 @@ func rmsnormBackward(dx, dout, x, gain []float32, inv float32) {
 
 // softmax replaces p with exp(p − max p) / Σ exp(p − max p).
 func softmax(p []float32) {
-	kernels.Scale(1/expShifted(p, maxOf(p)), p)
+	kernels.Scale(1/kernels.ExpShifted(p, maxOf(p)), p)
 }
 
 // maxOf is the largest element of x (not NaN-aware, unlike the builtin max,
@@ -122,69 +122,17 @@ func maxOf(x []float32) float32 {
 	return max(m0, m1, m2, m3)
 }
 
-// expShifted replaces every x (all ≤ shift) with e^(x−shift) and returns
-// their sum: the softmax over the vocabulary, the hottest loop outside the
-// matrix products. Four partial sums let consecutive elements overlap.
-func expShifted(xs []float32, shift float32) float32 {
-	var sum [4]float32
-	for i := 0; i < len(xs); i += 4 {
-		v := xs[i:min(i+4, len(xs))]
-		for j, x := range v {
-			// below e^−87 ≈ 1.6e−38, the bottom of the normal floats,
-			// nothing counts against a sum ≥ 1
-			e := exp(max32(x-shift, -87))
-			v[j] = e
-			sum[j] += e
-		}
-	}
-	return (sum[0] + sum[1]) + (sum[2] + sum[3])
-}
-
-// sigmoids sets out[i] = σ(x[i]) = 1/(1 + e^−x[i]).
+// sigmoids sets out[i] = σ(x[i]) = 1/(1 + e^−x[i]), with the vector
+// exponential (which clamps its argument to ±87, where σ is 0 or 1 to
+// float32 precision anyway).
 func sigmoids(out, x []float32) {
 	for i, v := range x {
-		// beyond ±87 σ is 0 or 1 to float32 precision
-		out[i] = 1 / (1 + exp(min32(max32(-v, -87), 87)))
+		out[i] = -v
 	}
-}
-
-// exp is e^x for x in [−87, 87] in float32 arithmetic, accurate to a few
-// ulp and small enough to be inlined into the loops above. It splits
-// x = (64·e + j)·ln2/64 + r with |r| ≤ ln2/128, so e^x = 2^e · 2^(j/64) · e^r,
-// takes 2^(j/64) from a table, e^r from its cubic Taylor polynomial (the
-// next term is below 4e−11) and 2^e from the exponent bits.
-func exp(x float32) float32 {
-	// k = round(x·64/ln2): adding and subtracting 1.5·2²³ rounds to an
-	// integer in float32 arithmetic
-	k := x*92.33248261689366 + 12582912
-	k -= 12582912
-	r := x - k*0.010833740234375 + k*3.3155381258549027e-6 // ln2/64 in two parts, the first exact in k·ln2/64
-	i := int32(k)
-	return exp2Sixtyfourths[i&63] * (1 + r*(1+r*(0.5+r*(1.0/6)))) * math.Float32frombits(uint32(i>>6+127)<<23)
-}
-
-// exp2Sixtyfourths[j] = 2^(j/64), read-only after initialisation.
-var exp2Sixtyfourths = func() (t [64]float32) {
-	for j := range t {
-		t[j] = float32(math.Exp2(float64(j) / 64))
+	kernels.ExpShifted(out, 0)
+	for i, e := range out {
+		out[i] = 1 / (1 + e)
 	}
-	return t
-}()
-
-// max32 and min32 skip the builtin's NaN and signed-zero handling, which
-// costs more than the exponential itself here.
-func max32(a, b float32) float32 {
-	if a > b {
-		return a
-	}
-	return b
-}
-
-func min32(a, b float32) float32 {
-	if a < b {
-		return a
-	}
-	return b
 }
 
 // fit returns buf resliced to n elements, reallocating only when its
