@@ -231,6 +231,12 @@ func TestCompletionStream(t *testing.T) {
 	if text != "a b c" {
 		t.Errorf("streamed text %q, want \"a b c\"", text)
 	}
+
+	chunks = streamChunks(t, ts.URL+"/v1/completions", `{"model":"echo","prompt":"a b c","stream":true,"stream_options":{"include_usage":true}}`)
+	last := chunks[len(chunks)-1]
+	if len(chunks) != 5 || last.Object != "text_completion" || len(last.Choices) != 0 || last.Usage == nil || last.Usage.TotalTokens != 6 {
+		t.Errorf("with include_usage: %d chunks ending in %+v, want a fifth with 3+3 tokens and no choices", len(chunks), last)
+	}
 }
 
 func TestChatStream(t *testing.T) {
