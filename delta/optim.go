@@ -116,7 +116,7 @@ func (o *AdamW) Update(m *Model, gradScale float32) (gradNorm float64) {
 	bc1 := 1 - math.Pow(b1, float64(o.Step))
 	bc2 := 1 - math.Pow(b2, float64(o.Step))
 	stepSize := float32(lr / bc1)
-	bc2Sqrt := float32(math.Sqrt(bc2))
+	invBc2Sqrt := float32(1 / math.Sqrt(bc2)) // a product per element is cheaper than a quotient
 	fb1, fb2, feps := float32(b1), float32(b2), float32(eps)
 
 	for _, t := range m.Tensors {
@@ -133,7 +133,7 @@ func (o *AdamW) Update(m *Model, gradScale float32) (gradNorm float64) {
 				gi *= scale
 				mom[i] = fb1*mom[i] + (1-fb1)*gi
 				vel[i] = fb2*vel[i] + (1-fb2)*gi*gi
-				denom := float32(math.Sqrt(float64(vel[i])))/bc2Sqrt + feps
+				denom := float32(math.Sqrt(float64(vel[i])))*invBc2Sqrt + feps
 				params[i] = params[i]*decay - stepSize*mom[i]/denom
 			}
 		})
