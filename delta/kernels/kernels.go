@@ -5,6 +5,7 @@
 //
 // Matrices are dense row-major []float32 with an explicit row stride (the
 // *Strided variants) or a packed one (rows of exactly the column count).
+// The result c must not overlap the operands a and b.
 // Every kernel has a pure-Go twin; on amd64 with AVX2 and FMA (and AVX-512
 // where present) the hot loops run in assembly, and the tests compare the two.
 // Build with -tags noasm to use only the pure-Go code.

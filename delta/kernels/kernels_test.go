@@ -306,6 +306,38 @@ func TestNested(t *testing.T) {
 	}
 }
 
+// TestConcurrentCallers checks that goroutines sharing a pool get right
+// answers: whoever finds the pool busy computes on its own goroutine.
+func TestConcurrentCallers(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	r := rand.New(rand.NewPCG(9, 10))
+	const m, n, k = 50, 70, 90
+	a, b := randMatrix(r, m, k, k), randMatrix(r, n, k, k)
+	want, tol := reference(nt, nil, n, a, k, b, k, m, n, k, false)
+	errs := make(chan string, 4)
+	for range 4 {
+		go func() {
+			c := make([]float32, m*n)
+			for range 50 {
+				p.MatMulNT(c, a, b, m, n, k, false)
+				for i := range c {
+					if math.Abs(float64(c[i])-want[i]) > tol[i] {
+						errs <- fmt.Sprintf("c[%d] = %v, want %v", i, c[i], want[i])
+						return
+					}
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for range 4 {
+		if e := <-errs; e != "" {
+			t.Error(e)
+		}
+	}
+}
+
 func TestNoAllocations(t *testing.T) {
 	p := NewPool(2)
 	defer p.Close()
