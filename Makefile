@@ -56,6 +56,14 @@ fuzz: headers
 demo: build
 	scripts/demo.sh
 
+# The tiny world of issue 7 (world/, world/MANIFEST.md) and its experiments (RESULTS.md).
+.PHONY: tinyworld reproduce
+tinyworld: build
+	scripts/tinyworld.sh
+
+reproduce: build
+	scripts/reproduce.sh
+
 # GPU build: the CUDA backend of the same pinned ggml, compiled with CMake and
 # loaded by bin/cmc at run time from build/lib/cmc (or $$CMC_LIBRARY_PATH).
 cuda: build
