@@ -1,0 +1,129 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cmc-dev/cmc/delta"
+)
+
+// TestMain lets tests run the real command in a child process: the test
+// binary re-executes itself with CMC_RUN_MAIN=1 and cmc's arguments.
+func TestMain(m *testing.M) {
+	if os.Getenv("CMC_RUN_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+const fixtures = "../../../shared/fixtures" // from cmd/cmc
+
+func fixture(t *testing.T, rel string) string {
+	t.Helper()
+	p := filepath.Join(fixtures, rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("fixture %s not found (expected ../shared/fixtures beside the repository): %v", p, err)
+	}
+	return p
+}
+
+func cmcCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "CMC_RUN_MAIN=1")
+	return cmd
+}
+
+// TestResumeAfterKill trains once without interruption, and once killed
+// with SIGKILL right after its first checkpoint and resumed: both runs must
+// end with the same weights.
+func TestResumeAfterKill(t *testing.T) {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "stories.txt")
+	src, err := os.ReadFile(fixture(t, "datasets/tinystories/tinystories_val_sample.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(text, src[:24000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := func(out string, extra ...string) []string {
+		return append([]string{"train", "--template", fixture(t, "models/stories260K/stories260K.gguf"),
+			"--delta", "new", "--dim", "32", "--layers", "2", "--heads", "4", "--hidden", "64",
+			"--data", text, "--format", "text", "--prompt-template", "raw", "--max-len", "96",
+			"--epochs", "2", "--batch", "4", "--micro-batch", "2", "--lr", "1e-3",
+			"--threads", "1", "--checkpoint-every", "3", "--out", out}, extra...)
+	}
+
+	whole := filepath.Join(dir, "whole.gguf")
+	if out, err := cmcCommand(args(whole)...).CombinedOutput(); err != nil {
+		t.Fatalf("uninterrupted run: %v\n%s", err, out)
+	}
+
+	killed := filepath.Join(dir, "killed.gguf")
+	cmd := cmcCommand(args(killed)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.After(2 * time.Minute)
+wait:
+	for {
+		select {
+		case err := <-exited:
+			t.Fatalf("the run ended (%v) before it could be killed", err)
+		case <-deadline:
+			cmd.Process.Kill()
+			t.Fatal("no checkpoint appeared in 2 minutes")
+		case <-time.After(5 * time.Millisecond):
+			if _, err := os.Stat(killed + ".ckpt"); err == nil {
+				break wait
+			}
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	if _, err := os.Stat(killed); err == nil {
+		t.Fatal("the killed run wrote its final model")
+	}
+	if out, err := cmcCommand(args(killed, "--resume")...).CombinedOutput(); err != nil {
+		t.Fatalf("resumed run: %v\n%s", err, out)
+	}
+
+	a, err := delta.LoadGGUF(whole)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := delta.LoadGGUF(killed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a.Params, b.Params) {
+		t.Fatal("the killed and resumed run ends with other weights than the uninterrupted one")
+	}
+}
+
+// TestTrainRefusesMismatchedVocab: a delta with another vocabulary stops the
+// run before any work, naming both files.
+func TestTrainRefusesMismatchedVocab(t *testing.T) {
+	tmpl := fixture(t, "models/stories260K/stories260K.gguf")
+	other := fixture(t, "models/llama-2-tiny-random/llama-2-tiny-random.gguf")
+	out, err := cmcCommand("train", "--template", tmpl, "--delta", other, "--data", "unused.json", "--out", filepath.Join(t.TempDir(), "d.gguf")).CombinedOutput()
+	if err == nil {
+		t.Fatal("training with mismatched vocabularies succeeded")
+	}
+	for _, want := range []string{"share one vocabulary", tmpl, other, "512", "32000"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("error %q does not mention %q", out, want)
+		}
+	}
+}
