@@ -166,10 +166,18 @@ func (m *Model) ExportGGUF(path string, o ExportOptions) error {
 	w.SetFloat32("llama.attention.layer_norm_rms_epsilon", c.eps())
 	w.SetFloat32("llama.rope.freq_base", float32(c.theta()))
 
+	// llama.cpp refuses a model whose vocabulary and embedding disagree
 	switch {
 	case o.Tokenizer != nil:
+		tokens, ok := o.Tokenizer.Lookup(gguf.KeyTokens)
+		if !ok || tokens.Len() != c.VocabSize {
+			return fmt.Errorf("export %q: the tokenizer to copy has %d tokens (%s), the model %d", path, tokens.Len(), gguf.KeyTokens, c.VocabSize)
+		}
 		w.CopyKV(o.Tokenizer, func(key string) bool { return !strings.HasPrefix(key, "tokenizer.") })
 	case o.Vocab != nil:
+		if len(o.Vocab.Tokens) != c.VocabSize {
+			return fmt.Errorf("export %q: the vocabulary has %d tokens, the model %d", path, len(o.Vocab.Tokens), c.VocabSize)
+		}
 		w.SetVocab(o.Vocab)
 	default:
 		return fmt.Errorf("export %q: no tokenizer: set ExportOptions.Tokenizer or Vocab", path)

@@ -108,6 +108,30 @@ func TestExportGGUF(t *testing.T) {
 	}
 }
 
+// A tokenizer of another size than the model's vocabulary is refused.
+func TestExportGGUFVocabMismatch(t *testing.T) {
+	m, err := New(Config{Dim: 8, HiddenDim: 8, NLayers: 1, NHeads: 2, NKVHeads: 2, VocabSize: 300, SharedClassifier: true}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	needFile(t, stories260KGGUF)
+	src, err := gguf.Open(stories260KGGUF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	v, err := src.Vocab()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bad.gguf")
+	for _, opt := range []ExportOptions{{Tokenizer: src}, {Vocab: v}, {}} {
+		if err := m.ExportGGUF(path, opt); err == nil {
+			t.Errorf("export with %+v accepted a 512-token vocabulary for 300 embeddings", opt)
+		}
+	}
+}
+
 // checkLlamaCppKeys checks the metadata llama.cpp's llama architecture
 // reads when it loads a model.
 func checkLlamaCppKeys(t *testing.T, path string, c Config) {
