@@ -91,27 +91,29 @@ func BenchmarkMatMulNT(b *testing.B) { benchmarkMatMul(b, nt) }
 func BenchmarkMatMulNN(b *testing.B) { benchmarkMatMul(b, nn) }
 func BenchmarkMatMulTN(b *testing.B) { benchmarkMatMul(b, tn) }
 
-func benchmarkVector(b *testing.B, fn func(x, y []float32)) {
+// benchmarkVector times fn on vectors of the model's sizes; bytes is the
+// memory traffic per element, for the MB/s column.
+func benchmarkVector(b *testing.B, bytes int64, fn func(x, y []float32)) {
 	for _, n := range []int{288, 768, 32000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			x, y := make([]float32, n), make([]float32, n)
 			for b.Loop() {
 				fn(x, y)
 			}
-			b.SetBytes(int64(8 * n))
+			b.SetBytes(bytes * int64(n))
 		})
 	}
 }
 
 func BenchmarkDot(b *testing.B) {
 	var sink float32
-	benchmarkVector(b, func(x, y []float32) { sink += Dot(x, y) })
+	benchmarkVector(b, 8, func(x, y []float32) { sink += Dot(x, y) })
 	_ = sink
 }
 
-func BenchmarkAxpy(b *testing.B) { benchmarkVector(b, func(x, y []float32) { Axpy(0.5, x, y) }) }
+func BenchmarkAxpy(b *testing.B) { benchmarkVector(b, 12, func(x, y []float32) { Axpy(0.5, x, y) }) }
 
-func BenchmarkScale(b *testing.B) { benchmarkVector(b, func(x, _ []float32) { Scale(0.999, x) }) }
+func BenchmarkScale(b *testing.B) { benchmarkVector(b, 8, func(x, _ []float32) { Scale(0.999, x) }) }
 
 // BenchmarkFor measures what a parallel call costs beyond its work: handing
 // chunks to the workers and waiting for them.
@@ -140,4 +142,10 @@ func BenchmarkExpShifted(b *testing.B) {
 			b.SetBytes(4 * int64(len(x)))
 		})
 	}
+}
+
+func BenchmarkMax(b *testing.B) {
+	var sink float32
+	benchmarkVector(b, 4, func(x, _ []float32) { sink += Max(x) })
+	_ = sink
 }

@@ -1,5 +1,7 @@
 package kernels
 
+import "math"
+
 // The pure-Go kernels: what other architectures and -tags noasm run, and the
 // reference the assembly is tested against. They are written for clarity
 // first; the unrolled loops only keep them from being needlessly slow.
@@ -63,6 +65,17 @@ func axpyGeneric(alpha float32, x, y []float32) {
 	for i, v := range x {
 		y[i] += alpha * v
 	}
+}
+
+// maxGeneric returns the largest element of x, −Inf for an empty x.
+func maxGeneric(x []float32) float32 {
+	m := float32(math.Inf(-1))
+	for _, v := range x {
+		if v > m {
+			m = v
+		}
+	}
+	return m
 }
 
 // scaleGeneric multiplies x by alpha in place.

@@ -2,7 +2,11 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"math"
+
+	"golang.org/x/sys/cpu"
+)
 
 // The assembly needs AVX2 and FMA; x/sys/cpu also checks, via XGETBV, that
 // the OS saves the YMM (and for AVX-512 the ZMM) registers.
@@ -76,6 +80,16 @@ func scale(alpha float32, x []float32) {
 	scaleGeneric(alpha, x)
 }
 
+// maxOf runs whole vectors of eight in assembly and the rest in Go.
+func maxOf(x []float32) float32 {
+	m := float32(math.Inf(-1))
+	if n := len(x) / 8 * 8; haveAVX2 && n > 0 {
+		m = maxAVX2(&x[0], n)
+		x = x[n:]
+	}
+	return max(m, maxGeneric(x))
+}
+
 // expShifted runs whole vectors of eight in assembly and the rest in Go.
 func expShifted(x []float32, shift float32) float32 {
 	var sum float32
@@ -94,6 +108,11 @@ func axpyAVX2(alpha float32, x, y *float32, n int)
 
 //go:noescape
 func scaleAVX2(alpha float32, x *float32, n int)
+
+// maxAVX2 is maxGeneric on n > 0 elements, n a multiple of 8.
+//
+//go:noescape
+func maxAVX2(x *float32, n int) float32
 
 // expShiftedAVX2 is expShiftedGeneric on n > 0 elements, n a multiple of 8.
 //

@@ -569,3 +569,48 @@ expLoop:
 	VZEROUPPER
 	MOVSS        X0, ret+24(FP)
 	RET
+
+// func maxAVX2(x *float32, n int) float32
+//
+// Four YMM running maxima take 32 elements per iteration; eight at a time
+// for the rest, then the lanes are folded together.
+TEXT ·maxAVX2(SB), NOSPLIT, $0-20
+	MOVQ    x+0(FP), SI
+	MOVQ    n+8(FP), CX
+	VMOVUPS (SI), Y0
+	VMOVAPS Y0, Y1
+	VMOVAPS Y0, Y2
+	VMOVAPS Y0, Y3
+
+max32:
+	CMPQ    CX, $32
+	JLT     max8
+	VMAXPS  (SI), Y0, Y0
+	VMAXPS  32(SI), Y1, Y1
+	VMAXPS  64(SI), Y2, Y2
+	VMAXPS  96(SI), Y3, Y3
+	ADDQ    $128, SI
+	SUBQ    $32, CX
+	JMP     max32
+
+max8:
+	TESTQ  CX, CX
+	JZ     maxFold
+	VMAXPS (SI), Y0, Y0
+	ADDQ   $32, SI
+	SUBQ   $8, CX
+	JMP    max8
+
+maxFold:
+	VMAXPS       Y1, Y0, Y0
+	VMAXPS       Y3, Y2, Y2
+	VMAXPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+16(FP)
+	RET

@@ -16,3 +16,5 @@ func axpy(alpha float32, x, y []float32) { axpyGeneric(alpha, x, y) }
 func scale(alpha float32, x []float32)   { scaleGeneric(alpha, x) }
 
 func expShifted(x []float32, shift float32) float32 { return expShiftedGeneric(x, shift) }
+
+func maxOf(x []float32) float32 { return maxGeneric(x) }

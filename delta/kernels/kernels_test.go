@@ -446,3 +446,26 @@ func TestExpShifted(t *testing.T) {
 		}
 	}
 }
+
+func TestMax(t *testing.T) {
+	if got := Max(nil); !math.IsInf(float64(got), -1) {
+		t.Errorf("Max(nil) = %v, want -Inf", got)
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	for n := 1; n < 100; n++ {
+		// All negative, so that a maximum started at 0 would show; the
+		// largest element moves through every position.
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = -1 - r.Float32()
+		}
+		for at := range n {
+			saved := x[at]
+			x[at] = -0.5
+			if got := Max(x); got != -0.5 {
+				t.Fatalf("n=%d, largest at %d: Max = %v, want -0.5", n, at, got)
+			}
+			x[at] = saved
+		}
+	}
+}

@@ -27,6 +27,12 @@ func ExpShifted(x []float32, shift float32) float32 {
 	return expShifted(x, shift)
 }
 
+// Max returns the largest element of x, −Inf for an empty x. With NaNs in
+// x the result is unspecified.
+func Max(x []float32) float32 {
+	return maxOf(x)
+}
+
 // checkSameLength panics unless a and b have the same length.
 func checkSameLength(name string, a, b []float32) {
 	if len(a) != len(b) {
