@@ -119,15 +119,21 @@ func (o *AdamW) Update(m *Model, gradScale float32) (gradNorm float64) {
 	invBc2Sqrt := float32(1 / math.Sqrt(bc2)) // a product per element is cheaper than a quotient
 	fb1, fb2, feps := float32(b1), float32(b2), float32(eps)
 
-	for _, t := range m.Tensors {
-		decay := float32(1)
-		if t.Matrix {
-			decay = float32(1 - lr*o.Config.WeightDecay)
-		}
-		off := t.Offset
-		p.For(t.Size(), func(lo, hi int) {
-			params, grads := m.Params[off+lo:off+hi], g[off+lo:off+hi]
-			mom, vel := o.M[off+lo:off+hi], o.V[off+lo:off+hi]
+	matrixDecay := float32(1 - lr*o.Config.WeightDecay)
+	// one parallel loop over all parameters, each thread taking the part
+	// of every tensor that falls in its range
+	p.For(len(m.Params), func(lo, hi int) {
+		for _, t := range m.Tensors {
+			from, to := max(lo, t.Offset), min(hi, t.Offset+t.Size())
+			if from >= to {
+				continue
+			}
+			decay := float32(1)
+			if t.Matrix {
+				decay = matrixDecay
+			}
+			params, grads := m.Params[from:to], g[from:to]
+			mom, vel := o.M[from:to], o.V[from:to]
 			for i, gi := range grads {
 				grads[i] = 0
 				gi *= scale
@@ -136,7 +142,7 @@ func (o *AdamW) Update(m *Model, gradScale float32) (gradNorm float64) {
 				denom := float32(math.Sqrt(float64(vel[i])))*invBc2Sqrt + feps
 				params[i] = params[i]*decay - stepSize*mom[i]/denom
 			}
-		})
-	}
+		}
+	})
 	return gradNorm
 }
