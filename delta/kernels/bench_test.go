@@ -149,3 +149,7 @@ func BenchmarkMax(b *testing.B) {
 	benchmarkVector(b, 4, func(x, _ []float32) { sink += Max(x) })
 	_ = sink
 }
+
+func BenchmarkSigmoid(b *testing.B) {
+	benchmarkVector(b, 8, func(x, y []float32) { Sigmoid(y, x) })
+}

@@ -43,3 +43,11 @@ func exp32(x float32) float32 {
 	e := p*(r*r) + r + 1
 	return math.Float32frombits(math.Float32bits(e) + uint32(int32(n))<<23)
 }
+
+// sigmoidGeneric sets dst[i] = 1/(1 + e^−x[i]), with exp32's clamp.
+func sigmoidGeneric(dst, x []float32) {
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = 1 / (1 + exp32(-v))
+	}
+}

@@ -80,6 +80,15 @@ func scale(alpha float32, x []float32) {
 	scaleGeneric(alpha, x)
 }
 
+// sigmoid runs whole vectors of eight in assembly and the rest in Go.
+func sigmoid(dst, x []float32) {
+	if n := len(x) / 8 * 8; haveAVX2 && n > 0 {
+		sigmoidAVX2(&dst[0], &x[0], n)
+		dst, x = dst[n:], x[n:]
+	}
+	sigmoidGeneric(dst, x)
+}
+
 // maxOf runs whole vectors of eight in assembly and the rest in Go.
 func maxOf(x []float32) float32 {
 	m := float32(math.Inf(-1))
@@ -108,6 +117,11 @@ func axpyAVX2(alpha float32, x, y *float32, n int)
 
 //go:noescape
 func scaleAVX2(alpha float32, x *float32, n int)
+
+// sigmoidAVX2 is sigmoidGeneric on n > 0 elements, n a multiple of 8.
+//
+//go:noescape
+func sigmoidAVX2(dst, x *float32, n int)
 
 // maxAVX2 is maxGeneric on n > 0 elements, n a multiple of 8.
 //

@@ -505,59 +505,63 @@ DATA expConsts<>+40(SB)/4, $0x3f000000 // expC5
 DATA expConsts<>+44(SB)/4, $0x3f800000 // 1
 GLOBL expConsts<>(SB), RODATA|NOPTR, $48
 
+// EXP replaces Y0 by e^Y0, clamped as exp32 does, with the constants loaded
+// by EXPCONSTS; it uses Y1, Y2 and Y13. Most constants stay in registers
+// (Y12 log2e, Y11 and Y10 ln2, Y9 one, Y3-Y7 the polynomial); the clamps
+// and C0 are broadcast from memory each time to leave the working
+// registers Y0 (x, then r), Y1 (n), Y2 (the polynomial) and Y13 (r²).
+#define EXPCONSTS \
+	VBROADCASTSS expConsts<>+8(SB), Y12; \
+	VBROADCASTSS expConsts<>+12(SB), Y11; \
+	VBROADCASTSS expConsts<>+16(SB), Y10; \
+	VBROADCASTSS expConsts<>+24(SB), Y7; \
+	VBROADCASTSS expConsts<>+28(SB), Y6; \
+	VBROADCASTSS expConsts<>+32(SB), Y5; \
+	VBROADCASTSS expConsts<>+36(SB), Y4; \
+	VBROADCASTSS expConsts<>+40(SB), Y3; \
+	VBROADCASTSS expConsts<>+44(SB), Y9
+
+// n = round(x·log2e); r = x − n·ln2;
+// e^r = ((((C0·r + C1)·r + C2)·r + C3)·r + C4)·r + C5)·r² + r + 1;
+// e^x = e^r·2^n, by adding n to the exponent bits.
+#define EXP \
+	VBROADCASTSS expConsts<>+0(SB), Y2; \
+	VMAXPS       Y2, Y0, Y0; \
+	VBROADCASTSS expConsts<>+4(SB), Y2; \
+	VMINPS       Y2, Y0, Y0; \
+	VMULPS       Y12, Y0, Y1; \
+	VROUNDPS     $0, Y1, Y1; \
+	VFNMADD231PS Y11, Y1, Y0; \
+	VFNMADD231PS Y10, Y1, Y0; \
+	VMULPS       Y0, Y0, Y13; \
+	VBROADCASTSS expConsts<>+20(SB), Y2; \
+	VFMADD213PS  Y7, Y0, Y2; \
+	VFMADD213PS  Y6, Y0, Y2; \
+	VFMADD213PS  Y5, Y0, Y2; \
+	VFMADD213PS  Y4, Y0, Y2; \
+	VFMADD213PS  Y3, Y0, Y2; \
+	VFMADD213PS  Y0, Y13, Y2; \
+	VADDPS       Y9, Y2, Y2; \
+	VCVTPS2DQ    Y1, Y1; \
+	VPSLLD       $23, Y1, Y1; \
+	VPADDD       Y1, Y2, Y0
+
 // func expShiftedAVX2(x *float32, n int, shift float32) float32
 //
-// expShiftedGeneric eight elements at a time. Most constants stay in
-// registers (Y15 shift, Y12 log2e, Y11 and Y10 ln2, Y9 one, Y3-Y7 the
-// polynomial, Y8 the sum); the clamps and C0 are broadcast from memory each
-// time to leave Y0 (x, then r), Y1 (n), Y2 (the polynomial) and Y13 (r²).
+// expShiftedGeneric eight elements at a time, summing in Y8.
 TEXT ·expShiftedAVX2(SB), NOSPLIT, $0-28
 	MOVQ         x+0(FP), SI
 	MOVQ         n+8(FP), CX
 	VBROADCASTSS shift+16(FP), Y15
-	VBROADCASTSS expConsts<>+8(SB), Y12
-	VBROADCASTSS expConsts<>+12(SB), Y11
-	VBROADCASTSS expConsts<>+16(SB), Y10
-	VBROADCASTSS expConsts<>+24(SB), Y7
-	VBROADCASTSS expConsts<>+28(SB), Y6
-	VBROADCASTSS expConsts<>+32(SB), Y5
-	VBROADCASTSS expConsts<>+36(SB), Y4
-	VBROADCASTSS expConsts<>+40(SB), Y3
-	VBROADCASTSS expConsts<>+44(SB), Y9
+	EXPCONSTS
 	VXORPS       Y8, Y8, Y8
 
 expLoop:
-	VMOVUPS      (SI), Y0
-	VSUBPS       Y15, Y0, Y0
-	VBROADCASTSS expConsts<>+0(SB), Y2
-	VMAXPS       Y2, Y0, Y0
-	VBROADCASTSS expConsts<>+4(SB), Y2
-	VMINPS       Y2, Y0, Y0
-
-	// n = round(x·log2e); r = x − n·ln2
-	VMULPS       Y12, Y0, Y1
-	VROUNDPS     $0, Y1, Y1
-	VFNMADD231PS Y11, Y1, Y0
-	VFNMADD231PS Y10, Y1, Y0
-
-	// e^r = ((((C0·r + C1)·r + C2)·r + C3)·r + C4)·r + C5)·r² + r + 1
-	VMULPS       Y0, Y0, Y13
-	VBROADCASTSS expConsts<>+20(SB), Y2
-	VFMADD213PS  Y7, Y0, Y2
-	VFMADD213PS  Y6, Y0, Y2
-	VFMADD213PS  Y5, Y0, Y2
-	VFMADD213PS  Y4, Y0, Y2
-	VFMADD213PS  Y3, Y0, Y2
-	VFMADD213PS  Y0, Y13, Y2
-	VADDPS       Y9, Y2, Y2
-
-	// e^x = e^r·2^n, by adding n to the exponent bits
-	VCVTPS2DQ Y1, Y1
-	VPSLLD    $23, Y1, Y1
-	VPADDD    Y1, Y2, Y2
-
-	VMOVUPS Y2, (SI)
-	VADDPS  Y2, Y8, Y8
+	VMOVUPS (SI), Y0
+	VSUBPS  Y15, Y0, Y0
+	EXP
+	VMOVUPS Y0, (SI)
+	VADDPS  Y0, Y8, Y8
 	ADDQ    $32, SI
 	SUBQ    $8, CX
 	JNZ     expLoop
@@ -568,6 +572,30 @@ expLoop:
 	VHADDPS      X0, X0, X0
 	VZEROUPPER
 	MOVSS        X0, ret+24(FP)
+	RET
+
+// func sigmoidAVX2(dst, x *float32, n int)
+//
+// sigmoidGeneric eight elements at a time: 1/(1 + e^−x).
+TEXT ·sigmoidAVX2(SB), NOSPLIT, $0-24
+	MOVQ   dst+0(FP), DI
+	MOVQ   x+8(FP), SI
+	MOVQ   n+16(FP), CX
+	EXPCONSTS
+	VXORPS Y15, Y15, Y15
+
+sigmoidLoop:
+	VMOVUPS (SI), Y0
+	VSUBPS  Y0, Y15, Y0
+	EXP
+	VADDPS  Y9, Y0, Y0
+	VDIVPS  Y0, Y9, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JNZ     sigmoidLoop
+	VZEROUPPER
 	RET
 
 // func maxAVX2(x *float32, n int) float32

@@ -18,3 +18,5 @@ func scale(alpha float32, x []float32)   { scaleGeneric(alpha, x) }
 func expShifted(x []float32, shift float32) float32 { return expShiftedGeneric(x, shift) }
 
 func maxOf(x []float32) float32 { return maxGeneric(x) }
+
+func sigmoid(dst, x []float32) { sigmoidGeneric(dst, x) }

@@ -469,3 +469,30 @@ func TestMax(t *testing.T) {
 		}
 	}
 }
+
+func TestSigmoid(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	impls := map[string]func(dst, x []float32){"Sigmoid": Sigmoid, "generic": sigmoidGeneric}
+	for name, sigmoid := range impls {
+		for n := range 40 {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = 30*r.Float32() - 15
+				if i%7 == 2 {
+					x[i] = 300*r.Float32() - 150
+				}
+			}
+			want := make([]float64, n)
+			for i, v := range x {
+				want[i] = 1 / (1 + math.Exp(min(max(-float64(v), -87), 88)))
+			}
+			// In place, as the model uses it.
+			sigmoid(x, x)
+			for i, got := range x {
+				if math.Abs(float64(got)-want[i]) > 3e-7*want[i] {
+					t.Errorf("%s n=%d: σ[%d] = %v, want %v", name, n, i, got, want[i])
+				}
+			}
+		}
+	}
+}

@@ -27,6 +27,14 @@ func ExpShifted(x []float32, shift float32) float32 {
 	return expShifted(x, shift)
 }
 
+// Sigmoid sets dst[i] = σ(x[i]) = 1/(1 + e^−x[i]); dst and x must have the
+// same length and may be the same slice. Exponents are clamped as in
+// ExpShifted, so σ is at least about 6e−39 and at most 1.
+func Sigmoid(dst, x []float32) {
+	checkSameLength("Sigmoid", dst, x)
+	sigmoid(dst, x)
+}
+
 // Max returns the largest element of x, −Inf for an empty x. With NaNs in
 // x the result is unspecified.
 func Max(x []float32) float32 {
