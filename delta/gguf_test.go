@@ -4,6 +4,7 @@ import (
 	"math"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cmc-dev/cmc/gguf"
@@ -236,4 +237,58 @@ func TestLoadGGUFQ8_0(t *testing.T) {
 			t.Errorf("Q8_0 position %d: max |diff| %g, argmax %d, want 0 < diff ≤ 0.3 and %d", p, d, argmax(row), argmax(want))
 		}
 	}
+}
+
+// A tensor of the wrong shape, or a missing one, is named in the error.
+func TestLoadGGUFErrors(t *testing.T) {
+	m := load260KBin(t)
+	needFile(t, stories260KGGUF)
+	src, err := gguf.Open(stories260KGGUF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	write := func(name string, edit func(ts Tensor) (shape []uint64, skip bool)) string {
+		w := gguf.NewWriter()
+		w.CopyKV(src, nil)
+		for _, ts := range m.Tensors {
+			shape, skip := edit(ts)
+			if skip {
+				continue
+			}
+			data := m.TensorData(ts)[:shape[0]*shapeRows(shape)]
+			if err := w.AddTensorF32(ggufName(ts), shape, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		path := filepath.Join(t.TempDir(), name)
+		if err := w.WriteFile(path); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	wrong := write("wrong.gguf", func(ts Tensor) ([]uint64, bool) {
+		if ts.Name == "wk" && ts.Layer == 2 {
+			return []uint64{64, 16}, false
+		}
+		return ggufShape(ts), false
+	})
+	if _, err := LoadGGUF(wrong); err == nil || !strings.Contains(err.Error(), "blk.2.attn_k.weight") || !strings.Contains(err.Error(), "[64 32]") {
+		t.Errorf("wrong shape: error %v, want one naming blk.2.attn_k.weight and [64 32]", err)
+	}
+	missing := write("missing.gguf", func(ts Tensor) ([]uint64, bool) {
+		return ggufShape(ts), ts.Name == "w3" && ts.Layer == 4
+	})
+	if _, err := LoadGGUF(missing); err == nil || !strings.Contains(err.Error(), "blk.4.ffn_up.weight") {
+		t.Errorf("missing tensor: error %v, want one naming blk.4.ffn_up.weight", err)
+	}
+}
+
+// shapeRows is the product of a GGUF shape's dimensions after the first.
+func shapeRows(shape []uint64) uint64 {
+	n := uint64(1)
+	for _, d := range shape[1:] {
+		n *= d
+	}
+	return n
 }
