@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/cmc-dev/cmc/data"
 	"github.com/cmc-dev/cmc/delta"
-	"github.com/cmc-dev/cmc/delta/kernels"
 )
 
 // Template is the frozen template LLM of training.
@@ -123,7 +121,7 @@ func (t *Trainer) Run(ctx context.Context) error {
 		}
 		st := Step{Step: step + 1, Epoch: step/t.Config.StepsPerEpoch(len(t.Train)) + 1}
 		stepStart := time.Now()
-		t.Model.ZeroGrad()
+		// AdamW.Update leaves the gradients cleared for the next step.
 		var forget, retain float64
 		for i := 0; i < per; i++ {
 			mb := <-batches
@@ -284,7 +282,6 @@ func (t *Trainer) runTemplate(plan <-chan plannedBatch, out chan<- *microBatch, 
 				break
 			}
 		}
-		logSoftmaxRows(t.Model, mb.logT, mb.labels, vocab)
 		mb.wait = time.Since(start)
 		select {
 		case out <- mb:
@@ -317,83 +314,14 @@ func (t *Trainer) pad(p plannedBatch) *microBatch {
 	return mb
 }
 
-// logSoftmaxRows turns the template's logits into log-probs in place, on
-// the rows that carry a label (the others are never read).
-func logSoftmaxRows(m *delta.Model, logT []float32, labels []int32, vocab int) {
-	forChunks(m, len(labels), func(lo, hi int) {
-		scratch := make([]float32, vocab)
-		for r := lo; r < hi; r++ {
-			if labels[r] != delta.Ignore {
-				row := logT[r*vocab : (r+1)*vocab]
-				logSoftmax(row, row, scratch)
-			}
-		}
-	})
-}
-
 // controlledCE computes the CMC loss of a micro-batch,
 //
 //	z = log_softmax(template) + delta;  CE(z, label) on labelled positions,
 //
-// and overwrites logits with sign · d(mean CE)/d(delta logits) =
-// sign · (softmax(z) − onehot)/count. It returns the mean CE and the count.
+// and overwrites logits with sign · d(mean CE)/d(delta logits). The
+// template's raw logits serve as well as its log-probs: log_softmax only
+// shifts each row by a constant, which the softmax cancels. It returns the
+// mean CE and the number of labelled positions.
 func controlledCE(m *delta.Model, logits []float32, mb *microBatch) (float64, int) {
-	vocab := m.Config.VocabSize
-	count := 0
-	for _, l := range mb.labels {
-		if l != delta.Ignore {
-			count++
-		}
-	}
-	losses := make([]float64, len(mb.labels))
-	scale := mb.sign / float32(max(count, 1))
-	forRows(m, len(mb.labels), func(r int) {
-		row := logits[r*vocab : (r+1)*vocab]
-		label := mb.labels[r]
-		if label == delta.Ignore {
-			clear(row)
-			return
-		}
-		if mb.logT != nil {
-			lt := mb.logT[r*vocab : (r+1)*vocab]
-			for i := range row {
-				row[i] += lt[i]
-			}
-		}
-		best := float32(math.Inf(-1))
-		for _, z := range row {
-			best = max(best, z)
-		}
-		zLabel := row[label]
-		sum := float64(kernels.ExpShifted(row, best)) // row now holds exp(z - best)
-		losses[r] = math.Log(sum) - float64(zLabel-best)
-		inv := float32(1 / sum)
-		for i := range row {
-			row[i] *= inv * scale
-		}
-		row[label] -= scale
-	})
-	var total float64
-	for _, l := range losses {
-		total += l
-	}
-	return total / float64(max(count, 1)), count
-}
-
-// forRows runs fn over row indices on the model's thread pool.
-func forRows(m *delta.Model, n int, fn func(r int)) {
-	forChunks(m, n, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			fn(r)
-		}
-	})
-}
-
-// forChunks runs fn over disjoint ranges of [0, n) on the model's pool.
-func forChunks(m *delta.Model, n int, fn func(lo, hi int)) {
-	if m.Pool == nil {
-		fn(0, n)
-		return
-	}
-	m.Pool.For(n, fn)
+	return delta.BiasedCrossEntropy(m.Pool, logits, mb.logT, mb.labels, m.Config.VocabSize, mb.sign)
 }

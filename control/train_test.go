@@ -151,7 +151,6 @@ func heldOutLoss(t testing.TB, tmpl Template, m *delta.Model, seqs []data.Sequen
 		if err := tmpl.SequenceLogits(s.Tokens, mb.logT); err != nil {
 			t.Fatal(err)
 		}
-		logSoftmaxRows(m, mb.logT, mb.labels, tmpl.VocabSize())
 		logits := m.Forward(mb.ids, 1, mb.T)
 		l, _ := controlledCE(m, logits, mb)
 		sum += l

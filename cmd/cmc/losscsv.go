@@ -14,7 +14,7 @@ import (
 	"github.com/cmc-dev/cmc/internal/lossplot"
 )
 
-var lossHeader = []string{"step", "epoch", "loss", "forget_ce", "retain_ce", "lr", "grad_norm", "tokens", "template_ms", "delta_ms"}
+var lossHeader = []string{"step", "epoch", "loss", "forget_ce", "retain_ce", "lr", "grad_norm", "tokens", "template_ms", "delta_ms", "wall_ms"}
 
 // writeLossCSV rewrites the whole history, atomically, so that the file
 // always matches a checkpoint.
@@ -28,6 +28,7 @@ func writeLossCSV(path string, h []control.Step) error {
 			strconv.FormatFloat(s.Loss, 'g', 8, 64), strconv.FormatFloat(s.ForgetCE, 'g', 8, 64), strconv.FormatFloat(s.RetainCE, 'g', 8, 64),
 			strconv.FormatFloat(s.LR, 'g', 6, 64), strconv.FormatFloat(s.GradNorm, 'g', 6, 64), strconv.Itoa(s.Tokens),
 			strconv.FormatInt(s.TemplateTime.Milliseconds(), 10), strconv.FormatInt(s.DeltaTime.Milliseconds(), 10),
+			strconv.FormatInt(s.Wall.Milliseconds(), 10),
 		})
 	}
 	w.Flush()
@@ -66,7 +67,8 @@ func readLossCSV(path string, upTo int) ([]control.Step, error) {
 		}
 		s := control.Step{Step: int(num(0)), Epoch: int(num(1)), Loss: num(2), ForgetCE: num(3), RetainCE: num(4),
 			LR: num(5), GradNorm: num(6), Tokens: int(num(7)),
-			TemplateTime: time.Duration(num(8)) * time.Millisecond, DeltaTime: time.Duration(num(9)) * time.Millisecond}
+			TemplateTime: time.Duration(num(8)) * time.Millisecond, DeltaTime: time.Duration(num(9)) * time.Millisecond,
+			Wall: time.Duration(num(10)) * time.Millisecond}
 		if err != nil {
 			return nil, err
 		}
