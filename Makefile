@@ -46,9 +46,13 @@ test: headers
 	$(GO) vet ./...
 	$(GO) test $(TEST_FLAGS) ./...
 
+# Every benchmark prints a ratio against a baseline measured in the same run;
+# BENCHMARKS.md records the results and the machine.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./pmmined/... ./delta/...
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./pmmined/... ./delta/... ./control/...
 	scripts/bench-delta.sh
+	scripts/bench-generate.sh
+	scripts/bench-train.sh
 
 fuzz: headers
 	$(GO) test ./gguf -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-10m}
