@@ -170,7 +170,7 @@ func (rm *runtimeModels) generator(alpha float32) *control.Generator {
 		EndOfGeneration: rm.user.Vocab().IsEOG,
 	}
 	if rm.delta != nil && alpha != 0 {
-		rm.deltaLM.Session.Trim(0)
+		rm.deltaLM.Trim(0)
 		g.Delta, g.DeltaTok, g.Map, g.Alpha = rm.deltaLM, rm.deltaVocab.Vocab(), rm.tokenMap, alpha
 	}
 	return g
