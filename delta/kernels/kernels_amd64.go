@@ -80,6 +80,15 @@ func scale(alpha float32, x []float32) {
 	scaleGeneric(alpha, x)
 }
 
+// adamW runs whole vectors of eight in assembly and the rest in Go.
+func adamW(params, grads, m, v []float32, s *AdamWStep) {
+	if n := len(params) / 8 * 8; haveAVX2 && n > 0 {
+		adamWAVX2(&params[0], &grads[0], &m[0], &v[0], n, s)
+		params, grads, m, v = params[n:], grads[n:], m[n:], v[n:]
+	}
+	adamWGeneric(params, grads, m, v, s)
+}
+
 // sigmoid runs whole vectors of eight in assembly and the rest in Go.
 func sigmoid(dst, x []float32) {
 	if n := len(x) / 8 * 8; haveAVX2 && n > 0 {
@@ -117,6 +126,11 @@ func axpyAVX2(alpha float32, x, y *float32, n int)
 
 //go:noescape
 func scaleAVX2(alpha float32, x *float32, n int)
+
+// adamWAVX2 is adamWGeneric on n > 0 elements, n a multiple of 8.
+//
+//go:noescape
+func adamWAVX2(params, grads, m, v *float32, n int, s *AdamWStep)
 
 // sigmoidAVX2 is sigmoidGeneric on n > 0 elements, n a multiple of 8.
 //

@@ -642,3 +642,57 @@ maxFold:
 	VZEROUPPER
 	MOVSS        X0, ret+16(FP)
 	RET
+
+// func adamWAVX2(params, grads, m, v *float32, n int, s *AdamWStep)
+//
+// adamWGeneric eight elements at a time, with the same operations in the
+// same order. The step's scalars are broadcast into Y8-Y15 from *s, whose
+// fields are float32s in the order GradScale, Beta1, Beta2, Eps, StepSize,
+// Bc2Sqrt, Decay.
+TEXT ·adamWAVX2(SB), NOSPLIT, $0-48
+	MOVQ         params+0(FP), DI
+	MOVQ         grads+8(FP), SI
+	MOVQ         m+16(FP), R8
+	MOVQ         v+24(FP), R9
+	MOVQ         n+32(FP), CX
+	MOVQ         s+40(FP), AX
+	VBROADCASTSS 0(AX), Y8   // GradScale
+	VBROADCASTSS 4(AX), Y9   // β1
+	VBROADCASTSS 8(AX), Y10  // β2
+	VBROADCASTSS 12(AX), Y11 // Eps
+	VBROADCASTSS 16(AX), Y12 // StepSize
+	VBROADCASTSS 20(AX), Y13 // Bc2Sqrt
+	VBROADCASTSS 24(AX), Y14 // Decay
+	VBROADCASTSS expConsts<>+44(SB), Y15
+	VSUBPS       Y9, Y15, Y6  // 1 − β1
+	VSUBPS       Y10, Y15, Y7 // 1 − β2
+	VXORPS       Y15, Y15, Y15
+
+adamLoop:
+	VMULPS  (SI), Y8, Y0    // g
+	VMOVUPS Y15, (SI)       // grads[i] = 0
+	VMULPS  (R8), Y9, Y1    // β1·m
+	VMULPS  Y0, Y6, Y2      // (1−β1)·g
+	VADDPS  Y2, Y1, Y1      // m
+	VMOVUPS Y1, (R8)
+	VMULPS  (R9), Y10, Y2   // β2·v
+	VMULPS  Y0, Y7, Y3      // (1−β2)·g
+	VMULPS  Y0, Y3, Y3      // (1−β2)·g·g
+	VADDPS  Y3, Y2, Y2      // v
+	VMOVUPS Y2, (R9)
+	VSQRTPS Y2, Y2
+	VDIVPS  Y13, Y2, Y2     // √v / Bc2Sqrt
+	VADDPS  Y11, Y2, Y2     // + Eps
+	VMULPS  Y1, Y12, Y1     // StepSize·m
+	VDIVPS  Y2, Y1, Y1      // / denom
+	VMULPS  (DI), Y14, Y3   // params·Decay
+	VSUBPS  Y1, Y3, Y3
+	VMOVUPS Y3, (DI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	ADDQ    $32, R8
+	ADDQ    $32, R9
+	SUBQ    $8, CX
+	JNZ     adamLoop
+	VZEROUPPER
+	RET

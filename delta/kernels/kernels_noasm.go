@@ -20,3 +20,5 @@ func expShifted(x []float32, shift float32) float32 { return expShiftedGeneric(x
 func maxOf(x []float32) float32 { return maxGeneric(x) }
 
 func sigmoid(dst, x []float32) { sigmoidGeneric(dst, x) }
+
+func adamW(params, grads, m, v []float32, s *AdamWStep) { adamWGeneric(params, grads, m, v, s) }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -492,6 +493,46 @@ func TestSigmoid(t *testing.T) {
 				if math.Abs(float64(got)-want[i]) > 3e-7*want[i] {
 					t.Errorf("%s n=%d: σ[%d] = %v, want %v", name, n, i, got, want[i])
 				}
+			}
+		}
+	}
+}
+
+func TestAdamW(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	s := AdamWStep{GradScale: 0.5, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, StepSize: 2e-4 / (1 - 0.9*0.9), Bc2Sqrt: float32(math.Sqrt(1 - 0.999*0.999)), Decay: 1 - 2e-4*0.1}
+	for n := range 40 {
+		vec := func(scale float32) []float32 {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = scale * (2*r.Float32() - 1)
+			}
+			return x
+		}
+		p, g, m, v := vec(1), vec(0.01), vec(0.001), vec(1e-6)
+		for i := range v {
+			v[i] = float32(math.Abs(float64(v[i])))
+		}
+		p2, g2, m2, v2 := slices.Clone(p), slices.Clone(g), slices.Clone(m), slices.Clone(v)
+		p0, g0, m0, v0 := slices.Clone(p), slices.Clone(g), slices.Clone(m), slices.Clone(v)
+		AdamW(p, g, m, v, s)
+		adamWGeneric(p2, g2, m2, v2, &s)
+		for i := range n {
+			// The assembly does the generic code's operations in its
+			// order, so they agree exactly.
+			if p[i] != p2[i] || m[i] != m2[i] || v[i] != v2[i] || g[i] != 0 || g2[i] != 0 {
+				t.Fatalf("n=%d i=%d: AdamW gives p %v m %v v %v g %v, generic p %v m %v v %v g %v", n, i, p[i], m[i], v[i], g[i], p2[i], m2[i], v2[i], g2[i])
+			}
+			// And both are the update as written, up to float32 rounding.
+			gi := float64(g0[i]) * float64(s.GradScale)
+			wm := float64(s.Beta1)*float64(m0[i]) + (1-float64(s.Beta1))*gi
+			wv := float64(s.Beta2)*float64(v0[i]) + (1-float64(s.Beta2))*gi*gi
+			wp := float64(p0[i])*float64(s.Decay) - float64(s.StepSize)*wm/(math.Sqrt(wv)/float64(s.Bc2Sqrt)+float64(s.Eps))
+			// Tolerances relative to the terms, which may cancel.
+			mScale := math.Abs(float64(s.Beta1)*float64(m0[i])) + math.Abs((1-float64(s.Beta1))*gi)
+			pScale := math.Abs(float64(p0[i])) + math.Abs(float64(p0[i])-wp)
+			if math.Abs(float64(p[i])-wp) > 1e-6*pScale || math.Abs(float64(m[i])-wm) > 1e-6*mScale {
+				t.Errorf("n=%d i=%d: p %v m %v, want %v %v", n, i, p[i], m[i], wp, wm)
 			}
 		}
 	}
