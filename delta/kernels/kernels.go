@@ -1,7 +1,8 @@
-// Package kernels holds the dense float32 linear algebra that the delta
-// model spends its time in: three matrix-product layouts (one per pass of a
-// linear layer), a few vector helpers, and a Pool that spreads the work over
-// a fixed set of goroutines.
+// Package kernels holds the dense float32 arithmetic that the delta model
+// spends its time in: three matrix-product layouts (one per pass of a
+// linear layer), the elementwise loops around them (dot, axpy, scale, max,
+// the exponentials of a softmax, the sigmoid, the AdamW update), and a Pool
+// that spreads the work over a fixed set of goroutines.
 //
 // Matrices are dense row-major []float32 with an explicit row stride (the
 // *Strided variants) or a packed one (rows of exactly the column count).
