@@ -1,6 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,5 +129,107 @@ func TestTrainRefusesMismatchedVocab(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("error %q does not mention %q", out, want)
 		}
+	}
+}
+
+// TestGenerateAlphaZeroPrintsGolden is the issue's acceptance command: the
+// reference greedy text of stories260K, through cmc with a delta at alpha
+// 0, and with --no-delta.
+func TestGenerateAlphaZeroPrintsGolden(t *testing.T) {
+	b, err := os.ReadFile(fixture(t, "models/stories260K/golden_greedy_once_upon_a_time.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		Text string `json:"greedy_text_including_prompt"`
+	}
+	if err := json.Unmarshal(b, &g); err != nil {
+		t.Fatal(err)
+	}
+	model := fixture(t, "models/stories260K/stories260K.gguf")
+	for _, extra := range [][]string{{"--delta", model, "--alpha", "0"}, {"--delta", model, "--no-delta"}} {
+		args := append([]string{"generate", "--model", model, "--prompt", "Once upon a time", "--temp", "0", "--max-tokens", "60", "--threads", "1"}, extra...)
+		out, err := cmcCommand(args...).Output()
+		if err != nil {
+			t.Fatalf("%v: %v", extra, err)
+		}
+		if got := strings.TrimSuffix(string(out), "\n"); got != g.Text {
+			t.Errorf("%v printed\n%q\nwant\n%q", extra, got, g.Text)
+		}
+	}
+}
+
+// TestServeRealModel starts `cmc serve` on stories260K and asks it, over
+// loopback, for the greedy continuation (whole and streamed), with the
+// API key enforced; SIGTERM then shuts it down cleanly.
+func TestServeRealModel(t *testing.T) {
+	model := fixture(t, "models/stories260K/stories260K.gguf")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := cmcCommand("serve", "--model", model, "--delta", model, "--alpha", "0", "--addr", addr, "--api-key", "secret", "--threads", "1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+
+	post := func(body, key string) (*http.Response, error) {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/v1/completions", strings.NewReader(body))
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		return http.DefaultClient.Do(req)
+	}
+	// Wait for the server to listen.
+	for i := 0; ; i++ {
+		if r, err := http.Get("http://" + addr + "/health"); err == nil {
+			r.Body.Close()
+			break
+		}
+		if i > 500 {
+			t.Fatal("server did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	body := `{"model":"stories260K","prompt":"Once upon a time","max_tokens":12,"temperature":0}`
+	if r, err := post(body, ""); err != nil || r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without the key: %v %v", r, err)
+	}
+	r, err := post(body, "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Choices []struct{ Text string } `json:"choices"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&res); err != nil || len(res.Choices) != 1 {
+		t.Fatalf("response: %v %+v", err, res)
+	}
+	r.Body.Close()
+	if want := ", there was a little girl named Lily. She loved"; !strings.HasPrefix(res.Choices[0].Text, want[:20]) {
+		t.Fatalf("completion %q, want the golden continuation %q...", res.Choices[0].Text, want)
+	}
+	r, err = post(strings.Replace(body, `"temperature":0`, `"temperature":0,"stream":true`, 1), "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sse, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if !strings.Contains(string(sse), "data: [DONE]") || !strings.Contains(string(sse), "there") {
+		t.Fatalf("stream: %s", sse)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("server exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not stop after SIGTERM")
 	}
 }
