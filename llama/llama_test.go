@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cmc-dev/cmc/gguf"
 )
 
 const fixtures = "../../shared/fixtures"
@@ -237,6 +239,17 @@ func TestErrors(t *testing.T) {
 	}
 	if _, err := LoadModel(notGGUF, ModelParams{}); !errors.Is(err, ErrNotGGUF) || !strings.Contains(err.Error(), notGGUF) {
 		t.Errorf("non-GGUF file: got %v", err)
+	}
+
+	// A well-formed GGUF of an architecture llama.cpp does not know.
+	w := gguf.NewWriter()
+	w.SetString("general.architecture", "no-such-arch")
+	odd := filepath.Join(t.TempDir(), "odd.gguf")
+	if err := w.WriteFile(odd); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadModel(odd, ModelParams{}); err == nil || !strings.Contains(err.Error(), `"no-such-arch"`) {
+		t.Errorf("unknown architecture: got %v, want an error naming it", err)
 	}
 
 	m := loadModel(t, "models/stories260K/stories260K.gguf", ModelParams{})
