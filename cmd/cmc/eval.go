@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -122,7 +123,10 @@ func (e *evaluator) logProbs(query, response string) (alone, controlled []float6
 func (e *evaluator) nll(examples []data.Example) ([]evalResult, error) {
 	var sumA, sumC float64
 	var n int
+	bar := newCounter("nll", len(examples))
+	defer bar.done()
 	for _, ex := range examples {
+		bar.tick()
 		a, c, err := e.logProbs(ex.Query(), ex.Output)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ex.Source, err)
@@ -143,7 +147,10 @@ func (e *evaluator) nll(examples []data.Example) ([]evalResult, error) {
 func (e *evaluator) tofu(examples []data.Example) ([]evalResult, error) {
 	var probA, probC, rougeA, rougeC []float64
 	var ratioA, ratioC []float64
+	bar := newCounter("tofu", len(examples))
+	defer bar.done()
 	for _, ex := range examples {
+		bar.tick()
 		a, c, err := e.logProbs(ex.Query(), ex.Output)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ex.Source, err)
@@ -228,4 +235,40 @@ func printResults(w io.Writer, rm *runtimeModels, rs []evalResult) {
 		fmt.Fprintf(tw, "%s\t%s\t%.4f\t%.4f\t%d\t\n", filepath.Base(r.File), r.Metric, r.User, r.Delta, r.Examples)
 	}
 	tw.Flush()
+}
+
+// counter shows how far a loop over examples has got, on stderr: in place
+// on a terminal, every few seconds otherwise.
+type counter struct {
+	name        string
+	n, i        int
+	start, last time.Time
+	tty         bool
+}
+
+func newCounter(name string, n int) *counter {
+	st, _ := os.Stderr.Stat()
+	return &counter{name: name, n: n, start: time.Now(), tty: st != nil && st.Mode()&os.ModeCharDevice != 0}
+}
+
+func (c *counter) tick() {
+	c.i++
+	now := time.Now()
+	if now.Sub(c.last) < time.Second || (!c.tty && now.Sub(c.last) < 10*time.Second) {
+		return
+	}
+	c.last = now
+	eta := time.Duration(float64(now.Sub(c.start)) / float64(c.i) * float64(c.n-c.i+1)).Round(time.Second)
+	line := fmt.Sprintf("%s: example %d/%d, ETA %s", c.name, c.i, c.n, eta)
+	if c.tty {
+		fmt.Fprintf(os.Stderr, "\r\033[K%s", line)
+	} else {
+		fmt.Fprintln(os.Stderr, line)
+	}
+}
+
+func (c *counter) done() {
+	if c.tty && !c.last.IsZero() {
+		fmt.Fprint(os.Stderr, "\r\033[K")
+	}
 }
