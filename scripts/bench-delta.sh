@@ -33,8 +33,16 @@ echo "$out"
 cmc_tps=$(grep -o '[0-9.e+]* tokens/s' <<<"$out" | head -n 1 | awk '{ print $1 }')
 cmc_cpu=$(grep -o '[0-9.e+]* tokens/cpu-s' <<<"$out" | head -n 1 | awk '{ print $1 }')
 
-# The llama.cpp inference comparison (cmc generate against llama.cpp) goes
-# here; the lead adds it.
+# Incremental inference: the Go engine against llama.cpp on the same
+# stories15M-shaped model (exported as F32 GGUF), same thread count. The
+# cgo build flags come from the Makefile (make bench), or are set here.
+echo "== inference: go test ./e2e -bench BenchmarkDecode15M (GOMAXPROCS=$threads)"
+export CGO_CFLAGS=${CGO_CFLAGS:--O3 -march=native} CGO_CXXFLAGS=${CGO_CXXFLAGS:--O3 -march=native}
+make -s headers
+out=$(GOMAXPROCS=$threads go test ./e2e -run XXX -bench 'BenchmarkDecode15M' -benchtime 5x)
+echo "$out"
+dec_cmc=$(awk '$1 ~ /Decode15M\/cmc/ { for (i = 1; i < NF; i++) if ($(i+1) == "tokens/s") print $i }' <<<"$out")
+dec_llama=$(awk '$1 ~ /Decode15M\/llama.cpp/ { for (i = 1; i < NF; i++) if ($(i+1) == "tokens/s") print $i }' <<<"$out")
 
 # Both rates, and their ratios: per second of wall-clock time, and per
 # CPU-second of all threads, which a machine shared with other work
@@ -51,3 +59,6 @@ ratio() {
 }
 ratio ratio_cmc_over_torch "$cmc_tps" "$torch_tps"
 ratio ratio_cmc_over_torch_cpu "$cmc_cpu" "$torch_cpu"
+echo "decode_cmc_tokens_per_s ${dec_cmc:-unknown}"
+echo "decode_llama_cpp_tokens_per_s ${dec_llama:-unknown}"
+ratio ratio_decode_cmc_over_llama_cpp "$dec_cmc" "$dec_llama"
