@@ -97,7 +97,7 @@ func Draw(series []Series) (*image.RGBA, error) {
 		for i := 1; i < len(s.X); i++ {
 			line(img, px(s.X[i-1]), py(s.Y[i-1]), px(s.X[i]), py(s.Y[i]), c)
 		}
-		text(img, width-right-140, top+14*(k+1), "— "+s.Name, c)
+		text(img, width-right-140, top+14*(k+1), "-- "+s.Name, c)
 	}
 	return img, nil
 }
