@@ -52,7 +52,7 @@ for m in ("T", "A", "B", "D0"):
 L.append("")
 L.append("ROUGE-L and answer probability: `cmc eval --task tofu --template qa --no-delta` on the 80 forget QA pairs and the first 80 retain QA pairs "
          "(greedy, 48 tokens max; logs/NAME.eval.json). Times are wall seconds with one thread each while all four trained at once on a shared 2-core machine "
-         "(%s s for the whole script, evaluation included). The loss curves are `NAME.loss.csv`/`.png`.\n" % read(os.path.join(logs, "total.seconds"), "?").strip())
+         "(whole script, evaluation included: %s s). The loss curves are `NAME.loss.csv`/`.png`.\n" % read(os.path.join(logs, "total.seconds"), "?").strip())
 L.append("## Commands\n")
 L.extend(details)
 L.append("Written %s UTC by scripts/tinyworld_manifest.py.\n" % datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"))
