@@ -40,6 +40,11 @@ type Generator struct {
 
 	scores, scratch []float32
 	deltaPromptLast [1]int32
+	// deltaSpacePrefix: the delta's tokenizer starts every text with a
+	// space (SentencePiece's dummy prefix), so a generated text that
+	// begins with one gives it up before re-tokenising, as in training,
+	// where the response was tokenised on its own.
+	deltaSpacePrefix bool
 }
 
 // Options bound one generation.
@@ -90,6 +95,7 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 		deltaNext = deltaPrompt
 		deltaBase = g.Delta.Len() + len(deltaPrompt)
 		g.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
+		g.deltaSpacePrefix = g.addsSpacePrefix()
 	}
 	// The delta decodes on its own goroutine while the user model decodes:
 	// both need only the token chosen last.
@@ -206,6 +212,9 @@ func (g *Generator) advanceDelta(u int32, text []byte, base int, gen []int32, re
 		return gen[len(gen)-1:], gen, nil
 	}
 	res.DeltaRetokenised++
+	if g.deltaSpacePrefix && len(text) > 0 && text[0] == ' ' {
+		text = text[1:]
+	}
 	ids, err := g.DeltaTok.Tokenize(string(text), false, false)
 	if err != nil {
 		return nil, gen, fmt.Errorf("generate: tokenise for the delta: %w", err)
@@ -231,6 +240,20 @@ func (g *Generator) advanceDelta(u int32, text []byte, base int, gen []int32, re
 	res.DeltaRedecoded += len(gen) - keep
 	gen = append(gen[:keep], ids[keep:]...)
 	return gen[keep:], gen, nil
+}
+
+// addsSpacePrefix reports whether the delta's tokenizer puts a space
+// before a text that has none.
+func (g *Generator) addsSpacePrefix() bool {
+	if g.Map == nil {
+		return false // same vocabulary: the delta never re-tokenises
+	}
+	ids, err := g.DeltaTok.Tokenize("a", false, false)
+	if err != nil || len(ids) == 0 {
+		return false
+	}
+	piece := g.DeltaTok.AppendPiece(nil, ids[0], false)
+	return len(piece) > 1 && piece[0] == ' '
 }
 
 func commonPrefix(a, b []int32) int {

@@ -31,6 +31,7 @@ func (g *Generator) Score(ctx context.Context, userPrompt, deltaPrompt, target [
 		deltaNext = deltaPrompt
 		deltaBase = g.Delta.Len() + len(deltaPrompt)
 		g.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
+		g.deltaSpacePrefix = g.addsSpacePrefix()
 	}
 	var text []byte
 	var res Result

@@ -116,7 +116,8 @@ func crossVocab(t *testing.T, userPath, deltaPath string, d *delta.Model) {
 	for _, id := range dlm.Tokens()[len(dp):] {
 		spelled = dtok.Vocab().AppendPiece(spelled, id, false)
 	}
-	if !strings.HasPrefix(strings.TrimLeft(res.Text, " "), strings.TrimLeft(string(spelled), " ")) {
+	// A SentencePiece delta spells a leading space as its dummy prefix.
+	if !strings.HasPrefix(strings.TrimPrefix(res.Text, " "), strings.TrimPrefix(string(spelled), " ")) {
 		t.Fatalf("delta context spells %q; generated text %q", spelled, res.Text)
 	}
 	t.Logf("%d tokens, %d re-tokenisations, %d delta tokens re-decoded; text %q", len(res.Tokens), res.DeltaRetokenised, res.DeltaRedecoded, res.Text)
