@@ -537,3 +537,20 @@ func TestAdamW(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitUsesAllThreads checks that the model's products, decoding's
+// matrix-vector products included, are cut into enough chunks for two
+// threads.
+func TestSplitUsesAllThreads(t *testing.T) {
+	for _, s := range []struct{ m, n, k int }{
+		{1, 768, 288}, {1, 32000, 288}, {1024, 288, 288}, {1024, 768, 288}, {1024, 32000, 288}, {32000, 288, 1024}, {1024, 1, 288},
+	} {
+		for _, l := range []layout{nt, nn, tn} {
+			pr := product{l: l, m: s.m, n: s.n, k: s.k}
+			sp := pr.split(2)
+			if sp.units < 2 {
+				t.Errorf("%v %d×%d×%d: split into %d chunks (rows=%v, grain %d)", l, s.m, s.n, s.k, sp.units, sp.rows, sp.grain)
+			}
+		}
+	}
+}

@@ -180,9 +180,9 @@ func (pr *product) split(threads int) split {
 	}
 	g := pr.grain()
 	rowUnits, colUnits := ceilDiv(pr.m, g.rows), ceilDiv(pr.n, g.cols)
-	// The slowest thread's work, in full-width rows of c.
-	byRows := ceilDiv(rowUnits, threads)*g.rows + g.packRows
-	byCols := ceilDiv(pr.m*ceilDiv(colUnits, threads)*g.cols, pr.n) + g.packRows/threads
+	// The slowest thread's work, in elements of c, packing included.
+	byRows := (min(ceilDiv(rowUnits, threads)*g.rows, pr.m) + g.packRows) * pr.n
+	byCols := pr.m*min(ceilDiv(colUnits, threads)*g.cols, pr.n) + g.packRows*pr.n/threads
 	if byRows <= byCols {
 		return split{rows: true, grain: g.rows, units: rowUnits}
 	}
