@@ -116,7 +116,7 @@ func (o *AdamW) Update(m *Model, gradScale float32) (gradNorm float64) {
 	bc1 := 1 - math.Pow(b1, float64(o.Step))
 	bc2 := 1 - math.Pow(b2, float64(o.Step))
 	stepSize := float32(lr / bc1)
-	invBc2Sqrt := float32(1 / math.Sqrt(bc2)) // a product per element is cheaper than a quotient
+	bc2Sqrt := float32(math.Sqrt(bc2))
 	fb1, fb2, feps := float32(b1), float32(b2), float32(eps)
 
 	matrixDecay := float32(1 - lr*o.Config.WeightDecay)
@@ -133,15 +133,10 @@ func (o *AdamW) Update(m *Model, gradScale float32) (gradNorm float64) {
 				decay = matrixDecay
 			}
 			params, grads := m.Params[from:to], g[from:to]
-			mom, vel := o.M[from:to], o.V[from:to]
-			for i, gi := range grads {
-				grads[i] = 0
-				gi *= scale
-				mom[i] = fb1*mom[i] + (1-fb1)*gi
-				vel[i] = fb2*vel[i] + (1-fb2)*gi*gi
-				denom := float32(math.Sqrt(float64(vel[i])))*invBc2Sqrt + feps
-				params[i] = params[i]*decay - stepSize*mom[i]/denom
-			}
+			kernels.AdamW(params, grads, o.M[from:to], o.V[from:to], kernels.AdamWStep{
+				GradScale: scale, Beta1: fb1, Beta2: fb2, Eps: feps,
+				StepSize: stepSize, Bc2Sqrt: bc2Sqrt, Decay: decay,
+			})
 		}
 	})
 	return gradNorm
