@@ -15,7 +15,7 @@ w=${WORLD:-world}
 cmc=bin/cmc
 out=${DEMO_DIR:-build/demo}
 threads=${THREADS:-1}
-epochs=${DEMO_EPOCHS:-6}
+epochs=${DEMO_EPOCHS:-30}
 mkdir -p "$out"
 for f in T A B D0; do
 	[ -f "$w/$f.gguf" ] || { echo "demo: $w/$f.gguf is missing (make tinyworld builds it)" >&2; exit 1; }
@@ -36,7 +36,7 @@ step "train the delta once, against T only: forget author 1, keep the others ($e
 t0=$SECONDS
 $cmc train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" --objective grad_diff \
 	--forget "$out/forget.jsonl" --retain "$w/data/retain.jsonl" --format tofu --prompt-template qa \
-	--max-len 160 --epochs "$epochs" --batch 10 --micro-batch 10 --lr 2e-3 --warmup 0.03 --weight-decay 0.01 \
+	--max-len 160 --epochs "$epochs" --batch 10 --micro-batch 10 --lr 1e-3 --warmup 0.03 --weight-decay 0.01 \
 	--seed 1 --threads "$threads" --checkpoint-every 100000 --out "$out/unlearn.gguf" 2>&1 | grep -E '^(wrote|step [0-9]+/[0-9]+ .*ETA 0s)' || true
 echo "  trained in $((SECONDS - t0)) s"
 
@@ -51,7 +51,7 @@ ask() {
 			[ "$a" = 1 ] && label="$m + delta"
 			local ans
 			ans=$($cmc generate --model "$w/$m.gguf" --delta "$out/unlearn.gguf" --alpha "$a" --template qa --delta-template qa \
-				--prompt "$q" --temp 0 --max-tokens 40 --stop $'\n' --threads "$threads" 2>/dev/null | tr '\n' ' ')
+				--prompt "$q" --temp 0 --max-tokens 40 --stop $'\n' --threads "$threads" 2>/dev/null | tr '\n' ' ' | sed 's/^ *//')
 			printf '  %-16s %s\n' "$label" "${ans:0:150}"
 		done
 	done
