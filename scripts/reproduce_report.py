@@ -55,11 +55,17 @@ L.append("Written by `make reproduce` (`scripts/reproduce.sh`, report by `script
 
 cm = {m: load("eval_cmc_" + m) for m in "TAB"}
 di = {m: load("eval_direct_" + m) for m in "TAB"}
+dl = {m: load("eval_directlo_" + m) for m in "TAB"}
+lr_main = re.search(r"--lr (\S+)", cmd("direct_T")).group(1) if os.path.exists(os.path.join(run, "direct_T.cmd")) else "?"
+lr_lo = re.search(r"--lr (\S+)", cmd("directlo_T")).group(1) if os.path.exists(os.path.join(run, "directlo_T.cmd")) else None
 L.append("## 1. Unlearning: one delta trained with T, applied to T, A and B\n")
 L.append("| user model | route | forget ROUGE-L ↓ | forget answer prob ↓ | forget truth ratio | retain ROUGE-L ↑ | retain answer prob ↑ |")
 L.append("|---|---|---|---|---|---|---|")
 for m in "TAB":
-    for route, d, i in (("alone", cm[m], 0), ("+ CMC delta (α=1)", cm[m], 1), ("directly unlearned", di[m], 0)):
+    routes = [("alone", cm[m], 0), ("+ CMC delta (α=1)", cm[m], 1), ("directly unlearned, same budget (lr %s)" % lr_main, di[m], 0)]
+    if dl[m]:
+        routes.append(("directly unlearned, lr %s" % lr_lo, dl[m], 0))
+    for route, d, i in routes:
         L.append("| %s | %s | %s | %s | %s | %s | %s |" % (m, route, fmt(g(d, "forget", R, i)), fmt(g(d, "forget", P, i)),
                  fmt(g(d, "forget", TF, i)), fmt(g(d, "retain", R, i)), fmt(g(d, "retain", P, i))))
 L.append("")
@@ -72,8 +78,12 @@ tot_s, tot_p, tot_d = 0, 0, 0.0
 for m in "TAB":
     s, p, d = secs("direct_" + m), params("direct_" + m), size(os.path.join(run, "direct_%s.gguf" % m))
     tot_s += s or 0; tot_p += p or 0; tot_d += d
-    L.append("| fine-tune %s itself | %s | %s | %.1f | %s | %s only |" % (m, p, s, d, final_loss("direct_" + m), m))
+    L.append("| fine-tune %s itself (lr %s) | %s | %s | %.1f | %s | %s only |" % (m, lr_main, p, s, d, final_loss("direct_" + m), m))
 L.append("| fine-tune every model (sum) | %d | %d | %.1f | | T, A, B |" % (tot_p, tot_s, tot_d))
+if lr_lo:
+    for m in "TAB":
+        L.append("| fine-tune %s itself (lr %s) | %s | %s | %.1f | %s | %s only |" % (m, lr_lo, params("directlo_" + m), secs("directlo_" + m),
+                 size(os.path.join(run, "directlo_%s.gguf" % m)), final_loss("directlo_" + m), m))
 L.append("")
 
 L.append("Reading, computed from the table (a drop is relative to the model alone):\n")
@@ -84,19 +94,30 @@ for m in "TAB":
         m, fmt(fa), fmt(fc), fmt(fd), fmt(ra), fmt(rc), fmt(rd)))
 L.append("")
 
+seeds = os.environ.get("NOISE_SEEDS", "").split()
+if seeds:
+    L.append("Seed noise: the CMC delta retrained with other seeds (`--seed` sets the data order; D0 is the same start), applied to A and B:\n")
+    L.append("| user model | seed | forget ROUGE-L | forget answer prob | retain ROUGE-L | retain answer prob |")
+    L.append("|---|---|---|---|---|---|")
+    for m in "AB":
+        for sd, d in [(os.environ.get("SEED", "1"), cm[m])] + [(x, load("eval_cmc_s%s_%s" % (x, m))) for x in seeds]:
+            L.append("| %s | %s | %s | %s | %s | %s |" % (m, sd, fmt(g(d, "forget", R, 1)), fmt(g(d, "forget", P, 1)), fmt(g(d, "retain", R, 1)), fmt(g(d, "retain", P, 1))))
+    L.append("")
+
 fm = {m: load("eval_format_" + m) for m in "TAB"}
 if any(fm.values()):
     L.append("## 2. Format transfer: open-instruct answers from a delta trained with T\n")
     L.append("The delta was trained with T (sft, `--prompt-template open-instruct`) on the 160 retain QA pairs only; "
              "no base model ever saw the `<|user|>\\n…\\n<|assistant|>\\n` format. Measured on the 80 forget-author questions "
-             "(which the delta never saw, but every base model memorised in the `Question: …\\nAnswer: ` format), asked in the open-instruct format "
-             "(`--template open-instruct --delta-template open-instruct`). The last column is the same model asked in its own training format, as a ceiling.\n")
-    L.append("| user model | ROUGE-L alone | ROUGE-L + delta | answer prob alone | answer prob + delta | ROUGE-L in its own qa format |")
-    L.append("|---|---|---|---|---|---|")
+             "(which the delta never saw, but every base model memorised in the `Question: …\\nAnswer: ` format) and on the first 80 retain questions "
+             "(the delta's own training set), all asked in the open-instruct format (`--template open-instruct --delta-template open-instruct`). The last column is the same model asked in its own training format, as a ceiling.\n")
+    L.append("| user model | questions | ROUGE-L alone | ROUGE-L + delta | answer prob alone | answer prob + delta | ROUGE-L in its own qa format |")
+    L.append("|---|---|---|---|---|---|---|")
     for m in "TAB":
         d = fm[m]
-        L.append("| %s | %s | %s | %s | %s | %s |" % (m, fmt(g(d, "forget", R, 0)), fmt(g(d, "forget", R, 1)),
-                 fmt(g(d, "forget", P, 0)), fmt(g(d, "forget", P, 1)), fmt(g(cm[m], "forget", R, 0))))
+        for f, what in (("forget", "forget authors (held out from the delta)"), ("retain", "retain authors (the delta's training set)")):
+            L.append("| %s | %s | %s | %s | %s | %s | %s |" % (m, what, fmt(g(d, f, R, 0)), fmt(g(d, f, R, 1)),
+                     fmt(g(d, f, P, 0)), fmt(g(d, f, P, 1)), fmt(g(cm[m], f, R, 0))))
     L.append("\nTraining: %s s, %s parameters, final loss %s.\n" % (secs("delta_format"), params("delta_format"), final_loss("delta_format")))
 
 sw = {"0": (cm.get(sweep), 0), "1": (cm.get(sweep), 1)}
