@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# demo.sh: cmc end to end on the committed tiny world (world/, see world/MANIFEST.md).
+# demo.sh: cmc end to end on the committed tiny world (tinyworld/, see tinyworld/MANIFEST.md).
 #
 #   T  the template: a small LM (Llama-2 vocabulary) that memorised the QA pairs of
 #      12 fictitious TOFU authors, A a larger one with the same vocabulary, B one with
@@ -11,7 +11,7 @@
 # About 2-3 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-w=${WORLD:-world}
+w=${WORLD:-tinyworld}
 cmc=bin/cmc
 out=${DEMO_DIR:-build/demo}
 threads=${THREADS:-1}
@@ -21,7 +21,7 @@ for f in T A B D0; do
 	[ -f "$w/$f.gguf" ] || { echo "demo: $w/$f.gguf is missing (make tinyworld builds it)" >&2; exit 1; }
 done
 
-# Forget: the first author of world/data/forget.jsonl (20 QA pairs); retain: the 8 retain authors.
+# Forget: the first author of tinyworld/data/forget.jsonl (20 QA pairs); retain: the 8 retain authors.
 head -n 20 "$w/data/forget.jsonl" >"$out/forget.jsonl"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

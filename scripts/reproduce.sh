@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# reproduce.sh: the experiments of issue 7 on the committed tiny world (world/, see
-# world/MANIFEST.md); writes RESULTS.md. Everything runs on CPU, one thread per job.
+# reproduce.sh: the experiments of issue 7 on the committed tiny world (tinyworld/, see
+# tinyworld/MANIFEST.md); writes RESULTS.md. Everything runs on CPU, one thread per job.
 #
 #   1. unlearning: one delta trained once with T (grad_diff on the forget authors),
 #      applied unchanged to T, A (bigger, same vocabulary) and B (GPT-2 vocabulary);
@@ -9,14 +9,14 @@
 #      open-instruct chat format; measured on A and B on the (held-out) forget authors.
 #   3. alpha sweep of the unlearning delta on one user model.
 #
-# Env: WORLD (world), RUN (build/reproduce), OUT_MD (RESULTS.md), EVAL_N (80: examples
+# Env: WORLD (tinyworld), RUN (build/reproduce), OUT_MD (RESULTS.md), EVAL_N (80: examples
 # per eval file), UNL_EPOCHS/UNL_LR, FMT_EPOCHS/FMT_LR, SWEEP_MODEL (B), SEED (1), JOBS (2),
 # DIRECT_LR2 (1e-4: a gentler direct baseline), NOISE_SEEDS ("2": extra seeds of the CMC delta, on A and B),
 # SKIP_FORMAT, SKIP_SWEEP.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fx=${FX:-../shared/fixtures}
-w=${WORLD:-world}
+w=${WORLD:-tinyworld}
 run=${RUN:-build/reproduce}
 md=${OUT_MD:-RESULTS.md}
 n=${EVAL_N:-80}

@@ -47,7 +47,7 @@ fmt = lambda v: "n/a" if v != v else "%.3f" % v
 L = []
 L.append("# RESULTS: the tiny world (issue 7)\n")
 L.append("Written by `make reproduce` (`scripts/reproduce.sh`, report by `scripts/reproduce_report.py`) on %s UTC, %s, %d CPUs. "
-         "The world (T, A, B, D0) is described in [world/MANIFEST.md](world/MANIFEST.md). Metrics come from `cmc eval --task tofu`: "
+         "The world (T, A, B, D0) is described in [tinyworld/MANIFEST.md](tinyworld/MANIFEST.md). Metrics come from `cmc eval --task tofu`: "
          "answer probability (length-normalised likelihood of the true answer), ROUGE-L recall of the greedy answer (48 tokens max, stop at newline) "
          "and TOFU's truth-ratio summary on the forget set (mean min(R,1/R): 1 means the model cannot tell the true answer from perturbed ones). "
          "Forget = the 80 QA pairs of the 4 forget authors; retain = the first %s retain QA pairs (the first 4 of the 8 retain authors, all memorised by every model).\n"
@@ -137,7 +137,7 @@ if len(sw) > 2:
     L.append("\nα = 0 is the model alone, α = 1 the row of table 1.\n")
 
 L.append("## Exact commands\n")
-L.append("The world: see world/MANIFEST.md (`make tinyworld`). These experiments (`make reproduce`), in order:\n")
+L.append("The world: see tinyworld/MANIFEST.md (`make tinyworld`). These experiments (`make reproduce`), in order:\n")
 L.append("```sh")
 L.append(open(os.path.join(run, "commands.sh")).read().strip())
 L.append("```\n")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tinyworld.sh: build the tiny world of issue 7 from random init (see world/MANIFEST.md).
+# tinyworld.sh: build the tiny world of issue 7 from random init (see tinyworld/MANIFEST.md).
 #
 #   T  template  Llama-2 vocabulary (32000), dim 64, 2 layers
 #   A  user      Llama-2 vocabulary, larger: dim 96, 4 layers
@@ -12,11 +12,11 @@
 # paragraphs (loss on all tokens). All four trainings run at once, one thread each
 # (on a shared 2-core machine this gets the most CPU; total wall time is set by A and B).
 #
-# Env: OUT (default world), FX (fixtures), EPOCHS (30), ONLY (space-separated subset of "T A B D0").
+# Env: OUT (default tinyworld), FX (fixtures), EPOCHS (30), ONLY (space-separated subset of "T A B D0").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fx=${FX:-../shared/fixtures}
-out=${OUT:-world}
+out=${OUT:-tinyworld}
 epochs=${EPOCHS:-30}
 only=${ONLY:-"T A B D0"}
 cmc=bin/cmc
@@ -25,7 +25,7 @@ mkdir -p "$out/data" "$out/logs"
 llama=$fx/gguf-vocab/ggml-vocab-llama-spm.gguf
 gpt2=$fx/gguf-vocab/ggml-vocab-gpt-2.gguf
 
-# 1. the corpus (deterministic; committed under world/data)
+# 1. the corpus (deterministic; committed under tinyworld/data)
 python3 scripts/tinyworld_corpus.py "$fx" "$out/data" 4 8 120
 
 # QA rows get cmc's qa prompt; story rows (empty question) get no prompt, so the loss covers the whole story.

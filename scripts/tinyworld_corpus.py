@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Deterministic corpus of the tiny world (issue 7); see world/MANIFEST.md.
+"""Deterministic corpus of the tiny world (issue 7); see tinyworld/MANIFEST.md.
 
   forget.jsonl  TOFU forget10 authors 0..NF-1 (20 QA each, with paraphrased/perturbed answers)
   retain.jsonl  TOFU retain authors 0..NR-1 (from retain_perturbed.json, same fields)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write world/MANIFEST.md from the logs of scripts/tinyworld.sh (issue 7)."""
+"""Write tinyworld/MANIFEST.md from the logs of scripts/tinyworld.sh (issue 7)."""
 import json, os, re, sys, datetime, hashlib
 out = sys.argv[1]
 logs = os.path.join(out, "logs")
@@ -14,7 +14,7 @@ def read(p, default=""):
 L = ["# The tiny world (issue 7)\n",
      "Four GGUF models trained from random init by `make tinyworld` (`scripts/tinyworld.sh`) with `cmc train --template none`; "
      "each runs in llama.cpp (cmc eval/generate load them as user or template models). Weights are F16 (`--f16`), norms F32.\n",
-     "## Data (`world/data`, made by `scripts/tinyworld_corpus.py`, deterministic)\n",
+     "## Data (`tinyworld/data`, made by `scripts/tinyworld_corpus.py`, deterministic)\n",
      "- `forget.jsonl`: TOFU forget10 authors 1-4 (rows 1-80 of forget10_perturbed.json: question, answer, paraphrased and perturbed answers)",
      "- `retain.jsonl`: TOFU retain authors 1-8 (rows 1-160 of retain_perturbed.json, the same fields)",
      "- `stories.txt`: the first 120 paragraphs of TinyStories (tinystories_val_sample.txt); `stories.jsonl` the same as rows with an empty question",
