@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/cmc-dev/cmc/data"
 )
 
 func generateCommand() *cli.Command {
@@ -38,7 +40,7 @@ func runGenerate(c *cli.Context) error {
 	}
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
-	if c.Bool("echo") && (rm.userTemplate == "raw" || (rm.userTemplate == "auto" && !hasChatTemplate(rm))) {
+	if _, raw := rm.userTmpl.(data.Raw); c.Bool("echo") && raw {
 		fmt.Fprint(out, userText)
 	}
 	start := time.Now()
@@ -60,9 +62,4 @@ func runGenerate(c *cli.Context) error {
 			"delta_retokenised", res.DeltaRetokenised, "delta_redecoded", res.DeltaRedecoded, "map", rm.mapStats)
 	}
 	return nil
-}
-
-func hasChatTemplate(rm *runtimeModels) bool {
-	_, err := rm.user.ChatTemplate()
-	return err == nil
 }

@@ -70,23 +70,29 @@ type runtimeModels struct {
 	tokenMap   *control.TokenMap // nil when the vocabularies are the same
 	mapStats   string
 
-	userTemplate, deltaTemplate string
-	system                      string
-	alpha                       float32
-	pool                        *kernels.Pool
+	// The prompt templates, resolved once at load: the user model's own
+	// chat template (userChat) or a data template, and the delta's.
+	userChat  bool
+	userTmpl  data.Template
+	deltaTmpl data.Template
+	system    string
+	alpha     float32
+	pool      *kernels.Pool
 }
 
 func loadRuntime(c *cli.Context) (*runtimeModels, error) {
 	threads := c.Int("threads")
 	rm := &runtimeModels{
-		userTemplate:  c.String("template"),
-		deltaTemplate: c.String("delta-template"),
-		system:        c.String("system"),
-		alpha:         float32(c.Float64("alpha")),
+		system: c.String("system"),
+		alpha:  float32(c.Float64("alpha")),
 	}
 	var err error
 	rm.user, err = llama.LoadModel(c.String("model"), llama.ModelParams{GPULayers: c.Int("gpu-layers")})
 	if err != nil {
+		return nil, err
+	}
+	if err := rm.resolveTemplates(c.String("template"), c.String("delta-template")); err != nil {
+		rm.close()
 		return nil, err
 	}
 	rm.userCtx, err = rm.user.NewContext(llama.ContextParams{Size: c.Int("ctx"), Threads: threads})
@@ -176,15 +182,45 @@ func (rm *runtimeModels) generator(alpha float32) *control.Generator {
 	return g
 }
 
+// resolveTemplates parses the --template and --delta-template flags.
+func (rm *runtimeModels) resolveTemplates(user, deltaName string) error {
+	if user == "auto" {
+		user = data.TemplateRaw
+		if _, err := rm.user.ChatTemplate(); err == nil {
+			user = "chat"
+		}
+	}
+	var err error
+	if user == "chat" {
+		if _, err := rm.user.ChatTemplate(); err != nil {
+			return fmt.Errorf("--template chat: %s: %w", rm.user.Path(), err)
+		}
+		rm.userChat = true
+	} else if rm.userTmpl, err = data.ParseTemplate(user); err != nil {
+		return fmt.Errorf("--template: %w", err)
+	}
+	if rm.deltaTmpl, err = data.ParseTemplate(deltaName); err != nil {
+		return fmt.Errorf("--delta-template: %w", err)
+	}
+	return nil
+}
+
 // prompts renders one request for both models and tokenises it: the user
 // model's prompt with its template, the delta's with the one it was trained
 // with. history holds earlier turns (chat).
 func (rm *runtimeModels) prompts(history []llama.Message, query string) (userIDs, deltaIDs []int32, userText string, err error) {
-	return rm.promptsWith(rm.userTemplate, history, query)
+	return rm.promptsWith(rm.userChat, rm.userTmpl, history, query)
 }
 
-func (rm *runtimeModels) promptsWith(userTemplate string, history []llama.Message, query string) (userIDs, deltaIDs []int32, userText string, err error) {
-	userText, parseSpecial, err := rm.renderUser(userTemplate, history, query)
+// completionPrompts is prompts for a plain completion: the user model
+// continues the text as it is; the delta still sees its own template.
+func (rm *runtimeModels) completionPrompts(text string) (userIDs, deltaIDs []int32, err error) {
+	userIDs, deltaIDs, _, err = rm.promptsWith(false, data.Raw{}, nil, text)
+	return userIDs, deltaIDs, err
+}
+
+func (rm *runtimeModels) promptsWith(chat bool, tmpl data.Template, history []llama.Message, query string) (userIDs, deltaIDs []int32, userText string, err error) {
+	userText, parseSpecial, err := rm.renderUser(chat, tmpl, history, query)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -195,12 +231,8 @@ func (rm *runtimeModels) promptsWith(userTemplate string, history []llama.Messag
 	if rm.delta == nil {
 		return userIDs, nil, userText, nil
 	}
-	tmpl, err := data.ParseTemplate(rm.deltaTemplate)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("--delta-template: %w", err)
-	}
 	// The delta sees the conversation the way it was trained: one query.
-	deltaText := tmpl.Prompt(data.Example{Instruction: flatten(history, query)})
+	deltaText := rm.deltaTmpl.Prompt(data.Example{Instruction: flatten(history, query)})
 	deltaIDs, err = rm.deltaVocab.Vocab().Tokenize(deltaText, true, false)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("tokenise the delta's prompt: %w", err)
@@ -208,34 +240,17 @@ func (rm *runtimeModels) promptsWith(userTemplate string, history []llama.Messag
 	return userIDs, deltaIDs, userText, nil
 }
 
-// completionPrompts is prompts for a plain completion: the user model
-// continues the text as it is; the delta still sees its own template.
-func (rm *runtimeModels) completionPrompts(text string) (userIDs, deltaIDs []int32, err error) {
-	userIDs, deltaIDs, _, err = rm.promptsWith(data.TemplateRaw, nil, text)
-	return userIDs, deltaIDs, err
-}
-
-func (rm *runtimeModels) renderUser(name string, history []llama.Message, query string) (text string, parseSpecial bool, err error) {
-	if name == "auto" {
-		name = "raw"
-		if _, err := rm.user.ChatTemplate(); err == nil {
-			name = "chat"
-		}
+func (rm *runtimeModels) renderUser(chat bool, tmpl data.Template, history []llama.Message, query string) (text string, parseSpecial bool, err error) {
+	if !chat {
+		return tmpl.Prompt(data.Example{Instruction: flatten(history, query)}), false, nil
 	}
-	if name == "chat" {
-		var msgs []llama.Message
-		if rm.system != "" && (len(history) == 0 || history[0].Role != "system") {
-			msgs = append(msgs, llama.Message{Role: "system", Content: rm.system})
-		}
-		msgs = append(append(msgs, history...), llama.Message{Role: "user", Content: query})
-		text, err := rm.user.ApplyChatTemplate(msgs, true)
-		return text, true, err
+	var msgs []llama.Message
+	if rm.system != "" && (len(history) == 0 || history[0].Role != "system") {
+		msgs = append(msgs, llama.Message{Role: "system", Content: rm.system})
 	}
-	tmpl, err := data.ParseTemplate(name)
-	if err != nil {
-		return "", false, fmt.Errorf("--template: %w", err)
-	}
-	return tmpl.Prompt(data.Example{Instruction: flatten(history, query)}), false, nil
+	msgs = append(append(msgs, history...), llama.Message{Role: "user", Content: query})
+	text, err = rm.user.ApplyChatTemplate(msgs, true)
+	return text, true, err
 }
 
 // flatten writes a conversation as one query for templates without turns.
