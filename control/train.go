@@ -183,7 +183,8 @@ func (t *Trainer) check() error {
 
 // plannedBatch names the sequences of one micro-batch.
 type plannedBatch struct {
-	seqs []data.Sequence
+	from []data.Sequence
+	idx  []int // which of from, in order
 	sign float32
 }
 
@@ -216,23 +217,20 @@ func (t *Trainer) plan(from, to int, stop <-chan struct{}) <-chan plannedBatch {
 					// wrap around to keep every step's size equal.
 					first %= len(order)
 				}
-				seqs := make([]data.Sequence, 0, c.BatchSize)
-				for i := first; i < first+c.BatchSize && i < len(order); i++ {
-					seqs = append(seqs, t.Train[order[i]])
-				}
+				idx := order[first:min(first+c.BatchSize, len(order))]
 				if c.Objective == SFT {
-					if !send(plannedBatch{seqs: seqs, sign: 1}) {
+					if !send(plannedBatch{from: t.Train, idx: idx, sign: 1}) {
 						return
 					}
 					continue
 				}
-				if !send(plannedBatch{seqs: seqs, sign: -1}) {
+				if !send(plannedBatch{from: t.Train, idx: idx, sign: -1}) {
 					return
 				}
 				// Retain batches cycle through their own shuffled order,
 				// positioned from the global micro-batch index.
 				global := step*c.Accumulate + mb
-				rseqs := make([]data.Sequence, 0, c.BatchSize)
+				ridx := make([]int, 0, c.BatchSize)
 				for i := 0; i < c.BatchSize; i++ {
 					k := global*c.BatchSize + i
 					rEpoch := k / len(t.Retain)
@@ -240,9 +238,9 @@ func (t *Trainer) plan(from, to int, stop <-chan struct{}) <-chan plannedBatch {
 						retainOrder = data.Order(len(t.Retain), c.Seed+1, rEpoch)
 						retainNext = rEpoch
 					}
-					rseqs = append(rseqs, t.Retain[retainOrder[k%len(t.Retain)]])
+					ridx = append(ridx, retainOrder[k%len(t.Retain)])
 				}
-				if !send(plannedBatch{seqs: rseqs, sign: 1}) {
+				if !send(plannedBatch{from: t.Retain, idx: ridx, sign: 1}) {
 					return
 				}
 			}
@@ -257,10 +255,16 @@ func (t *Trainer) runTemplate(plan <-chan plannedBatch, out chan<- *microBatch, 
 	vocab := t.Model.Config.VocabSize
 	for p := range plan {
 		start := time.Now()
-		mb := t.pad(p)
-		if t.Template == nil {
+		mb, err := t.pad(p)
+		if err != nil {
+			mb = &microBatch{err: err}
+		}
+		if t.Template == nil || mb.err != nil {
 			select {
 			case out <- mb:
+				if mb.err != nil {
+					return
+				}
 				continue
 			case <-stop:
 				return
@@ -276,7 +280,8 @@ func (t *Trainer) runTemplate(plan <-chan plannedBatch, out chan<- *microBatch, 
 		} else {
 			mb.logT = make([]float32, need)
 		}
-		for b, s := range p.seqs {
+		for b, i := range p.idx {
+			s := p.from[i]
 			if err := t.Template.SequenceLogits(s.Tokens, mb.logT[b*mb.T*vocab:(b*mb.T+len(s.Tokens))*vocab]); err != nil {
 				mb.err = fmt.Errorf("template logits for %s: %w", s.Source, err)
 				break
@@ -294,24 +299,18 @@ func (t *Trainer) runTemplate(plan <-chan plannedBatch, out chan<- *microBatch, 
 	}
 }
 
-func (t *Trainer) pad(p plannedBatch) *microBatch {
-	T := 0
-	for _, s := range p.seqs {
-		T = max(T, len(s.Tokens))
+func (t *Trainer) pad(p plannedBatch) (*microBatch, error) {
+	width := 0
+	for _, i := range p.idx {
+		width = max(width, len(p.from[i].Tokens))
 	}
-	mb := &microBatch{B: len(p.seqs), T: T, sign: p.sign,
-		ids: make([]int32, len(p.seqs)*T), labels: make([]int32, len(p.seqs)*T)}
-	for b, s := range p.seqs {
-		row := mb.ids[b*T : (b+1)*T]
-		lab := mb.labels[b*T : (b+1)*T]
-		copy(row, s.Tokens)
-		copy(lab, s.Labels)
-		for i := len(s.Tokens); i < T; i++ {
-			row[i] = t.PadToken
-			lab[i] = delta.Ignore
-		}
+	b, err := data.MakeBatch(p.from, p.idx, len(p.idx), width, t.PadToken)
+	if err != nil {
+		return nil, err
 	}
-	return mb
+	// data.NoToken and delta.Ignore are both -1: the batch's labels are the
+	// loss's targets as they are.
+	return &microBatch{ids: b.Tokens, labels: b.Labels, B: b.Rows, T: b.Width, sign: p.sign}, nil
 }
 
 // controlledCE computes the CMC loss of a micro-batch,

@@ -145,8 +145,11 @@ func heldOutLoss(t testing.TB, tmpl Template, m *delta.Model, seqs []data.Sequen
 	t.Helper()
 	tr := &Trainer{Template: tmpl, Model: m}
 	var sum float64
-	for _, s := range seqs {
-		mb := tr.pad(plannedBatch{seqs: []data.Sequence{s}, sign: 1})
+	for i, s := range seqs {
+		mb, err := tr.pad(plannedBatch{from: seqs, idx: []int{i}, sign: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
 		mb.logT = make([]float32, mb.T*tmpl.VocabSize())
 		if err := tmpl.SequenceLogits(s.Tokens, mb.logT); err != nil {
 			t.Fatal(err)
