@@ -28,7 +28,7 @@ func modelFlags() []cli.Flag {
 		&cli.Float64Flag{Name: "alpha", Value: 1, Usage: "strength of the delta: score = log_softmax(user) + alpha × delta; 0 gives the user model's own output"},
 		&cli.BoolFlag{Name: "no-delta", Usage: "ignore --delta and run the user model alone"},
 		&cli.IntFlag{Name: "ctx", Value: 4096, Usage: "context length in tokens (KV cache size of the user model)"},
-		&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "CPU threads for the user model and the delta"},
+		&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "CPU threads of the user model (the delta runs on one more, beside it)"},
 		&cli.IntFlag{Name: "gpu-layers", Value: 0, Usage: "layers of the user model to offload to a GPU backend (-1: all); see make cuda"},
 		&cli.StringFlag{Name: "map-strategy", Value: string(pmmined.PMMinED), Usage: "token map between different vocabularies: pmmined, mined or exact"},
 		&cli.StringFlag{Name: "map-cache", Value: defaultCacheDir("maps"), Usage: "directory of cached token maps (empty: do not cache)"},
@@ -104,19 +104,21 @@ func loadRuntime(c *cli.Context) (*runtimeModels, error) {
 	if deltaPath == "" || deltaPath == "none" || c.Bool("no-delta") {
 		return rm, nil
 	}
-	if err := rm.loadDelta(deltaPath, c.String("model"), pmmined.Strategy(c.String("map-strategy")), c.String("map-cache"), threads); err != nil {
+	if err := rm.loadDelta(deltaPath, c.String("model"), pmmined.Strategy(c.String("map-strategy")), c.String("map-cache")); err != nil {
 		rm.close()
 		return nil, err
 	}
 	return rm, nil
 }
 
-func (rm *runtimeModels) loadDelta(deltaPath, userPath string, strategy pmmined.Strategy, cacheDir string, threads int) error {
+func (rm *runtimeModels) loadDelta(deltaPath, userPath string, strategy pmmined.Strategy, cacheDir string) error {
 	var err error
 	if rm.delta, err = delta.LoadGGUF(deltaPath); err != nil {
 		return fmt.Errorf("load delta: %w", err)
 	}
-	rm.pool = kernels.NewPool(threads)
+	// One thread: the delta decodes beside llama.cpp, whose threads take the
+	// cores, and its matrix-vector products are faster unsplit (BENCHMARKS.md).
+	rm.pool = kernels.NewPool(1)
 	rm.delta.Pool = rm.pool
 	if rm.deltaVocab, err = llama.LoadModel(deltaPath, llama.ModelParams{VocabOnly: true}); err != nil {
 		return fmt.Errorf("load the delta's tokenizer: %w", err)
