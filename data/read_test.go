@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/cmc-dev/cmc/internal/testfixture"
 )
 
 const datasets = "../../shared/fixtures/datasets/"
@@ -18,7 +20,7 @@ func fixture(t *testing.T, name string) string {
 	t.Helper()
 	path := datasets + name
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("fixture %s not available (%v); it comes with the shared/ folder next to the repository", path, err)
+		testfixture.Missing(t, "fixture %s not available (%v); it comes with the shared/ folder next to the repository", path, err)
 	}
 	return path
 }

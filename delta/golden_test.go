@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cmc-dev/cmc/delta/kernels"
+	"github.com/cmc-dev/cmc/internal/testfixture"
 )
 
 const fixtures = "../../shared/fixtures/"
@@ -30,7 +31,7 @@ type golden struct {
 func needFile(t testing.TB, path string) {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("fixture %s not available: %v", path, err)
+		testfixture.Missing(t, "fixture %s not available: %v", path, err)
 	}
 }
 

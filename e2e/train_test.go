@@ -10,6 +10,7 @@ import (
 	"github.com/cmc-dev/cmc/data"
 	"github.com/cmc-dev/cmc/delta"
 	"github.com/cmc-dev/cmc/delta/kernels"
+	"github.com/cmc-dev/cmc/internal/testfixture"
 	"github.com/cmc-dev/cmc/llama"
 )
 
@@ -19,7 +20,7 @@ func fixture(t testing.TB, rel string) string {
 	t.Helper()
 	p := filepath.Join(fixtures, rel)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s not found (expected ../shared/fixtures beside the repository): %v", p, err)
+		testfixture.Missing(t, "fixture %s not found (expected ../shared/fixtures beside the repository): %v", p, err)
 	}
 	return p
 }

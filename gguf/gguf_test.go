@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cmc-dev/cmc/internal/testfixture"
 )
 
 const (
@@ -22,7 +24,7 @@ const (
 func openFixture(t testing.TB, path string) *File {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("fixture %s not available: %v", path, err)
+		testfixture.Missing(t, "fixture %s not available: %v", path, err)
 	}
 	f, err := Open(path)
 	if err != nil {
@@ -37,7 +39,7 @@ func readFixture(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Skipf("fixture %s not available: %v", path, err)
+		testfixture.Missing(t, "fixture %s not available: %v", path, err)
 	}
 	return b
 }

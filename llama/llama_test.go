@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cmc-dev/cmc/gguf"
+	"github.com/cmc-dev/cmc/internal/testfixture"
 )
 
 const fixtures = "../../shared/fixtures"
@@ -21,7 +22,7 @@ func fixture(t testing.TB, rel string) string {
 	t.Helper()
 	p := filepath.Join(fixtures, rel)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s not found (expected ../shared/fixtures beside the repository): %v", p, err)
+		testfixture.Missing(t, "fixture %s not found (expected ../shared/fixtures beside the repository): %v", p, err)
 	}
 	return p
 }
@@ -41,7 +42,7 @@ func loadModel(t testing.TB, rel string, p ModelParams) *Model {
 func TestTokenizerVectors(t *testing.T) {
 	inputs, _ := filepath.Glob(filepath.Join(fixtures, "gguf-vocab", "*.gguf.inp"))
 	if len(inputs) == 0 {
-		t.Skipf("no tokenizer test vectors under %s/gguf-vocab", fixtures)
+		testfixture.Missing(t, "no tokenizer test vectors under %s/gguf-vocab", fixtures)
 	}
 	for _, inp := range inputs {
 		vocabFile := strings.TrimSuffix(inp, ".inp")

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cmc-dev/cmc/internal/testfixture"
 )
 
 func TestTokenize(t *testing.T) {
@@ -127,7 +129,7 @@ func TestStemMatchesNLTK(t *testing.T) {
 func TestRougeLMatchesReference(t *testing.T) {
 	const fixture = "../../shared/fixtures/datasets/tofu/forget10_perturbed.json"
 	if _, err := os.Stat(fixture); err != nil {
-		t.Skipf("fixture %s not available (%v); it comes with the shared/ folder next to the repository", fixture, err)
+		testfixture.Missing(t, "fixture %s not available (%v); it comes with the shared/ folder next to the repository", fixture, err)
 	}
 	answers := readTOFU(t, fixture)
 	rows := readTSV(t, "testdata/rougel_tofu.tsv", 6)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/cmc-dev/cmc/internal/testfixture"
 	"github.com/cmc-dev/cmc/pmmined"
 	"github.com/cmc-dev/cmc/pmmined/vocabfile"
 )
@@ -28,7 +29,7 @@ func (f *vocabFixture) load(tb testing.TB) *pmmined.Vocab {
 	tb.Helper()
 	path := filepath.Join(fixtures, f.path)
 	if _, err := os.Stat(path); err != nil {
-		tb.Skipf("fixture %s absent: %v", path, err)
+		testfixture.Missing(tb, "fixture %s absent: %v", path, err)
 	}
 	f.once.Do(func() { f.v, f.err = vocabfile.Open(path) })
 	if f.err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cmc-dev/cmc/delta"
+	"github.com/cmc-dev/cmc/internal/testfixture"
 )
 
 // TestMain lets tests run the real command in a child process: the test
@@ -33,7 +34,7 @@ func fixture(t *testing.T, rel string) string {
 	t.Helper()
 	p := filepath.Join(fixtures, rel)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s not found (expected ../shared/fixtures beside the repository): %v", p, err)
+		testfixture.Missing(t, "fixture %s not found (expected ../shared/fixtures beside the repository): %v", p, err)
 	}
 	return p
 }

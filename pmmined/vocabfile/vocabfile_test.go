@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cmc-dev/cmc/gguf"
+	"github.com/cmc-dev/cmc/internal/testfixture"
 	"github.com/cmc-dev/cmc/pmmined"
 )
 
@@ -18,7 +19,7 @@ func fixturePath(t *testing.T, rel string) string {
 	t.Helper()
 	path := filepath.Join(fixtures, rel)
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("fixture %s absent: %v", path, err)
+		testfixture.Missing(t, "fixture %s absent: %v", path, err)
 	}
 	return path
 }
@@ -163,7 +164,7 @@ func TestOpenGGUFByteLevel(t *testing.T) {
 func benchmarkOpen(b *testing.B, rel string) {
 	path := filepath.Join(fixtures, rel)
 	if _, err := os.Stat(path); err != nil {
-		b.Skipf("fixture %s absent: %v", path, err)
+		testfixture.Missing(b, "fixture %s absent: %v", path, err)
 	}
 	for b.Loop() {
 		if _, err := Open(path); err != nil {
