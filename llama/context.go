@@ -1,6 +1,7 @@
 package llama
 
 /*
+#include <stdlib.h>
 #include "llama.h"
 
 // cmc_batch_set fills slot i of a batch allocated for one sequence.
@@ -11,13 +12,27 @@ static void cmc_batch_set(struct llama_batch * b, int i, llama_token tok, llama_
 	b->seq_id[i][0] = 0;
 	b->logits[i] = (int8_t)output;
 }
+
+// cmc_abort_requested is the context's abort callback. ggml's CPU backend
+// calls it on its main compute thread after every graph node; data points to
+// a flag in C memory that Go sets when the watched context.Context is done,
+// so the check costs one atomic load and never calls back into Go.
+static bool cmc_abort_requested(void * data) {
+	return __atomic_load_n((int32_t *)data, __ATOMIC_RELAXED) != 0;
+}
+
+static void cmc_install_abort(struct llama_context * c, int32_t * flag) {
+	llama_set_abort_callback(c, cmc_abort_requested, flag);
+}
 */
 import "C"
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -63,6 +78,13 @@ type Context struct {
 	nVocab int
 	len    int // positions held in the KV cache
 	last   int // batch index of the last token with logits, -1 if none
+
+	// abortFlag lives in C memory (llama.cpp keeps a pointer to it, which a
+	// Go pointer must not be); nonzero makes a running llama_decode stop.
+	abortFlag *C.int32_t
+	abortCtx  context.Context // the context SetAbortContext watches, or nil
+	stopWatch func() bool     // cancels the context.AfterFunc that sets abortFlag
+	watchDone chan struct{}   // closed once that AfterFunc has run
 }
 
 // NewContext creates a context for m.
@@ -97,24 +119,77 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 	if cc == nil {
 		return nil, fmt.Errorf("create context for %q (size %d, batch %d): llama.cpp refused (set %s=info for details)", m.path, cp.n_ctx, nBatch, LogEnv)
 	}
+	flag := (*C.int32_t)(C.malloc(C.size_t(unsafe.Sizeof(C.int32_t(0)))))
+	*flag = 0
+	C.cmc_install_abort(cc, flag)
 	return &Context{
-		c:      cc,
-		model:  m,
-		batch:  C.llama_batch_init(C.int32_t(nBatch), 0, 1),
-		nBatch: nBatch,
-		size:   int(C.llama_n_ctx(cc)),
-		nVocab: m.vocab.Size(),
-		last:   -1,
+		c:         cc,
+		model:     m,
+		batch:     C.llama_batch_init(C.int32_t(nBatch), 0, 1),
+		nBatch:    nBatch,
+		size:      int(C.llama_n_ctx(cc)),
+		nVocab:    m.vocab.Size(),
+		last:      -1,
+		abortFlag: flag,
 	}, nil
 }
 
 // Close frees the context.
 func (c *Context) Close() {
 	if c.c != nil {
+		c.SetAbortContext(nil)
 		C.llama_batch_free(c.batch)
 		C.llama_free(c.c)
+		C.free(unsafe.Pointer(c.abortFlag))
 		c.c = nil
 	}
+}
+
+// SetAbortContext makes every later Decode stop as soon as ctx is done,
+// including one already inside llama.cpp: a long prefill or a template
+// forward pass can be cancelled by Ctrl-C, a server timeout or a shutdown.
+// A nil ctx stops watching. Like the rest of Context, it must not be called
+// concurrently with Decode; cancelling ctx from another goroutine is the
+// point.
+//
+// An aborted Decode returns an error wrapping ctx.Err(). llama.cpp keeps the
+// batches of that call that completed before the abort and drops the one it
+// was computing, so the cache then holds a prefix of what was asked: Len()
+// says how much, and LastLogits returns nil. A caller that retries or goes
+// on should Trim to the last position it trusts (or Clear) and call
+// SetAbortContext with a live context (or nil) first, since a done context
+// aborts every Decode. ggml's CPU backend checks between graph nodes, so the
+// abort lands within one operation; backends without abort support (some
+// GPU backends) finish the batch in flight and the abort takes effect at the
+// next one.
+func (c *Context) SetAbortContext(ctx context.Context) {
+	if c.stopWatch != nil && !c.stopWatch() {
+		// The AfterFunc has started: wait for its store so that it cannot
+		// land after the reset below.
+		<-c.watchDone
+	}
+	c.stopWatch, c.watchDone = nil, nil
+	atomic.StoreInt32((*int32)(unsafe.Pointer(c.abortFlag)), 0)
+	c.abortCtx = ctx
+	if ctx == nil {
+		return
+	}
+	flag := (*int32)(unsafe.Pointer(c.abortFlag))
+	done := make(chan struct{})
+	c.watchDone = done
+	c.stopWatch = context.AfterFunc(ctx, func() {
+		atomic.StoreInt32(flag, 1)
+		close(done)
+	})
+}
+
+// abortErr is the error of a Decode stopped by the watched context, or nil
+// when that context is live.
+func (c *Context) abortErr() error {
+	if c.abortCtx == nil {
+		return nil
+	}
+	return c.abortCtx.Err()
 }
 
 // Model is the model this context runs.
@@ -154,6 +229,9 @@ func (c *Context) Decode(tokens []int32, out Output, logits []float32) error {
 	}
 	c.last = -1
 	for start := 0; start < len(tokens); start += c.nBatch {
+		if err := c.abortErr(); err != nil {
+			return fmt.Errorf("decode %d tokens at position %d: aborted: %w", len(tokens)-start, c.len, err)
+		}
 		chunk := tokens[start:min(start+c.nBatch, len(tokens))]
 		isLastChunk := start+len(chunk) == len(tokens)
 		for i, tok := range chunk {
@@ -171,6 +249,9 @@ func (c *Context) Decode(tokens []int32, out Output, logits []float32) error {
 		if rc := C.llama_decode(c.c, c.batch); rc != 0 {
 			// llama.cpp restores or keeps the cache state; resynchronise our count.
 			c.len = c.cachedLen()
+			if err := c.abortErr(); rc == 2 && err != nil {
+				return fmt.Errorf("decode %d tokens at position %d: aborted: %w", len(tokens)-start, c.len, err)
+			}
 			return fmt.Errorf("decode %d tokens at position %d: llama_decode returned %d", len(chunk), c.len, rc)
 		}
 		c.len += len(chunk)
