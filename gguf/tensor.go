@@ -22,20 +22,30 @@ func (f *File) ReadTensorBytes(name string) ([]byte, error) {
 }
 
 // ReadTensorF32 returns the named tensor converted to float32, row-major
-// with ne0 varying fastest. It supports F32, F16, BF16 and Q8_0 tensors.
+// with ne0 varying fastest. It supports F32, F16, BF16 and the quantised
+// types of Dequantize.
 func (f *File) ReadTensorF32(name string) ([]float32, error) {
 	t, ok := f.Tensor(name)
 	if !ok {
 		return nil, f.errorf("no tensor named %q", name)
 	}
 	switch t.Type {
-	case TypeF32, TypeF16, TypeBF16, TypeQ8_0:
+	case TypeF32, TypeF16, TypeBF16:
 	default:
-		return nil, f.errorf("tensor %q has type %s; ReadTensorF32 supports F32, F16, BF16 and Q8_0", name, t.Type)
+		if _, ok := dequantizers[t.Type]; !ok {
+			return nil, f.errorf("tensor %q has type %s; ReadTensorF32 supports F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K-Q6_K, IQ4_NL and IQ4_XS", name, t.Type)
+		}
 	}
 	b, err := f.ReadTensorBytes(name)
 	if err != nil {
 		return nil, err
+	}
+	if t.Type != TypeF32 && t.Type != TypeF16 && t.Type != TypeBF16 {
+		out, err := Dequantize(t.Type, b, int(t.Elements()))
+		if err != nil {
+			return nil, f.errorf("tensor %q: %w", name, err)
+		}
+		return out, nil
 	}
 	out := make([]float32, t.Elements())
 	switch t.Type {
@@ -51,23 +61,8 @@ func (f *File) ReadTensorF32(name string) ([]float32, error) {
 		for i := range out {
 			out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b[2*i:])) << 16)
 		}
-	case TypeQ8_0:
-		dequantizeQ8_0(out, b)
 	}
 	return out, nil
-}
-
-// dequantizeQ8_0 expands Q8_0 blocks: an f16 scale d followed by 32 int8
-// quants q, each element being d*q.
-func dequantizeQ8_0(out []float32, b []byte) {
-	const block, size = 32, 34
-	for i := 0; i < len(out)/block; i++ {
-		blk := b[i*size : (i+1)*size]
-		d := F16ToF32(binary.LittleEndian.Uint16(blk))
-		for j, q := range blk[2:] {
-			out[i*block+j] = d * float32(int8(q))
-		}
-	}
 }
 
 // F16ToF32 converts IEEE 754 half-precision bits to a float32 (exactly).
