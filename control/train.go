@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"sync"
 	"time"
 
 	"github.com/cmc-dev/cmc/data"
@@ -90,9 +92,26 @@ type microBatch struct {
 	err         error
 }
 
+// AbortableTemplate is a Template that can abandon a SequenceLogits in
+// progress: Run hands it a context that is cancelled when training stops,
+// so that Ctrl-C or a failed step does not wait for a long decode.
+type AbortableTemplate interface {
+	Template
+	// SetAbortContext makes SequenceLogits return an error wrapping
+	// ctx.Err() soon after ctx is done.
+	SetAbortContext(ctx context.Context)
+}
+
+// ErrNonFinite reports a loss or gradient that is NaN or infinite: training
+// diverged (a learning rate far too high) or a model holds non-finite
+// weights. The model in memory is then unusable; the last checkpoint is not.
+var ErrNonFinite = errors.New("not finite")
+
 // Run trains from the optimiser's current step (0, or where a checkpoint
-// left off) to the end, or until ctx is cancelled.
-func (t *Trainer) Run(ctx context.Context) error {
+// left off) to the end, or until ctx is cancelled; it then returns ctx's
+// error, with the model at the last completed step. Run returns only after
+// its goroutines have stopped, so the caller may free the template at once.
+func (t *Trainer) Run(ctx context.Context) (err error) {
 	if err := t.check(); err != nil {
 		return err
 	}
@@ -101,30 +120,55 @@ func (t *Trainer) Run(ctx context.Context) error {
 		return nil
 	}
 	// The template runs one micro-batch ahead of the delta, so that neither
-	// waits for the other when there are cores for both.
-	stop := make(chan struct{})
-	defer close(stop)
-	plan := t.plan(t.Opt.Step, total, stop)
+	// waits for the other when there are cores for both. Its goroutine and
+	// the planner's are joined before Run returns, whatever ends the run:
+	// a template still decoding after its caller freed it would crash.
+	ctx, cancel := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	abortable, _ := t.Template.(AbortableTemplate)
+	if abortable != nil {
+		abortable.SetAbortContext(ctx)
+	}
+	defer func() {
+		cancel()
+		workers.Wait()
+		if abortable != nil {
+			abortable.SetAbortContext(context.Background())
+		}
+	}()
+	plan := t.plan(ctx, &workers, t.Opt.Step, total)
 	batches := make(chan *microBatch, 1)
-	// Template log-probs are large (B·T·vocab floats): the two buffers in
-	// flight are recycled rather than left to the garbage collector.
+	// Template log-probs are large (B·T·vocab floats): the buffers in
+	// flight (one being filled, one queued, one in use) are recycled
+	// rather than left to the garbage collector.
 	free := make(chan []float32, 3)
-	go t.runTemplate(plan, batches, free, stop)
+	workers.Add(1)
+	go func() {
+		defer workers.Done()
+		t.runTemplate(ctx, plan, batches, free)
+	}()
 
 	per := t.Config.Accumulate
 	if t.Config.Objective == GradDiff {
 		per *= 2
 	}
+	spe := t.Config.StepsPerEpoch(len(t.Train))
 	for step := t.Opt.Step; step < total; step++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		st := Step{Step: step + 1, Epoch: step/t.Config.StepsPerEpoch(len(t.Train)) + 1}
+		st := Step{Step: step + 1, Epoch: step/spe + 1}
 		stepStart := time.Now()
-		// AdamW.Update leaves the gradients cleared for the next step.
+		// AdamW.Update leaves the gradients cleared for the next step; an
+		// interrupted step's partial gradients are never applied.
 		var forget, retain float64
 		for i := 0; i < per; i++ {
-			mb := <-batches
+			var mb *microBatch
+			select {
+			case mb = <-batches:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if err := ctx.Err(); err != nil {
+				return err // the template may have been aborted by it
+			}
 			if mb.err != nil {
 				return mb.err
 			}
@@ -132,6 +176,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 			start := time.Now()
 			logits := t.Model.Forward(mb.ids, mb.B, mb.T)
 			ce, n := controlledCE(t.Model, logits, mb)
+			if math.IsNaN(ce) || math.IsInf(ce, 0) {
+				return t.nonFinite(st, mb, ce)
+			}
 			t.Model.Backward(logits)
 			st.DeltaTime += time.Since(start)
 			if mb.logT != nil {
@@ -148,6 +195,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 		st.LR = t.Opt.Config.LearningRate(t.Opt.Step)
 		st.GradNorm = t.Opt.Update(t.Model, 1/float32(t.Config.Accumulate))
 		st.DeltaTime += time.Since(start)
+		if math.IsNaN(st.GradNorm) || math.IsInf(st.GradNorm, 0) {
+			return fmt.Errorf("train: step %d (epoch %d): gradient norm is %v (lr %.3g; training diverged?): %w", st.Step, st.Epoch, st.GradNorm, st.LR, ErrNonFinite)
+		}
 		acc := float64(t.Config.Accumulate)
 		st.ForgetCE, st.RetainCE = forget/acc, retain/acc
 		st.Loss = st.RetainCE - st.ForgetCE
@@ -162,6 +212,24 @@ func (t *Trainer) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// nonFinite explains a NaN or infinite micro-batch loss: whose logits were
+// not finite, at which step.
+func (t *Trainer) nonFinite(st Step, mb *microBatch, ce float64) error {
+	whose := "the delta's logits or their sum with the template's"
+	if t.Opt.Step > 0 {
+		whose += fmt.Sprintf(" (lr %.3g; training diverged?)", t.Opt.Config.LearningRate(t.Opt.Step-1))
+	} else {
+		whose += " (the delta's weights?)"
+	}
+	for i, v := range mb.logT {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			whose = fmt.Sprintf("the template's logits (%v at row %d)", v, i/t.Model.Config.VocabSize)
+			break
+		}
+	}
+	return fmt.Errorf("train: step %d (epoch %d): loss is %v: %s: %w", st.Step, st.Epoch, ce, whose, ErrNonFinite)
 }
 
 func (t *Trainer) check() error {
@@ -188,20 +256,23 @@ type plannedBatch struct {
 	sign float32
 }
 
-// plan lists the micro-batches from optimiser step `from` to `to` in order.
-// The order depends only on the seed and the epoch, so a resumed run sees
-// exactly the batches the uninterrupted run would have.
-func (t *Trainer) plan(from, to int, stop <-chan struct{}) <-chan plannedBatch {
+// plan lists the micro-batches from optimiser step `from` to `to` in order,
+// on a goroutine of workers that ends when ctx does. The order depends only
+// on the seed and the epoch, so a resumed run sees exactly the batches the
+// uninterrupted run would have.
+func (t *Trainer) plan(ctx context.Context, workers *sync.WaitGroup, from, to int) <-chan plannedBatch {
 	out := make(chan plannedBatch, 4)
 	send := func(p plannedBatch) bool {
 		select {
 		case out <- p:
 			return true
-		case <-stop:
+		case <-ctx.Done():
 			return false
 		}
 	}
+	workers.Add(1)
 	go func() {
+		defer workers.Done()
 		defer close(out)
 		c := t.Config
 		spe := c.StepsPerEpoch(len(t.Train))
@@ -250,8 +321,10 @@ func (t *Trainer) plan(from, to int, stop <-chan struct{}) <-chan plannedBatch {
 }
 
 // runTemplate pads each planned micro-batch and fills in the template's
-// log-probs, one batch ahead of the delta.
-func (t *Trainer) runTemplate(plan <-chan plannedBatch, out chan<- *microBatch, free <-chan []float32, stop <-chan struct{}) {
+// log-probs, one batch ahead of the delta, until the plan ends or ctx is
+// done. It checks ctx before every sequence, so that a template that cannot
+// be aborted still stops within one sequence.
+func (t *Trainer) runTemplate(ctx context.Context, plan <-chan plannedBatch, out chan<- *microBatch, free <-chan []float32) {
 	vocab := t.Model.Config.VocabSize
 	for p := range plan {
 		start := time.Now()
@@ -259,38 +332,32 @@ func (t *Trainer) runTemplate(plan <-chan plannedBatch, out chan<- *microBatch, 
 		if err != nil {
 			mb = &microBatch{err: err}
 		}
-		if t.Template == nil || mb.err != nil {
+		if t.Template != nil && mb.err == nil {
+			var buf []float32
 			select {
-			case out <- mb:
-				if mb.err != nil {
+			case buf = <-free:
+			default:
+			}
+			if need := mb.B * mb.T * vocab; cap(buf) >= need {
+				mb.logT = buf[:need]
+			} else {
+				mb.logT = make([]float32, need)
+			}
+			for b, i := range p.idx {
+				if ctx.Err() != nil {
 					return
 				}
-				continue
-			case <-stop:
-				return
+				s := p.from[i]
+				if err := t.Template.SequenceLogits(s.Tokens, mb.logT[b*mb.T*vocab:(b*mb.T+len(s.Tokens))*vocab]); err != nil {
+					mb.err = fmt.Errorf("template logits for %s: %w", s.Source, err)
+					break
+				}
 			}
+			mb.wait = time.Since(start)
 		}
-		var buf []float32
-		select {
-		case buf = <-free:
-		default:
-		}
-		if need := mb.B * mb.T * vocab; cap(buf) >= need {
-			mb.logT = buf[:need]
-		} else {
-			mb.logT = make([]float32, need)
-		}
-		for b, i := range p.idx {
-			s := p.from[i]
-			if err := t.Template.SequenceLogits(s.Tokens, mb.logT[b*mb.T*vocab:(b*mb.T+len(s.Tokens))*vocab]); err != nil {
-				mb.err = fmt.Errorf("template logits for %s: %w", s.Source, err)
-				break
-			}
-		}
-		mb.wait = time.Since(start)
 		select {
 		case out <- mb:
-		case <-stop:
+		case <-ctx.Done():
 			return
 		}
 		if mb.err != nil {

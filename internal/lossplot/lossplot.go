@@ -55,7 +55,7 @@ func Draw(series []Series) (*image.RGBA, error) {
 			return nil, fmt.Errorf("series %q has %d x and %d y values", s.Name, len(s.X), len(s.Y))
 		}
 		for i := range s.X {
-			if math.IsNaN(s.Y[i]) || math.IsInf(s.Y[i], 0) {
+			if !finite(s.X[i], s.Y[i]) {
 				continue
 			}
 			xmin, xmax = math.Min(xmin, s.X[i]), math.Max(xmax, s.X[i])
@@ -73,6 +73,11 @@ func Draw(series []Series) (*image.RGBA, error) {
 	}
 	pad := (ymax - ymin) * 0.05
 	ymin, ymax = ymin-pad, ymax+pad
+	if math.IsInf(ymax-ymin, 0) || math.IsInf(xmax-xmin, 0) {
+		// Finite values whose span overflows (±1e308) would put every
+		// point at NaN pixels.
+		return nil, fmt.Errorf("values from %g to %g are too far apart to plot", ymin, ymax)
+	}
 
 	img := image.NewRGBA(image.Rect(0, 0, width, height))
 	draw.Draw(img, img.Bounds(), image.White, image.Point{}, draw.Src)
@@ -94,12 +99,20 @@ func Draw(series []Series) (*image.RGBA, error) {
 
 	for k, s := range series {
 		c := palette[k%len(palette)]
+		// A NaN or infinite point (a diverged step) breaks the curve: its
+		// pixel would be garbage, and a line to it endless.
 		for i := 1; i < len(s.X); i++ {
-			line(img, px(s.X[i-1]), py(s.Y[i-1]), px(s.X[i]), py(s.Y[i]), c)
+			if finite(s.X[i-1], s.Y[i-1]) && finite(s.X[i], s.Y[i]) {
+				line(img, px(s.X[i-1]), py(s.Y[i-1]), px(s.X[i]), py(s.Y[i]), c)
+			}
 		}
 		text(img, width-right-140, top+14*(k+1), "-- "+s.Name, c)
 	}
 	return img, nil
+}
+
+func finite(x, y float64) bool {
+	return !math.IsNaN(x) && !math.IsInf(x, 0) && !math.IsNaN(y) && !math.IsInf(y, 0)
 }
 
 // line draws with Bresenham's algorithm.

@@ -2,6 +2,7 @@ package lossplot
 
 import (
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,5 +49,38 @@ func TestWritePNG(t *testing.T) {
 	}
 	if _, err := Draw([]Series{{Name: "empty"}}); err == nil {
 		t.Error("empty series plotted")
+	}
+}
+
+// TestDrawNonFinite: a diverged run's NaN and infinite losses used to send
+// the line drawing into an endless loop. They are left out of the curve;
+// the finite points are still drawn.
+func TestDrawNonFinite(t *testing.T) {
+	nan, inf := math.NaN(), math.Inf(1)
+	s := Series{Name: "loss", X: []float64{1, 2, 3, 4, 5, 6}, Y: []float64{3, 2.5, nan, inf, -inf, 2}}
+	img, err := Draw([]Series{s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	coloured := 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			if img.RGBAAt(x, y) == palette[0] {
+				coloured++
+			}
+		}
+	}
+	if coloured < 50 {
+		t.Errorf("%d pixels of the curve, want the segment from step 1 to 2", coloured)
+	}
+	for _, bad := range []Series{
+		{Name: "all NaN", X: []float64{1, 2}, Y: []float64{nan, nan}},
+		{Name: "too wide", X: []float64{1, 2}, Y: []float64{-1e308, 1e308}},
+		{Name: "NaN steps", X: []float64{nan, inf}, Y: []float64{1, 2}},
+	} {
+		if _, err := Draw([]Series{bad}); err == nil {
+			t.Errorf("%s: plotted", bad.Name)
+		}
 	}
 }
