@@ -8,6 +8,7 @@ package control
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/cmc-dev/cmc/delta"
 )
@@ -67,5 +68,21 @@ func (d *DeltaLM) Trim(pos int) error {
 	}
 	d.Session.Trim(pos)
 	d.tokens = d.tokens[:pos]
+	return nil
+}
+
+// MaxAlpha bounds the delta's strength |alpha|. The delta's logits are
+// unnormalised, typically a few units apart; at |alpha| = 10 they already
+// outweigh any difference in the user's log-probabilities, so larger values
+// only make the output the delta's alone, and far larger ones overflow
+// float32 scores to infinities and NaN (1e308 did: empty text, no error).
+const MaxAlpha = 10
+
+// CheckAlpha reports an alpha that is not finite or outside
+// [-MaxAlpha, MaxAlpha].
+func CheckAlpha(alpha float64) error {
+	if math.IsNaN(alpha) || math.IsInf(alpha, 0) || math.Abs(alpha) > MaxAlpha {
+		return fmt.Errorf("alpha %g is out of range: it must be a finite number between %d and %d", alpha, -MaxAlpha, MaxAlpha)
+	}
 	return nil
 }

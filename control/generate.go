@@ -50,7 +50,7 @@ type Generator struct {
 // Options bound one generation.
 type Options struct {
 	MaxTokens int
-	Stop      []string // generation ends before the first of these strings
+	Stop      []string // generation ends before the earliest of these strings in the text
 	Sample    SampleOptions
 }
 
@@ -121,21 +121,8 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 		if useDelta {
 			work <- deltaNext
 		}
-		logits, err := g.User.Append(userNext)
-		if err == nil {
-			logSoftmax(scores, logits, g.scratch)
-		}
-		if useDelta {
-			d := <-done
-			if err == nil && d.err != nil {
-				return res, fmt.Errorf("generate: delta model: %w", d.err)
-			}
-			if err == nil {
-				g.addDelta(scores, d.logits)
-			}
-		}
-		if err != nil {
-			return res, fmt.Errorf("generate: user model: %w", err)
+		if err := g.step(scores, userNext, useDelta, len(res.Tokens) == 0, done); err != nil {
+			return res, err
 		}
 		u := sampler.Sample(scores)
 		if g.EndOfGeneration != nil && g.EndOfGeneration(u) {
@@ -152,8 +139,8 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 		}
 		userNext = res.Tokens[len(res.Tokens)-1:]
 		if useDelta {
-			deltaNext, deltaGen, err = g.advanceDelta(u, text, deltaBase, deltaGen, &res)
-			if err != nil {
+			var err error
+			if deltaNext, deltaGen, err = g.advanceDelta(u, text, deltaBase, deltaGen, &res); err != nil {
 				return res, err
 			}
 		}
@@ -166,6 +153,37 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 	}
 	res.Text = out.kept()
 	return res, nil
+}
+
+// step decodes the user's next tokens (the delta's are already on their
+// way through work) and writes the steered scores. On the first step both
+// models' logits must be finite.
+func (g *Generator) step(scores []float32, userNext []int32, useDelta, first bool, done <-chan deltaResult) error {
+	logits, userErr := g.User.Append(userNext)
+	if userErr == nil && first {
+		userErr = checkFinite("the user model", logits)
+	}
+	if userErr == nil {
+		logSoftmax(scores, logits, g.scratch)
+	}
+	if useDelta {
+		// Always wait for the delta, so that it is idle when we return.
+		d := <-done
+		if userErr != nil {
+			return fmt.Errorf("generate: user model: %w", userErr)
+		}
+		if d.err == nil && first {
+			d.err = checkFinite("the delta model", d.logits)
+		}
+		if d.err != nil {
+			return fmt.Errorf("generate: delta model: %w", d.err)
+		}
+		g.addDelta(scores, d.logits)
+	}
+	if userErr != nil {
+		return fmt.Errorf("generate: user model: %w", userErr)
+	}
+	return nil
 }
 
 type deltaResult struct {
@@ -256,6 +274,19 @@ func (g *Generator) addsSpacePrefix() bool {
 	return len(piece) > 1 && piece[0] == ' '
 }
 
+// checkFinite fails when logits hold a NaN or an infinity: a model with
+// corrupt (NaN) weights would otherwise "choose" token 0 or nothing at all
+// and end with empty text and no error. It runs once, on the first step:
+// such weights poison every row.
+func checkFinite(who string, logits []float32) error {
+	for i, v := range logits {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("%s's logits at the first step are not finite (logit %d is %g): are its weights corrupt (NaN)?", who, i, v)
+		}
+	}
+	return nil
+}
+
 func commonPrefix(a, b []int32) int {
 	n := min(len(a), len(b))
 	for i := 0; i < n; i++ {
@@ -305,11 +336,17 @@ func newStopWriter(stops []string, emit func(string) error) *stopWriter {
 // text before it has then been emitted).
 func (w *stopWriter) write(p []byte) (bool, error) {
 	w.pending = append(w.pending, p...)
+	// The stop string that starts earliest in the text wins, whatever its
+	// place in the list: the text before it is the text before any stop.
+	first := -1
 	for _, s := range w.stops {
-		if i := bytes.Index(w.pending, []byte(s)); i >= 0 {
-			w.pending = w.pending[:i]
-			return true, w.flush()
+		if i := bytes.Index(w.pending, []byte(s)); i >= 0 && (first < 0 || i < first) {
+			first = i
 		}
+	}
+	if first >= 0 {
+		w.pending = w.pending[:first]
+		return true, w.flush()
 	}
 	hold := 0
 	for _, s := range w.stops {
