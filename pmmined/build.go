@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unicode/utf8"
 )
 
 // Strategy names a rule for choosing the delta token of a user token.
@@ -167,38 +166,7 @@ func (x *deltaIndex) mapToken(user *Vocab, u int32, s Strategy) (int32, Kind) {
 			return x.byteToken[b], KindByte
 		}
 	}
-	text := user.Text(u)
-	if text == "" {
-		return -1, KindNone
-	}
-	key := unitKey(text)
-	if d := x.exact(key); d >= 0 {
-		return d, KindExact
-	}
-	if d := x.byteToken[text[0]]; d >= 0 {
-		// The 256 single-byte tokens of a byte-level vocabulary are its
-		// byte tokens. (A SentencePiece text token of one byte is not: the
-		// paper's rule treats it as text.)
-		if len(text) == 1 && user.Encoding == ByteLevel {
-			return d, KindByte
-		}
-		// Text the paper's rule cannot compare: it starts in the middle of a
-		// character or with an incomplete one.
-		if r, size := utf8.DecodeRuneInString(text); r == utf8.RuneError && size == 1 {
-			return d, KindLeadByte
-		}
-	}
-	switch s {
-	case PMMinED:
-		if d, _ := x.nearestPrefix(key, text, true); d >= 0 {
-			return d, KindPrefix
-		}
-	case MinED:
-		if d := x.nearestByEdit(key, text); d >= 0 {
-			return d, KindEdit
-		}
-	}
-	return -1, KindNone
+	return x.mapText(user.Text(u), user.Encoding == ByteLevel, s)
 }
 
 // special maps user token u if it is a special token: ok is true and d is

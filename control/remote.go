@@ -1,0 +1,225 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"unicode/utf8"
+)
+
+// Candidate is one token a remote engine offers for the next position. It is
+// known by its text: the engine's vocabulary is not at hand.
+type Candidate struct {
+	Text    string  // the bytes the token stands for
+	LogProb float64 // log-probability under the user model alone (over its whole vocabulary)
+	End     bool    // the token ends the text (end of sequence or of a turn)
+}
+
+// RemoteLM is a user model served by another engine. TopK returns the k
+// most likely next tokens after text (a few more are allowed), most likely
+// first.
+type RemoteLM interface {
+	TopK(ctx context.Context, text string, k int) ([]Candidate, error)
+}
+
+// TextMap maps the text of a user token onto the delta's vocabulary
+// (PM-MinED on text: pmmined.TextMapper). same reports that the delta token
+// stands for exactly that text, so the delta's context can be extended with
+// it instead of re-tokenising.
+type TextMap func(text string) (d int32, same bool)
+
+// RemoteGenerator steers a remote user model with a local delta. The engine
+// gives log-probabilities only for its top K tokens, so only those can be
+// chosen:
+//
+//	score[i] = logprob_user(c_i) + Alpha · delta[map(c_i)]   for the K candidates c_i
+//
+// where map(c_i) is the delta token PM-MinED picks for the candidate's text
+// (its end-of-sequence token for an end candidate; no shift when unmapped).
+// With Alpha 0 and greedy sampling it picks the engine's own greedy token.
+type RemoteGenerator struct {
+	User RemoteLM
+	K    int // candidates asked for per token
+
+	// Delta is nil to run the user model alone.
+	Delta    LM
+	DeltaTok Tokenizer
+	DeltaEOS int32 // the delta token an end candidate maps to (-1: none)
+	Map      TextMap
+	Alpha    float32
+
+	// step carries the delta bookkeeping of the local path: each step, the
+	// candidates are a vocabulary of their own, and step.Map maps them.
+	step    Generator
+	stepMap TokenMap
+	cache   map[string]mappedText
+}
+
+type mappedText struct {
+	d    int32
+	same bool
+}
+
+// RemoteResult summarises one remote generation.
+type RemoteResult struct {
+	// Result.Tokens stays empty: the engine's tokens are known by text only.
+	Result
+	// Pieces holds the text of each generated token; Ranks its rank among
+	// the engine's candidates (0: the engine's own first choice), so a rank
+	// above 0 is a token the delta (or sampling) chose instead.
+	Pieces []string
+	Ranks  []int
+}
+
+// Generate continues prompt, the user model's prompt as text, and, when a
+// delta is set, deltaPrompt (the delta's own prompt ids). It calls emit with
+// each new piece of text as Generator.Generate does. Candidates whose text is
+// not valid UTF-8 (part of a character) are never chosen: the next request
+// could not carry the text in JSON.
+func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaPrompt []int32, opt Options, emit func(piece string) error) (RemoteResult, error) {
+	var res RemoteResult
+	if g.K < 1 {
+		return res, fmt.Errorf("remote generate: top-k is %d, want at least 1", g.K)
+	}
+	useDelta := g.Delta != nil && g.Alpha != 0
+	if useDelta && len(deltaPrompt) == 0 {
+		return res, errors.New("remote generate: empty delta prompt")
+	}
+	if useDelta && g.Map == nil {
+		return res, errors.New("remote generate: a delta needs a text map")
+	}
+	s := &g.step
+	*s = Generator{Delta: g.Delta, DeltaTok: g.DeltaTok, Alpha: g.Alpha, Map: &g.stepMap,
+		scores: s.scores, scratch: s.scratch}
+	if g.cache == nil {
+		g.cache = make(map[string]mappedText)
+	}
+	sampler := NewSampler(opt.Sample, g.K+1)
+	out := newStopWriter(opt.Stop, emit)
+
+	var deltaNext, deltaGen []int32
+	deltaBase := 0
+	if useDelta {
+		deltaNext = deltaPrompt
+		deltaBase = g.Delta.Len() + len(deltaPrompt)
+		s.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
+		s.deltaSpacePrefix = s.addsSpacePrefix()
+	}
+	// The delta decodes while the engine answers: both need only the text
+	// chosen last.
+	var work chan []int32
+	var done chan deltaResult
+	if useDelta {
+		work, done = make(chan []int32), make(chan deltaResult, 1)
+		defer close(work)
+		go func() {
+			for tokens := range work {
+				logits, err := g.Delta.Append(tokens)
+				done <- deltaResult{logits, err}
+			}
+		}()
+	}
+	text := []byte(prompt)
+	gen := len(text) // where the generated text starts
+	for opt.MaxTokens <= 0 || len(res.Pieces) < opt.MaxTokens {
+		if err := ctx.Err(); err != nil {
+			res.FinishReason = "cancelled"
+			res.Text = out.kept()
+			return res, err
+		}
+		if useDelta {
+			work <- deltaNext
+		}
+		cands, err := g.User.TopK(ctx, string(text), g.K)
+		var dl []float32
+		if useDelta {
+			d := <-done
+			if err == nil && d.err != nil {
+				return res, fmt.Errorf("remote generate: delta model: %w", d.err)
+			}
+			dl = d.logits
+		}
+		if err != nil {
+			return res, fmt.Errorf("remote generate: user model: %w", err)
+		}
+		if len(cands) == 0 {
+			return res, errors.New("remote generate: the engine offered no candidates")
+		}
+		scores := g.scoreCandidates(cands, dl)
+		i := sampler.Sample(scores)
+		if math.IsInf(float64(scores[i]), -1) {
+			return res, fmt.Errorf("remote generate: none of the engine's %d candidates is whole UTF-8 text", len(cands))
+		}
+		c := cands[i]
+		if c.End {
+			res.FinishReason = "stop"
+			break
+		}
+		res.Pieces = append(res.Pieces, c.Text)
+		res.Ranks = append(res.Ranks, int(i))
+		start := len(text)
+		text = append(text, c.Text...)
+		if stopped, err := out.write(text[start:]); err != nil || stopped {
+			res.FinishReason = "stop"
+			res.Text = out.kept()
+			return res, err
+		}
+		if useDelta {
+			deltaNext, deltaGen, err = s.advanceDelta(i, text[gen:], deltaBase, deltaGen, &res.Result)
+			if err != nil {
+				return res, err
+			}
+		}
+	}
+	if res.FinishReason == "" {
+		res.FinishReason = "length"
+	}
+	if err := out.flush(); err != nil {
+		return res, err
+	}
+	res.Text = out.kept()
+	return res, nil
+}
+
+// scoreCandidates returns the candidates' scores: the engine's
+// log-probabilities plus Alpha × the delta's logits (dl, nil without a
+// delta) through this step's map, -Inf for text that is not whole UTF-8.
+// It leaves this step's map in g.stepMap for advanceDelta.
+func (g *RemoteGenerator) scoreCandidates(cands []Candidate, dl []float32) []float32 {
+	s := &g.step
+	scores := s.buffers(len(cands))
+	m := &g.stepMap
+	m.ToDelta, m.Same = m.ToDelta[:0], m.Same[:0]
+	for i, c := range cands {
+		scores[i] = float32(c.LogProb)
+		t := g.mapCandidate(c)
+		m.ToDelta, m.Same = append(m.ToDelta, t.d), append(m.Same, t.same)
+	}
+	if dl != nil {
+		s.addDelta(scores, dl)
+	}
+	for i, c := range cands {
+		if !c.End && !utf8.ValidString(c.Text) {
+			scores[i] = float32(math.Inf(-1))
+		}
+	}
+	return scores
+}
+
+// mapCandidate is the delta token of a candidate, remembered by text: an
+// engine offers the same few thousand pieces over and over.
+func (g *RemoteGenerator) mapCandidate(c Candidate) mappedText {
+	if c.End {
+		return mappedText{g.DeltaEOS, g.DeltaEOS >= 0}
+	}
+	if g.Map == nil {
+		return mappedText{-1, false}
+	}
+	t, ok := g.cache[c.Text]
+	if !ok {
+		t.d, t.same = g.Map(c.Text)
+		g.cache[c.Text] = t
+	}
+	return t
+}
