@@ -3,15 +3,19 @@ package data
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
-// Tokenizer turns text into token ids. llama.cpp's vocabulary has this
-// shape; tests use a fake.
+// Tokenizer turns text into token ids and ids back into text. llama.cpp's
+// vocabulary has this shape; tests use a fake.
 type Tokenizer interface {
 	// Tokenize splits text into tokens. addSpecial asks for the model's
 	// BOS/EOS around the text; parseSpecial lets text such as "<s>" become
 	// the special token instead of plain characters.
 	Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error)
+	// AppendPiece appends the text token id stands for (control tokens
+	// only when special is set).
+	AppendPiece(dst []byte, id int32, special bool) []byte
 }
 
 // NoToken marks an absent special token in Specials.
@@ -45,20 +49,18 @@ type EncodeStats struct {
 
 // Encode tokenizes each example as
 //
-//	[BOS] + tokens(prompt) + tokens(response) + [EOS]
+//	[BOS] + tokens(prompt + response) + [EOS]
 //
 // with labels on the response tokens and the EOS only. BOS is added when
 // sp.AddBOS is set; EOS when sp.EOS is not NoToken.
 //
-// The prompt and the response are tokenized separately (addSpecial and
-// parseSpecial false), so that the boundary between them is exact whatever
-// the tokenizer merges across it, and a "<|user|>"-like string inside user
-// data stays plain text. The consequence with SentencePiece vocabularies
-// (Llama) is that each piece gets its own leading word marker: the response
-// starts with "▁The", where the prompt and response read as one text would
-// give "The" after the prompt's final newline. The sequence decodes as
-// prompt + " " + response, and the delta learns responses that open with a
-// word-start token.
+// Prompt and response are tokenized as one text (addSpecial and
+// parseSpecial false, so a "<|user|>"-like string inside user data stays
+// plain text) and split where the response begins (see TokenizeJoined): the
+// model learns the tokens that the joined text really has, which is what
+// TOFU and other Hugging Face pipelines train on. Tokenizing the two
+// separately would give each its own SentencePiece word marker ("Answer: "
+// then "▁The": two spaces) and tokens that text never contains.
 //
 // With maxLen > 0, a sequence longer than maxLen tokens keeps its prompt and
 // as much of its response as fits (at least one token), and loses its EOS;
@@ -72,22 +74,17 @@ func Encode(tok Tokenizer, sp Specials, tmpl Template, examples []Example, maxLe
 	stats := EncodeStats{Examples: len(examples)}
 	var seqs []Sequence
 	for _, ex := range examples {
-		prompt, err := tok.Tokenize(tmpl.Prompt(ex), false, false)
+		joined, split, err := TokenizeJoined(tok, tmpl.Prompt(ex), ex.Output)
 		if err != nil {
-			return nil, EncodeStats{}, fmt.Errorf("encode %s: tokenize prompt: %w", ex.Source, err)
-		}
-		response, err := tok.Tokenize(ex.Output, false, false)
-		if err != nil {
-			return nil, EncodeStats{}, fmt.Errorf("encode %s: tokenize response: %w", ex.Source, err)
+			return nil, EncodeStats{}, fmt.Errorf("encode %s: %w", ex.Source, err)
 		}
 
-		tokens := make([]int32, 0, len(prompt)+len(response)+2)
+		tokens := make([]int32, 0, len(joined)+2)
 		if sp.AddBOS {
 			tokens = append(tokens, sp.BOS)
 		}
-		tokens = append(tokens, prompt...)
-		promptLen := len(tokens)
-		tokens = append(tokens, response...)
+		promptLen := len(tokens) + split
+		tokens = append(tokens, joined...)
 		if sp.EOS != NoToken {
 			tokens = append(tokens, sp.EOS)
 		}
@@ -122,4 +119,55 @@ func Encode(tok Tokenizer, sp Specials, tmpl Template, examples []Example, maxLe
 		stats.LabelTokens += labelled
 	}
 	return seqs, stats, nil
+}
+
+// TokenizeJoined tokenizes prompt + response as one text, without special
+// tokens, and returns its tokens with split, the index of the first response
+// token: the first token whose text starts at or after the response's first
+// character. A token that straddles the boundary (SentencePiece's "▁The"
+// after a prompt ending in a space) therefore counts as prompt, the way
+// TOFU's label mask treats it, and the response's tokens are exactly the
+// ones the joined text has.
+//
+// Token positions come from the tokens' own text (AppendPiece). A tokenizer
+// may add one leading space (SentencePiece's dummy prefix); when the pieces
+// still do not spell the prompt (an unknown character, a normalisation), the
+// split falls back to the number of tokens of the prompt alone, which is how
+// TOFU counts its question tokens.
+func TokenizeJoined(tok Tokenizer, prompt, response string) (tokens []int32, split int, err error) {
+	text := prompt + response
+	tokens, err = tok.Tokenize(text, false, false)
+	if err != nil {
+		return nil, 0, fmt.Errorf("tokenize prompt and response: %w", err)
+	}
+	var spelled []byte
+	ends := make([]int, len(tokens)) // byte offset in spelled after each token
+	for i, id := range tokens {
+		spelled = tok.AppendPiece(spelled, id, false)
+		ends[i] = len(spelled)
+	}
+	shift := -1 // bytes the tokenizer put before the text
+	switch {
+	case strings.HasPrefix(string(spelled), prompt):
+		shift = 0
+	case len(spelled) > 0 && spelled[0] == ' ' && strings.HasPrefix(string(spelled[1:]), prompt):
+		shift = 1
+	}
+	if shift < 0 {
+		alone, err := tok.Tokenize(prompt, false, false)
+		if err != nil {
+			return nil, 0, fmt.Errorf("tokenize prompt: %w", err)
+		}
+		return tokens, min(len(alone), len(tokens)), nil
+	}
+	// Token i starts where token i-1 ended; the first one at the text's
+	// start even when its piece carries the added space.
+	start := 0
+	for i := range tokens {
+		if max(start-shift, 0) >= len(prompt) {
+			return tokens, i, nil
+		}
+		start = ends[i]
+	}
+	return tokens, len(tokens), nil
 }

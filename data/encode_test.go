@@ -22,6 +22,13 @@ func (b byteTokenizer) Tokenize(text string, addSpecial, parseSpecial bool) ([]i
 	return ids, nil
 }
 
+func (byteTokenizer) AppendPiece(dst []byte, id int32, _ bool) []byte {
+	if id < 3 {
+		return dst // BOS, EOS: control tokens have no text
+	}
+	return append(dst, byte(id-3))
+}
+
 // tok is the byteTokenizer id of each byte of s.
 func tok(s string) []int32 {
 	ids, _ := byteTokenizer{}.Tokenize(s, false, false)
@@ -184,18 +191,128 @@ func (f failingTokenizer) Tokenize(text string, _, _ bool) ([]int32, error) {
 	return []int32{7}, nil
 }
 
+func (failingTokenizer) AppendPiece(dst []byte, _ int32, _ bool) []byte { return append(dst, '?') }
+
 func TestEncodeErrors(t *testing.T) {
 	examples := []Example{{Instruction: "a", Output: "b", Source: "f.json:#0"}, {Instruction: "a", Output: "bad", Source: "f.json:#1"}}
 	_, _, err := Encode(failingTokenizer{on: "bad"}, llama, OpenInstruct{}, examples, 0)
-	if err == nil || err.Error() != "encode f.json:#1: tokenize response: invalid UTF-8" {
-		t.Errorf("got %v", err)
-	}
-	_, _, err = Encode(failingTokenizer{on: "user"}, llama, OpenInstruct{}, examples, 0)
-	if err == nil || err.Error() != "encode f.json:#0: tokenize prompt: invalid UTF-8" {
+	if err == nil || err.Error() != "encode f.json:#1: tokenize prompt and response: invalid UTF-8" {
 		t.Errorf("got %v", err)
 	}
 	_, _, err = Encode(byteTokenizer{t}, Specials{BOS: NoToken, EOS: eos, AddBOS: true}, Raw{}, examples, 0)
 	if err == nil || !strings.Contains(err.Error(), "no BOS") {
 		t.Errorf("AddBOS without BOS: got %v", err)
+	}
+}
+
+// spTokenizer imitates SentencePiece: it puts a space (the "▁" word marker)
+// before the text, then takes the longest piece of its vocabulary at each
+// position, one byte otherwise. Pieces are ids 3 on (1 and 2 are BOS and
+// EOS); a byte b is id 1000+b.
+// Bytes in unknown become the piece "?" (an <unk> without byte fallback).
+type spTokenizer struct {
+	pieces  []string
+	unknown string
+}
+
+func (s spTokenizer) Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error) {
+	text = " " + text
+	var ids []int32
+	for len(text) > 0 {
+		best, n := int32(1000+int32(text[0])), 1
+		if strings.IndexByte(s.unknown, text[0]) >= 0 {
+			best = 0
+		}
+		for i, p := range s.pieces {
+			if len(p) > n && strings.HasPrefix(text, p) {
+				best, n = int32(i+3), len(p)
+			}
+		}
+		ids = append(ids, best)
+		text = text[n:]
+	}
+	return ids, nil
+}
+
+func (s spTokenizer) AppendPiece(dst []byte, id int32, _ bool) []byte {
+	switch {
+	case id == 0:
+		return append(dst, '?')
+	case id < 3:
+		return dst // BOS, EOS
+	case id >= 1000:
+		return append(dst, byte(id-1000))
+	}
+	return append(dst, s.pieces[id-3]...)
+}
+
+// spell is the text of each token, for messages.
+func (s spTokenizer) spell(ids []int32) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = string(s.AppendPiece(nil, id, false))
+	}
+	return out
+}
+
+// TestTokenizeJoined: prompt and response are tokenized as one text and
+// split at the first token that starts inside the response.
+func TestTokenizeJoined(t *testing.T) {
+	sp := spTokenizer{pieces: []string{" Question", ":", " Who", "?", "\n", "Answer", " ", " The", "The", " cat", " <|user|>", "<|assistant|>"}, unknown: "%"}
+	for _, tc := range []struct {
+		name, prompt, response string
+		want                   []string // response tokens
+		wantPrompt             int      // tokens before them
+	}{
+		// " The" starts at the prompt's trailing space: it goes with the
+		// prompt, as TOFU's mask has it, and is not " The" twice.
+		{"qa straddles", "Question: Who?\nAnswer: ", "The cat", []string{" cat"}, 8},
+		{"qa no space", "Question: Who?\nAnswer:", " The cat", []string{" The", " cat"}, 7},
+		// After a newline the response starts without a word marker.
+		{"open-instruct", "<|user|>\nWho?\n<|assistant|>\n", "The cat", []string{"The", " cat"}, 9},
+		{"empty prompt: the added space is no prompt", "", "The cat", []string{" The", " cat"}, 0},
+		{"empty response", "Question: Who?", "", []string{}, 4},
+		// "%" is unknown and spells "?": the prompt is counted on its own.
+		{"pieces do not spell the prompt", "Who %", "The", []string{"The"}, 3},
+	} {
+		tokens, split, err := TokenizeJoined(sp, tc.prompt, tc.response)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		all, _ := sp.Tokenize(tc.prompt+tc.response, false, false)
+		if !reflect.DeepEqual(tokens, all) {
+			t.Errorf("%s: tokens %q, want those of the joined text %q", tc.name, sp.spell(tokens), sp.spell(all))
+		}
+		if got := sp.spell(tokens[split:]); split != tc.wantPrompt || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: split %d, response tokens %q; want %d, %q (all: %q)", tc.name, split, got, tc.wantPrompt, tc.want, sp.spell(tokens))
+		}
+	}
+}
+
+// TestEncodeJoined: training sequences hold the joined text's tokens, with
+// labels from the split on.
+func TestEncodeJoined(t *testing.T) {
+	sp := spTokenizer{pieces: []string{" Question", ":", " Who", "?", "\n", "Answer", " ", " The", "The", " cat"}}
+	seqs, _, err := Encode(sp, llama, QA{}, []Example{{Instruction: "Who?", Output: "The cat"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined, _ := sp.Tokenize("Question: Who?\nAnswer: The cat", false, false)
+	want := append(append([]int32{bos}, joined...), eos)
+	if !reflect.DeepEqual(seqs[0].Tokens, want) {
+		t.Fatalf("tokens %v, want BOS + the joined text's %v + EOS", seqs[0].Tokens, want)
+	}
+	// Labels start at the position before " cat" (index 9 with BOS).
+	var labelled []string
+	for i, l := range seqs[0].Labels {
+		if l != NoToken {
+			if i < 8 {
+				t.Errorf("label at prompt position %d", i)
+			}
+			labelled = append(labelled, string(sp.AppendPiece(nil, l, false)))
+		}
+	}
+	if !reflect.DeepEqual(labelled, []string{" cat", ""}) {
+		t.Errorf("labels spell %q, want \" cat\" and EOS", labelled)
 	}
 }
