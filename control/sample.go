@@ -22,20 +22,51 @@ type SampleOptions struct {
 
 // Sampler draws token ids from score vectors. It keeps its scratch buffers
 // between calls so that sampling allocates nothing per token.
+//
+// Nothing here sorts the vocabulary: with a vocabulary of V tokens, top-k
+// is a bounded min-heap (O(V log k)), the nucleus without top-k is found by
+// a histogram of the probabilities and a weighted selection inside the one
+// histogram bucket where the nucleus ends (O(V)), and plain temperature
+// sampling is a softmax and one walk (O(V)). Only the k survivors of top-k
+// are sorted when top-p then needs their order.
 type Sampler struct {
-	opt   SampleOptions
-	rng   *rand.Rand
-	cand  []int32   // candidate token ids
-	probs []float64 // their probabilities, aligned with cand
+	opt SampleOptions
+	rng *rand.Rand
+	// weight[id] is exp((score[id] − best) / T), the unnormalised
+	// probability, for the ids in cand (other entries are stale).
+	weight []float64
+	cand   []int32 // the ids that may be drawn
+	tail   []int32 // the ids in the bucket where the nucleus ends
+	mass   [nucleusBuckets]float64
 }
+
+// The nucleus histogram: bucket b holds the tokens whose scaled score
+// x = (score − best)/T lies in (−(b+1)/bucketsPerNat, −b/bucketsPerNat];
+// the last bucket also takes everything below, whose probability relative
+// to the best token is under e^−32 ≈ 1e−14. The sizes only trade the cost
+// of the final selection against that of the histogram; the nucleus is the
+// same for any choice.
+const (
+	nucleusBuckets = 512
+	bucketsPerNat  = 16
+)
 
 // NewSampler returns a sampler for vocabularies of n tokens.
 func NewSampler(opt SampleOptions, n int) *Sampler {
-	return &Sampler{
-		opt:   opt,
-		rng:   rand.New(rand.NewPCG(opt.Seed, opt.Seed^0x9e3779b97f4a7c15)),
-		cand:  make([]int32, 0, n),
-		probs: make([]float64, 0, n),
+	s := &Sampler{opt: opt, rng: rand.New(rand.NewPCG(opt.Seed, opt.Seed^0x9e3779b97f4a7c15))}
+	if opt.Temperature > 0 {
+		s.grow(n)
+	}
+	return s
+}
+
+// grow sizes the scratch buffers for a vocabulary of n tokens; it
+// allocates only when n exceeds every size seen before.
+func (s *Sampler) grow(n int) {
+	if len(s.weight) < n {
+		s.weight = make([]float64, n)
+		s.cand = make([]int32, 0, n)
+		s.tail = make([]int32, 0, n)
 	}
 }
 
@@ -44,83 +75,225 @@ func (s *Sampler) Sample(scores []float32) int32 {
 	if s.opt.Temperature <= 0 {
 		return argmax(scores)
 	}
-	s.candidates(scores)
-	// Softmax over the candidates at the temperature, in float64 so that a
-	// long tail of tiny probabilities does not vanish.
-	inv := 1 / s.opt.Temperature
-	best := float64(scores[s.cand[0]])
-	for _, id := range s.cand {
-		best = math.Max(best, float64(scores[id]))
-	}
-	s.probs = s.probs[:0]
-	var sum float64
-	for _, id := range s.cand {
-		p := math.Exp((float64(scores[id]) - best) * inv)
-		s.probs = append(s.probs, p)
-		sum += p
-	}
-	if p := s.opt.TopP; p > 0 && p < 1 {
-		s.nucleus(sum, p)
-		sum = 0
-		for _, q := range s.probs {
-			sum += q
-		}
+	s.grow(len(scores))
+	sum := s.candidates(scores)
+	if len(s.cand) == 0 || !(sum > 0) {
+		// Every score is −Inf or NaN: nothing has a probability.
+		return argmax(scores)
 	}
 	r := s.rng.Float64() * sum
-	for i, p := range s.probs {
-		r -= p
-		if r <= 0 {
+	for _, id := range s.cand {
+		w := s.weight[id]
+		if r < w {
+			return id
+		}
+		r -= w
+	}
+	// Rounding left r a hair above the last weight.
+	for i := len(s.cand) - 1; ; i-- {
+		if s.weight[s.cand[i]] > 0 {
 			return s.cand[i]
 		}
 	}
-	return s.cand[len(s.cand)-1]
 }
 
-// candidates fills s.cand with the ids that may be drawn: all finite
-// scores, or the top K (sorted by score, highest first) when TopK is set or
-// TopP needs an order.
-func (s *Sampler) candidates(scores []float32) {
-	s.cand = s.cand[:0]
-	k := s.opt.TopK
-	needOrder := s.opt.TopP > 0 && s.opt.TopP < 1
-	if k <= 0 || k >= len(scores) {
-		for id, v := range scores {
-			if !math.IsInf(float64(v), -1) {
-				s.cand = append(s.cand, int32(id))
-			}
-		}
-		if needOrder {
+// candidates fills s.cand with the ids that may be drawn and s.weight with
+// their unnormalised probabilities, and returns the sum of those: the
+// top-k, then the nucleus of what is left, each only when set.
+func (s *Sampler) candidates(scores []float32) float64 {
+	k, p := s.opt.TopK, s.opt.TopP
+	nucleus := p > 0 && p < 1
+	if k > 0 && k < len(scores) {
+		s.topK(scores, k)
+		if nucleus {
+			// The k survivors are few: sort them and cut the nucleus as a
+			// prefix.
 			slices.SortFunc(s.cand, func(a, b int32) int { return cmpDesc(scores[a], scores[b]) })
+			total := s.weigh(scores, s.cand)
+			return s.prefixNucleus(total, p)
 		}
-		return
+		return s.weigh(scores, s.cand)
 	}
-	// A min-heap of the K best so far: O(n log K), no full sort.
-	h := s.cand
-	for id := range scores {
-		switch {
-		case len(h) < k:
-			h = append(h, int32(id))
-			siftUp(h, scores, len(h)-1)
-		case scores[id] > scores[h[0]]:
+	if nucleus {
+		return s.histogramNucleus(scores, p)
+	}
+	s.cand = s.cand[:0]
+	for id, v := range scores {
+		if v >= -math.MaxFloat32 { // finite or +Inf; not −Inf, not NaN
+			s.cand = append(s.cand, int32(id))
+		}
+	}
+	return s.weigh(scores, s.cand)
+}
+
+// topK leaves the ids of the k highest scores in s.cand, in heap order.
+// A min-heap of the k best so far: most tokens lose a single comparison
+// against the heap's smallest, so this is close to one pass over scores.
+func (s *Sampler) topK(scores []float32, k int) {
+	h := s.cand[:0]
+	for id := range k {
+		h = append(h, int32(id))
+		siftUp(h, scores, id)
+	}
+	floor := scores[h[0]]
+	for id := k; id < len(scores); id++ {
+		if scores[id] > floor {
 			h[0] = int32(id)
 			siftDown(h, scores, 0)
+			floor = scores[h[0]]
 		}
 	}
 	s.cand = h
-	slices.SortFunc(s.cand, func(a, b int32) int { return cmpDesc(scores[a], scores[b]) })
 }
 
-// nucleus cuts the (sorted) candidates to the smallest prefix whose mass
-// reaches p of the total.
-func (s *Sampler) nucleus(total, p float64) {
-	var acc float64
-	for i, q := range s.probs {
-		acc += q
-		if acc >= p*total {
-			s.cand, s.probs = s.cand[:i+1], s.probs[:i+1]
-			return
+// weigh sets s.weight for ids at the temperature, relative to their best
+// score (in float64, so that a long tail of tiny probabilities does not
+// vanish), and returns their sum.
+func (s *Sampler) weigh(scores []float32, ids []int32) float64 {
+	best := float32(math.Inf(-1))
+	for _, id := range ids {
+		if v := scores[id]; v > best {
+			best = v
 		}
 	}
+	inv := 1 / s.opt.Temperature
+	var sum float64
+	for _, id := range ids {
+		w := expNonPositive((float64(scores[id]) - float64(best)) * inv)
+		s.weight[id] = w
+		sum += w
+	}
+	return sum
+}
+
+// prefixNucleus cuts the candidates, sorted best first, to the shortest
+// prefix whose mass reaches p of total, and returns that prefix's mass.
+func (s *Sampler) prefixNucleus(total, p float64) float64 {
+	var acc float64
+	for i, id := range s.cand {
+		acc += s.weight[id]
+		if acc >= p*total {
+			s.cand = s.cand[:i+1]
+			return acc
+		}
+	}
+	return acc
+}
+
+// histogramNucleus leaves in s.cand the nucleus of the whole vocabulary:
+// the fewest most probable tokens whose mass reaches p of the total. A
+// histogram of the mass by score finds the bucket where the nucleus ends;
+// every token above that bucket is in, and only the tokens inside it are
+// ranked, by a weighted selection. It returns the nucleus's mass.
+func (s *Sampler) histogramNucleus(scores []float32, p float64) float64 {
+	best := float32(math.Inf(-1))
+	for _, v := range scores {
+		if v > best {
+			best = v
+		}
+	}
+	inv := 1 / s.opt.Temperature
+	clear(s.mass[:])
+	var total float64
+	for id, v := range scores {
+		x := (float64(v) - float64(best)) * inv
+		w := expNonPositive(x)
+		s.weight[id] = w
+		if w > 0 {
+			s.mass[bucketOf(x)] += w
+			total += w
+		}
+	}
+	// The first bucket at which the running mass reaches the target.
+	target := p * total
+	var above float64 // mass of the buckets before cut
+	var cut int
+	for b, m := range s.mass {
+		if above+m >= target || b == nucleusBuckets-1 {
+			cut = b
+			break
+		}
+		above += m
+	}
+	s.cand, s.tail = s.cand[:0], s.tail[:0]
+	for id, v := range scores {
+		if !(s.weight[id] > 0) {
+			continue
+		}
+		switch b := bucketOf((float64(v) - float64(best)) * inv); {
+		case b < cut:
+			s.cand = append(s.cand, int32(id))
+		case b == cut:
+			s.tail = append(s.tail, int32(id))
+		}
+	}
+	n, mass := heaviestReaching(s.tail, s.weight, target-above)
+	s.cand = append(s.cand, s.tail[:n]...)
+	return above + mass
+}
+
+// bucketOf returns the histogram bucket of a scaled score x ≤ 0.
+func bucketOf(x float64) int {
+	b := -x * bucketsPerNat
+	if b >= nucleusBuckets-1 {
+		return nucleusBuckets - 1
+	}
+	return int(b)
+}
+
+// heaviestReaching reorders ids so that the first n have the largest
+// weights and are the fewest whose weights sum to at least need, and
+// returns n and their sum (all of ids when even their sum falls short, as
+// rounding can make it). It is quickselect on the cumulative weight: each
+// round partitions the open range around a pivot weight into heavier,
+// equal and lighter, and keeps only the part where the sum reaches need,
+// so the work is linear in len(ids) on average and nothing is sorted.
+func heaviestReaching(ids []int32, weight []float64, need float64) (int, float64) {
+	lo, hi := 0, len(ids) // ids[:lo] are taken; the answer ends in [lo, hi]
+	var taken float64
+	for hi-lo > 0 {
+		pivot := medianOf3(weight[ids[lo]], weight[ids[lo+(hi-lo)/2]], weight[ids[hi-1]])
+		// Dutch-flag partition of ids[lo:hi]: heavier | equal | lighter.
+		gt, i, lt := lo, lo, hi
+		var heavier float64
+		for i < lt {
+			switch w := weight[ids[i]]; {
+			case w > pivot:
+				heavier += w
+				ids[gt], ids[i] = ids[i], ids[gt]
+				gt++
+				i++
+			case w < pivot:
+				lt--
+				ids[lt], ids[i] = ids[i], ids[lt]
+			default:
+				i++
+			}
+		}
+		if taken+heavier >= need {
+			hi = gt // the nucleus ends among the heavier ones
+			continue
+		}
+		taken += heavier
+		for j := gt; j < lt; j++ { // the equal ones, one at a time
+			taken += pivot
+			if taken >= need {
+				return j + 1, taken
+			}
+		}
+		lo = lt
+	}
+	return lo, taken
+}
+
+func medianOf3(a, b, c float64) float64 {
+	if a > b {
+		a, b = b, a
+	}
+	if b > c {
+		b = c
+	}
+	return max(a, b)
 }
 
 func cmpDesc(a, b float32) int {
@@ -133,14 +306,44 @@ func cmpDesc(a, b float32) int {
 	return 0
 }
 
+// argmax returns the index of the largest element, the first on ties.
 func argmax(x []float32) int32 {
-	best := 0
+	best, top := 0, float32(math.Inf(-1))
 	for i, v := range x {
-		if v > x[best] {
-			best = i
+		if v > top {
+			best, top = i, v
 		}
 	}
 	return int32(best)
+}
+
+// expNonPositive is e^x for x ≤ 0 (and 0 for −Inf), to within a few ulps of
+// math.Exp but several times faster: the sampler takes one per token of the
+// vocabulary. x = k·ln2 + r with |r| ≤ ln2/2, e^r by its Taylor series to
+// r^12 (truncation below 2e−16), times 2^k built from the exponent bits.
+// Below −708 the result is subnormal, and math.Exp handles it.
+func expNonPositive(x float64) float64 {
+	if x < -708 || x != x {
+		return math.Exp(x)
+	}
+	const ln2Hi, ln2Lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+	const shifter = 0x1.8p52 // adding and subtracting it rounds to an integer
+	k := (x*math.Log2E + shifter) - shifter
+	r := (x - k*ln2Hi) - k*ln2Lo
+	p := 1.0 / 479001600 // 1/12!
+	p = p*r + 1.0/39916800
+	p = p*r + 1.0/3628800
+	p = p*r + 1.0/362880
+	p = p*r + 1.0/40320
+	p = p*r + 1.0/5040
+	p = p*r + 1.0/720
+	p = p*r + 1.0/120
+	p = p*r + 1.0/24
+	p = p*r + 1.0/6
+	p = p*r + 0.5
+	p = p*r + 1
+	p = p*r + 1
+	return p * math.Float64frombits(uint64(int64(k)+1023)<<52)
 }
 
 // siftUp and siftDown keep ids a min-heap by score. (container/heap would
