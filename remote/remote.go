@@ -1,0 +1,310 @@
+// Package remote talks to a user LLM served by another engine over the
+// OpenAI-compatible HTTP API that vLLM, llama.cpp's server, SGLang, TGI and
+// cmc serve itself speak, so that cmc can steer a model too large for one
+// machine.
+//
+// Cross-model Control needs the user model's scores for the next token. An
+// engine gives them only for its most likely tokens: Client.TopK asks for
+// one token (POST /v1/completions, max_tokens 1, temperature 0) with the k
+// most likely next tokens and their log-probabilities, and returns those k
+// candidates by their text. Engines keep the prompt's KV cache between such
+// requests (prefix caching), so each step decodes about one token.
+//
+// Two response shapes are read:
+//
+//   - OpenAI's legacy completions shape (vLLM, SGLang, OpenAI):
+//     choices[0].logprobs.top_logprobs[0] is a map {token text: logprob},
+//     tokens[0] the token the engine chose itself.
+//   - The chat shape that llama.cpp's server also answers completions with:
+//     choices[0].logprobs.content[0] is {token, logprob, bytes,
+//     top_logprobs: [{token, logprob, bytes}]}.
+//
+// A token whose text is not valid UTF-8 arrives as "bytes:\xe2\x80" (the
+// legacy shape's escape) or with its bytes listed; both are decoded.
+package remote
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cmc-dev/cmc/control"
+)
+
+// IsURL reports whether a --model value names a served model rather than a
+// file: an http or https URL.
+func IsURL(model string) bool {
+	return strings.HasPrefix(model, "http://") || strings.HasPrefix(model, "https://")
+}
+
+// Client asks one served model for next-token candidates. It implements
+// control.RemoteLM.
+type Client struct {
+	// BaseURL ends in the API's version, e.g. http://10.0.0.5:8000/v1.
+	BaseURL string
+	// APIKey is sent as "Authorization: Bearer KEY" when set.
+	APIKey string
+	// Model is the "model" field of each request (the served name).
+	Model string
+	HTTP  *http.Client
+}
+
+// New checks baseURL and returns a client for the model it serves. An empty
+// model name is resolved by asking the engine for its models (GET
+// /v1/models), which works when it serves exactly one.
+func New(ctx context.Context, baseURL, apiKey, model string) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("remote model %q: want a URL like http://HOST:PORT/v1", baseURL)
+	}
+	c := &Client{
+		BaseURL: strings.TrimSuffix(baseURL, "/"),
+		APIKey:  apiKey,
+		Model:   model,
+		// No overall timeout: a step is one token, but the first one may
+		// wait for a long prompt; cancellation comes from the context.
+		HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}},
+	}
+	if model == "" {
+		if c.Model, err = c.onlyModel(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// onlyModel returns the id of the one model the engine serves.
+func (c *Client) onlyModel(ctx context.Context) (string, error) {
+	var list struct {
+		Data []struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/models", nil, &list); err != nil {
+		return "", err
+	}
+	var ids []string
+	for _, m := range list.Data {
+		ids = append(ids, m.ID)
+	}
+	if len(ids) != 1 {
+		return "", fmt.Errorf("%s/models lists %d models %q: name one with --remote-model", c.BaseURL, len(ids), ids)
+	}
+	return ids[0], nil
+}
+
+// completionRequest is what TopK sends: one greedy token with its
+// alternatives. Engines that cap logprobs (OpenAI at 5) answer 400, which
+// TopK passes on with the engine's message.
+type completionRequest struct {
+	Model       string  `json:"model"`
+	Prompt      string  `json:"prompt"`
+	MaxTokens   int     `json:"max_tokens"`
+	Temperature float64 `json:"temperature"`
+	Logprobs    int     `json:"logprobs"`
+	Stream      bool    `json:"stream"`
+}
+
+type completionResponse struct {
+	Choices []struct {
+		Text         string        `json:"text"`
+		FinishReason string        `json:"finish_reason"`
+		Logprobs     *logprobsBody `json:"logprobs"`
+	} `json:"choices"`
+}
+
+// logprobsBody holds both shapes; one of them is filled.
+type logprobsBody struct {
+	// The legacy completions shape.
+	Tokens      []string             `json:"tokens"`
+	TopLogprobs []map[string]float64 `json:"top_logprobs"`
+	// The chat shape.
+	Content []struct {
+		chatLogprob
+		TopLogprobs []chatLogprob `json:"top_logprobs"`
+	} `json:"content"`
+}
+
+type chatLogprob struct {
+	Token   string  `json:"token"`
+	Logprob float64 `json:"logprob"`
+	Bytes   []byte  `json:"bytes"` // a JSON array of numbers, not base64: see UnmarshalJSON
+}
+
+// UnmarshalJSON reads "bytes" as the list of numbers engines send.
+func (p *chatLogprob) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Token   string  `json:"token"`
+		Logprob float64 `json:"logprob"`
+		Bytes   []int   `json:"bytes"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	p.Token, p.Logprob, p.Bytes = raw.Token, raw.Logprob, nil
+	for _, v := range raw.Bytes {
+		if v < 0 || v > 255 {
+			return fmt.Errorf("logprobs: byte %d of token %q is outside 0..255", v, raw.Token)
+		}
+		p.Bytes = append(p.Bytes, byte(v))
+	}
+	return nil
+}
+
+// TopK returns the k most likely tokens after prompt under the served model,
+// most likely first. Engines may add the token they chose to the k (vLLM
+// does when it is not among them), so there may be k+1. A candidate is
+// marked End when it ends the text: the engine stopped on it (finish_reason
+// "stop"), or it stands for no text at all (an end-of-sequence token whose
+// name the engine does not print).
+func (c *Client) TopK(ctx context.Context, prompt string, k int) ([]control.Candidate, error) {
+	var resp completionResponse
+	req := completionRequest{Model: c.Model, Prompt: prompt, MaxTokens: 1, Logprobs: k}
+	if err := c.do(ctx, http.MethodPost, "/completions", req, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.Choices) == 0 {
+		return nil, fmt.Errorf("%s/completions: the answer has no choices", c.BaseURL)
+	}
+	ch := resp.Choices[0]
+	cands, chosen, err := parseLogprobs(ch.Logprobs)
+	if err != nil {
+		return nil, fmt.Errorf("%s/completions: %w", c.BaseURL, err)
+	}
+	if chosen == "" && len(cands) > 0 {
+		chosen = cands[0].Text // temperature 0: the engine took the most likely
+	}
+	for i := range cands {
+		if cands[i].Text == "" || (ch.FinishReason == "stop" && cands[i].Text == chosen) {
+			cands[i].End = true
+		}
+	}
+	return cands, nil
+}
+
+// parseLogprobs reads the first position's candidates from either shape,
+// sorted by log-probability (then text, for a stable order), and the text of
+// the token the engine chose when the answer names it.
+func parseLogprobs(lp *logprobsBody) (cands []control.Candidate, chosen string, err error) {
+	switch {
+	case lp == nil:
+		return nil, "", errors.New(`the answer has no "logprobs": the engine ignores the field (llama.cpp's server needs a recent build)`)
+	case len(lp.TopLogprobs) > 0:
+		for text, v := range lp.TopLogprobs[0] {
+			cands = append(cands, control.Candidate{Text: tokenText(text, nil), LogProb: v})
+		}
+		if len(lp.Tokens) > 0 {
+			chosen = tokenText(lp.Tokens[0], nil)
+		}
+	case len(lp.Content) > 0:
+		first := lp.Content[0]
+		for _, p := range first.TopLogprobs {
+			cands = append(cands, control.Candidate{Text: tokenText(p.Token, p.Bytes), LogProb: p.Logprob})
+		}
+		chosen = tokenText(first.Token, first.Bytes)
+	default:
+		return nil, "", errors.New(`"logprobs" holds neither "top_logprobs" nor "content" for the new token`)
+	}
+	if len(cands) == 0 {
+		return nil, "", errors.New(`"logprobs" lists no candidates for the new token`)
+	}
+	slices.SortFunc(cands, func(a, b control.Candidate) int {
+		if c := cmp.Compare(b.LogProb, a.LogProb); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Text, b.Text)
+	})
+	return cands, chosen, nil
+}
+
+// tokenText is the text a candidate stands for: its bytes when the engine
+// lists them, else its name with the legacy "bytes:\xNN" escape undone.
+func tokenText(token string, raw []byte) string {
+	if raw != nil {
+		return string(raw)
+	}
+	hex, ok := strings.CutPrefix(token, "bytes:")
+	if !ok {
+		return token
+	}
+	var b []byte
+	for len(hex) >= 4 && hex[0] == '\\' && hex[1] == 'x' {
+		v, err := strconv.ParseUint(hex[2:4], 16, 8)
+		if err != nil {
+			return token
+		}
+		b = append(b, byte(v))
+		hex = hex[4:]
+	}
+	if hex != "" {
+		return token
+	}
+	return string(b)
+}
+
+// do sends one request and decodes the JSON answer into out; an answer that
+// is not 200 becomes an error carrying the engine's own message.
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
+	if err != nil {
+		return fmt.Errorf("remote model: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("remote model: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read the answer: %w", method, c.BaseURL+path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s: %s", method, c.BaseURL+path, resp.Status, errorMessage(b))
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: the answer is not the expected JSON: %w", method, c.BaseURL+path, err)
+	}
+	return nil
+}
+
+// errorMessage picks the message out of an OpenAI-shaped error body, or
+// returns the start of the body as it is.
+func errorMessage(body []byte) string {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+		return e.Error.Message
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}

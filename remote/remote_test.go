@@ -1,0 +1,165 @@
+package remote
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/cmc-dev/cmc/control"
+)
+
+// counter is a scripted model whose next token depends on the text: after
+// "... N" it says " N+1" most likely, " N+2" next, and "" (its end token)
+// once the count reaches 5.
+func counter(text string) (best, second string, ended bool) {
+	fields := strings.Fields(text)
+	var n int
+	fmt.Sscan(fields[len(fields)-1], &n)
+	return fmt.Sprintf(" %d", n+1), fmt.Sprintf(" %d", n+2), n >= 5
+}
+
+// fakeEngine answers /v1/completions in the legacy shape (chat false) or in
+// the chat shape llama.cpp's server uses (chat true), and checks each request
+// as an engine would see it.
+func fakeEngine(t *testing.T, chat bool) (*httptest.Server, *[]string) {
+	var prompts []string
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"object":"list","data":[{"id":"counter-70b","object":"model"}]}`)
+	})
+	mux.HandleFunc("POST /v1/completions", func(w http.ResponseWriter, r *http.Request) {
+		if got := r.Header.Get("Authorization"); got != "Bearer sekret" {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":{"message":"bad key","type":"invalid_request_error"}}`)
+			return
+		}
+		var req map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			t.Errorf("request body: %v", err)
+		}
+		if req["model"] != "counter-70b" || req["max_tokens"] != 1.0 || req["temperature"] != 0.0 || req["logprobs"] != 3.0 {
+			t.Errorf("request %v: want model counter-70b, one greedy token, logprobs 3", req)
+		}
+		prompt := req["prompt"].(string)
+		prompts = append(prompts, prompt)
+		best, second, ended := counter(prompt)
+		finish, chosen := "length", best
+		if ended {
+			finish, chosen, best, second = "stop", "", "", best
+		}
+		if chat {
+			fmt.Fprintf(w, `{"choices":[{"index":0,"text":%q,"finish_reason":%q,"logprobs":{"content":[{"id":7,"token":%q,"logprob":-0.1,"bytes":%s,
+				"top_logprobs":[{"id":7,"token":%q,"logprob":-0.1,"bytes":%s},{"id":8,"token":%q,"logprob":-2.5,"bytes":%s},{"id":9,"token":"\ufffd","logprob":-3,"bytes":[226,130]}]}]}}]}`,
+				chosen, finish, chosen, byteList(chosen), best, byteList(best), second, byteList(second))
+			return
+		}
+		fmt.Fprintf(w, `{"choices":[{"index":0,"text":%q,"finish_reason":%q,"logprobs":{"tokens":[%q],"token_logprobs":[-0.1],
+			"top_logprobs":[{%q:-0.1,%q:-2.5,"bytes:\\xe2\\x82":-3}],"text_offset":[%d]}}]}`,
+			chosen, finish, chosen, best, second, len(prompt))
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv, &prompts
+}
+
+func byteList(s string) string {
+	b, _ := json.Marshal(bytesOf(s))
+	return string(b)
+}
+
+func bytesOf(s string) []int {
+	out := []int{}
+	for _, c := range []byte(s) {
+		out = append(out, int(c))
+	}
+	return out
+}
+
+func TestTopKShapes(t *testing.T) {
+	for _, chat := range []bool{false, true} {
+		srv, _ := fakeEngine(t, chat)
+		c, err := New(context.Background(), srv.URL+"/v1/", "sekret", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Model != "counter-70b" {
+			t.Fatalf("model %q, want the one /v1/models lists", c.Model)
+		}
+		cands, err := c.TopK(context.Background(), "Count: 1 2", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []control.Candidate{{Text: " 3", LogProb: -0.1}, {Text: " 4", LogProb: -2.5}, {Text: "\xe2\x82", LogProb: -3}}
+		if fmt.Sprint(cands) != fmt.Sprint(want) {
+			t.Fatalf("chat shape %v: candidates %+v, want %+v", chat, cands, want)
+		}
+		cands, err = c.TopK(context.Background(), "Count: 4 5", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cands[0].End || cands[0].Text != "" || cands[1].End || cands[1].Text != " 6" {
+			t.Fatalf("chat shape %v: at the end, candidates %+v, want the end token first", chat, cands)
+		}
+	}
+}
+
+// TestGenerateOverHTTP: the steering loop against the fake engine stops at
+// its end token, asks about the text so far at every step, and a delta-free
+// greedy run writes the engine's own greedy text.
+func TestGenerateOverHTTP(t *testing.T) {
+	srv, prompts := fakeEngine(t, false)
+	c, err := New(context.Background(), srv.URL+"/v1", "sekret", "counter-70b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &control.RemoteGenerator{User: c, K: 3}
+	res, err := g.Generate(context.Background(), "Count: 1", nil, control.Options{MaxTokens: 20}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Text != " 2 3 4 5" || res.FinishReason != "stop" {
+		t.Fatalf("text %q finish %s, want \" 2 3 4 5\" stop", res.Text, res.FinishReason)
+	}
+	want := []string{"Count: 1", "Count: 1 2", "Count: 1 2 3", "Count: 1 2 3 4", "Count: 1 2 3 4 5"}
+	if fmt.Sprint(*prompts) != fmt.Sprint(want) {
+		t.Fatalf("prompts %q, want %q", *prompts, want)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	srv, _ := fakeEngine(t, false)
+	c, err := New(context.Background(), srv.URL+"/v1", "wrong", "counter-70b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TopK(context.Background(), "Count: 1", 3); err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "bad key") {
+		t.Fatalf("wrong key: %v, want the engine's 401 message", err)
+	}
+	if _, err := New(context.Background(), "ftp://host/v1", "", "m"); err == nil {
+		t.Fatal("an ftp URL was accepted")
+	}
+	// An engine that ignores logprobs.
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"choices":[{"index":0,"text":" x","finish_reason":"length","logprobs":null}]}`)
+	}))
+	defer plain.Close()
+	c, _ = New(context.Background(), plain.URL+"/v1", "", "m")
+	if _, err := c.TopK(context.Background(), "a", 3); err == nil || !strings.Contains(err.Error(), "logprobs") {
+		t.Fatalf("no logprobs: %v, want an error naming logprobs", err)
+	}
+}
+
+func TestTokenText(t *testing.T) {
+	for in, want := range map[string]string{"bytes:\\xe2\\x82": "\xe2\x82", " plain": " plain", "bytes:\\xzz": "bytes:\\xzz"} {
+		if got := tokenText(in, nil); got != want {
+			t.Errorf("tokenText(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := tokenText("\ufffd", []byte{0xe2}); got != "\xe2" {
+		t.Errorf("bytes win over the name: got %q", got)
+	}
+}
