@@ -6,10 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -26,8 +29,8 @@ type CachedTemplate struct {
 	Inner Template
 	Dir   string
 	TopK  int
-	// Key identifies the template model; entries made with another key
-	// are never read.
+	// Key identifies the template model (TemplateKey); entries made with
+	// another key are never read.
 	Key string
 
 	// Hits and Misses count sequences served from disk and computed.
@@ -176,4 +179,44 @@ func (c *CachedTemplate) decode(compressed []byte, rows int, dst []float32) erro
 		}
 	}
 	return nil
+}
+
+// TemplateKey identifies the template model in path for the cache: the
+// SHA-256 of the whole file, so that two fine-tunes of one base, equal in
+// size and in their first gigabytes, never share entries. Hashing streams
+// the file once (about a second per 2 GB); the digest is remembered in
+// dir/keys by the file's absolute path, size and modification time, so a
+// later run against the same unchanged file does not read it again.
+func TemplateKey(path, dir string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("template cache key: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("template cache key: %w", err)
+	}
+	name := sha256.Sum256([]byte(abs))
+	memo := filepath.Join(dir, "keys", hex.EncodeToString(name[:16]))
+	stamp := strconv.FormatInt(st.Size(), 10) + " " + strconv.FormatInt(st.ModTime().UnixNano(), 10) + " "
+	if raw, err := os.ReadFile(memo); err == nil {
+		if digest, ok := strings.CutPrefix(string(raw), stamp); ok && len(digest) == 2*sha256.Size {
+			return digest, nil
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("template cache key: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
+		return "", fmt.Errorf("template cache key: hash %s: %w", path, err)
+	}
+	digest := hex.EncodeToString(h.Sum(nil))
+	// The memo only saves time: failing to write it is not an error.
+	if os.MkdirAll(filepath.Dir(memo), 0o755) == nil {
+		_ = atomicfile.Write(memo, []byte(stamp+digest))
+	}
+	return digest, nil
 }

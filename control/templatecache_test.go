@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cmc-dev/cmc/delta/kernels"
 )
@@ -106,5 +107,53 @@ func TestTemplateCacheLossGap(t *testing.T) {
 	}
 	if math.Abs(cached-exact) > 0.05*exact {
 		t.Fatalf("cache changes the outcome by more than 5%%: %.4f vs %.4f", cached, exact)
+	}
+}
+
+// TestTemplateKeyHashesTheWholeFile: two model files equal in size and in
+// their first 8 MiB (what the key used to hash), differing after it, get
+// different keys; the same file keeps its key, from the memo too.
+func TestTemplateKeyHashesTheWholeFile(t *testing.T) {
+	dir := t.TempDir()
+	head := make([]byte, 9<<20)
+	for i := range head {
+		head[i] = byte(i * 7)
+	}
+	a, b := filepath.Join(dir, "a.gguf"), filepath.Join(dir, "b.gguf")
+	if err := os.WriteFile(a, head, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	head[len(head)-1] ^= 1 // one byte past 8 MiB
+	if err := os.WriteFile(b, head, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(dir, "cache")
+	ka, err := TemplateKey(a, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := TemplateKey(b, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ka == kb {
+		t.Fatalf("files differing after 8 MiB share the key %s", ka)
+	}
+	again, err := TemplateKey(a, cache)
+	if err != nil || again != ka {
+		t.Fatalf("second key of the same file %q (%v), want %q", again, err, ka)
+	}
+	// Rewriting a file changes its stamp, so the memo is not trusted.
+	if err := os.WriteFile(a, head, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(a, time.Now().Add(time.Hour), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := TemplateKey(a, cache); err != nil || k != kb {
+		t.Fatalf("key of the rewritten file %q (%v), want that of its new content %q", k, err, kb)
+	}
+	if _, err := TemplateKey(filepath.Join(dir, "missing.gguf"), cache); err == nil {
+		t.Fatal("a missing file has a key")
 	}
 }
