@@ -9,64 +9,201 @@ import (
 	"github.com/cmc-dev/cmc/delta/kernels"
 )
 
-// Score feeds target after the prompts, token by token as generation
-// would produce it, and returns each target token's log-probability under
-// the user model alone and under the controlled distribution
-// softmax(log_softmax(user) + Alpha · delta) (equal to alone when there is
-// no delta). It is the measurement behind `cmc eval`.
-func (g *Generator) Score(ctx context.Context, userPrompt, deltaPrompt, target []int32) (alone, controlled []float64, err error) {
-	if len(userPrompt) == 0 {
-		return nil, nil, errors.New("score: empty prompt")
-	}
+// BatchLM is an LM that can return the logits of every position of one
+// decode: logits receives len(tokens) rows of VocabSize() floats, row i
+// predicting the token after tokens[i]. llama.cpp computes them in one
+// batched pass, which is what makes scoring an answer cheap.
+type BatchLM interface {
+	AppendAll(tokens []int32, logits []float32) error
+}
+
+// Scorer measures answers the way `cmc eval` needs: many answers (the
+// right one, a paraphrase, perturbed wrong ones) and greedy generations
+// after one prompt. It remembers which prompt each model's KV cache starts
+// with, so every answer rewinds to the end of the prompt instead of
+// decoding it again, and it reads the user model's log-probabilities of a
+// whole answer from one batched decode when the user model is a BatchLM.
+//
+// The Scorer owns its Generator's contexts: nothing else may decode into
+// them between its calls.
+type Scorer struct {
+	G *Generator
+
+	// Prompts known to sit at the start of the user's and the delta's
+	// contexts (nil: nothing known, start from an empty context).
+	userCached, deltaCached []int32
+	logits                  []float32 // rows of the user's logits over an answer
+}
+
+// Score feeds target after the prompts and returns each target token's
+// log-probability under the user model alone and under the controlled
+// distribution softmax(log_softmax(user) + Alpha · delta) (equal to alone
+// when there is no delta). The delta follows the answer token by token as
+// it would follow a generation, so that the scores are those of the text
+// the generator would have produced.
+func (s *Scorer) Score(ctx context.Context, userPrompt, deltaPrompt, target []int32) (alone, controlled []float64, err error) {
+	g := s.G
 	useDelta := g.Delta != nil && g.Alpha != 0
-	if useDelta && len(deltaPrompt) == 0 {
+	switch {
+	case len(userPrompt) == 0:
+		return nil, nil, errors.New("score: empty prompt")
+	case useDelta && len(deltaPrompt) == 0:
 		return nil, nil, errors.New("score: empty delta prompt")
+	case len(target) == 0:
+		return nil, nil, nil
 	}
 	nU := g.User.VocabSize()
-	scores := g.buffers(nU)
-	userNext := userPrompt
+	for i, u := range target {
+		if u < 0 || int(u) >= nU {
+			return nil, nil, fmt.Errorf("score: target token %d at index %d is outside the vocabulary", u, i)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+
+	// The user model: rewind to the prompt's last token, then decode it and
+	// the answer but its last token in one batch. Row i of the logits
+	// predicts target[i].
+	keep, err := rewind(g.User, &s.userCached, userPrompt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("score: user model: %w", err)
+	}
+	if keep < len(userPrompt)-1 {
+		if _, err := g.User.Append(userPrompt[keep : len(userPrompt)-1]); err != nil {
+			return nil, nil, fmt.Errorf("score: user model: %w", err)
+		}
+	}
+	batch := append(userPrompt[len(userPrompt)-1:len(userPrompt):len(userPrompt)], target[:len(target)-1]...)
+	if cap(s.logits) < len(batch)*nU {
+		s.logits = make([]float32, len(batch)*nU)
+	}
+	rows := s.logits[:len(batch)*nU]
+	if err := appendAll(g.User, batch, rows); err != nil {
+		return nil, nil, fmt.Errorf("score: user model: %w", err)
+	}
+	s.userCached = append(s.userCached[:0], userPrompt...)
+
 	var deltaNext, deltaGen []int32
-	deltaBase := 0
 	if useDelta {
-		deltaNext = deltaPrompt
-		deltaBase = g.Delta.Len() + len(deltaPrompt)
+		keep, err := rewind(g.Delta, &s.deltaCached, deltaPrompt)
+		if err != nil {
+			return nil, nil, fmt.Errorf("score: delta model: %w", err)
+		}
+		deltaNext = deltaPrompt[keep:]
 		g.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
 		g.deltaSpacePrefix = g.addsSpacePrefix()
 	}
+	scores := g.buffers(nU)
+	alone, controlled = make([]float64, len(target)), make([]float64, len(target))
 	var text []byte
 	var res Result
 	for i, u := range target {
+		logSoftmax(scores, rows[i*nU:(i+1)*nU], g.scratch)
+		alone[i] = float64(scores[u])
+		controlled[i] = alone[i]
+		if !useDelta {
+			continue
+		}
 		if err := ctx.Err(); err != nil {
-			return alone, controlled, err
+			return nil, nil, err
 		}
-		if u < 0 || int(u) >= nU {
-			return alone, controlled, fmt.Errorf("score: target token %d at index %d is outside the vocabulary", u, i)
-		}
-		logits, err := g.User.Append(userNext)
+		dl, err := g.Delta.Append(deltaNext)
 		if err != nil {
-			return alone, controlled, fmt.Errorf("score: user model: %w", err)
+			s.deltaCached = nil
+			return nil, nil, fmt.Errorf("score: delta model: %w", err)
 		}
-		logSoftmax(scores, logits, g.scratch)
-		alone = append(alone, float64(scores[u]))
-		if useDelta {
-			dl, err := g.Delta.Append(deltaNext)
-			if err != nil {
-				return alone, controlled, fmt.Errorf("score: delta model: %w", err)
-			}
-			g.addDelta(scores, dl)
-			controlled = append(controlled, float64(scores[u])-g.logSumExp(scores))
-		} else {
-			controlled = append(controlled, float64(scores[u]))
+		if i == 0 {
+			s.deltaCached = append(s.deltaCached[:0], deltaPrompt...)
 		}
+		g.addDelta(scores, dl)
+		controlled[i] = float64(scores[u]) - g.logSumExp(scores)
 		text = g.UserTok.AppendPiece(text, u, false)
-		userNext = target[i : i+1]
-		if useDelta && i+1 < len(target) {
-			if deltaNext, deltaGen, err = g.advanceDelta(u, text, deltaBase, deltaGen, &res); err != nil {
-				return alone, controlled, err
+		if i+1 < len(target) {
+			if deltaNext, deltaGen, err = g.advanceDelta(u, text, len(deltaPrompt), deltaGen, &res); err != nil {
+				s.deltaCached = nil
+				return nil, nil, err
 			}
 		}
 	}
 	return alone, controlled, nil
+}
+
+// Generate runs the Generator after the prompts (alone: without the delta,
+// whatever Alpha says), rewinding both contexts to the prompts as Score
+// does, so that a greedy answer and the scores of every answer share one
+// decoded prompt.
+func (s *Scorer) Generate(ctx context.Context, userPrompt, deltaPrompt []int32, opt Options, alone bool) (Result, error) {
+	g := *s.G
+	if alone {
+		g.Delta = nil
+	}
+	if len(userPrompt) == 0 {
+		return Result{}, errors.New("generate: empty prompt")
+	}
+	// Generate continues whatever its contexts hold: hand it the part of
+	// each prompt that is not there yet (at least the last token, whose
+	// logits start the generation).
+	keep, err := rewind(g.User, &s.userCached, userPrompt)
+	if err != nil {
+		return Result{}, fmt.Errorf("generate: user model: %w", err)
+	}
+	userTail := userPrompt[keep:]
+	var deltaTail []int32
+	if g.Delta != nil && g.Alpha != 0 && len(deltaPrompt) > 0 {
+		keep, err := rewind(g.Delta, &s.deltaCached, deltaPrompt)
+		if err != nil {
+			return Result{}, fmt.Errorf("generate: delta model: %w", err)
+		}
+		deltaTail = deltaPrompt[keep:]
+	}
+	res, err := g.Generate(ctx, userTail, deltaTail, opt, nil)
+	res.PromptTokens = len(userPrompt)
+	if err != nil {
+		s.userCached, s.deltaCached = nil, nil
+		return res, err
+	}
+	s.userCached = append(s.userCached[:0], userPrompt...)
+	if deltaTail != nil {
+		s.deltaCached = append(s.deltaCached[:0], deltaPrompt...)
+	}
+	return res, nil
+}
+
+// rewind trims lm back to the longest prefix of prompt that *cached says
+// it holds, keeping at least the prompt's last token out so that decoding it
+// gives fresh logits, and returns that length. *cached is cleared first, so
+// that a failure before the caller records the new prompt leaves nothing
+// trusted.
+func rewind(lm LM, cached *[]int32, prompt []int32) (int, error) {
+	keep := min(commonPrefix(*cached, prompt), len(prompt)-1, lm.Len())
+	*cached = (*cached)[:0]
+	if err := lm.Trim(keep); err != nil {
+		return 0, err
+	}
+	return keep, nil
+}
+
+// appendAll decodes tokens after lm's context into rows of logits, in one
+// batch when lm can, token by token otherwise.
+func appendAll(lm LM, tokens []int32, rows []float32) error {
+	if b, ok := lm.(BatchLM); ok {
+		return b.AppendAll(tokens, rows)
+	}
+	n := lm.VocabSize()
+	for i := range tokens {
+		logits, err := lm.Append(tokens[i : i+1])
+		if err != nil {
+			return err
+		}
+		copy(rows[i*n:(i+1)*n], logits)
+	}
+	return nil
+}
+
+// Score feeds target after the prompts on fresh contexts: see Scorer.Score.
+func (g *Generator) Score(ctx context.Context, userPrompt, deltaPrompt, target []int32) (alone, controlled []float64, err error) {
+	return (&Scorer{G: g}).Score(ctx, userPrompt, deltaPrompt, target)
 }
 
 func (g *Generator) logSumExp(x []float32) float64 {
