@@ -101,3 +101,59 @@ func TestHarmonicMean(t *testing.T) {
 		t.Error("no values or a negative one: not NaN")
 	}
 }
+
+// TestTOFUSets works TOFU's per-set numbers and Model Utility out by hand.
+func TestTOFUSets(t *testing.T) {
+	ln := math.Log
+	retain := []TOFUItem{
+		// Prob e^-1; R = exp(-2 - -1) = e^-1, summary 1 - e^-1.
+		{Answer: -1, Paraphrased: -1, Perturbed: []float64{-2, -2}, RougeL: 0.5},
+		// Prob e^-0.5; R = exp(mean(-1, -3) - -2) = 1, summary 0.
+		{Answer: -0.5, Paraphrased: -2, Perturbed: []float64{-1, -3}, RougeL: 1},
+		// No perturbed answers: no truth ratio, still a Prob and a ROUGE.
+		{Answer: -0.5, Paraphrased: math.NaN(), RougeL: 0.75},
+	}
+	got := TOFURetain.Summarise(retain)
+	want := TOFUScores{Prob: (math.Exp(-1) + 2*math.Exp(-0.5)) / 3, RougeL: 0.75, TruthRatio: (1 - math.Exp(-1)) / 2}
+	if !near(got.Prob, want.Prob) || !near(got.RougeL, want.RougeL) || !near(got.TruthRatio, want.TruthRatio) {
+		t.Errorf("retain: %+v, want %+v", got, want)
+	}
+
+	// The answer is the base: Prob 0.5/(0.5+0.25+0.25) = 0.5; R = 0.25/0.5.
+	realAuthors := []TOFUItem{{Answer: ln(0.5), Paraphrased: math.NaN(), Perturbed: []float64{ln(0.25), ln(0.25)}, RougeL: 0.4}}
+	ra := TOFURealAuthors.Summarise(realAuthors)
+	if !near(ra.Prob, 0.5) || !near(ra.RougeL, 0.4) || !near(ra.TruthRatio, 0.5) {
+		t.Errorf("real authors: %+v, want {0.5 0.4 0.5}", ra)
+	}
+	// Prob 0.2/(0.2+0.05+0.2) = 4/9; R = sqrt(0.05·0.2)/0.2 = 0.5. A
+	// paraphrase, if a file had one, is not the base here.
+	worldFacts := []TOFUItem{{Answer: ln(0.2), Paraphrased: ln(0.9), Perturbed: []float64{ln(0.05), ln(0.2)}, RougeL: 0.8}}
+	wf := TOFUWorldFacts.Summarise(worldFacts)
+	if !near(wf.Prob, 4.0/9) || !near(wf.RougeL, 0.8) || !near(wf.TruthRatio, 0.5) {
+		t.Errorf("world facts: %+v, want {4/9 0.8 0.5}", wf)
+	}
+
+	// 9 / (1/p + 1/0.75 + 1/tr + 2 + 2.5 + 2 + 2.25 + 1.25 + 2).
+	p, tr := want.Prob, want.TruthRatio
+	wantMU := 9 / (1/p + 1/0.75 + 1/tr + 2 + 2.5 + 2 + 2.25 + 1.25 + 2)
+	if mu := ModelUtility(got, ra, wf); !near(mu, wantMU) {
+		t.Errorf("model utility %v, want %v", mu, wantMU)
+	}
+	if mu := ModelUtility(got, ra, TOFUScores{Prob: 1, RougeL: 1, TruthRatio: math.NaN()}); !math.IsNaN(mu) {
+		t.Errorf("model utility with a missing truth ratio: %v, want NaN", mu)
+	}
+
+	// The forget set: R = 2 and 0.25 give min(R, 1/R) = 0.5 and 0.25.
+	forget := []TOFUItem{
+		{Answer: -1, Paraphrased: ln(0.1), Perturbed: []float64{ln(0.2)}},
+		{Answer: -1, Paraphrased: ln(0.4), Perturbed: []float64{ln(0.1)}},
+	}
+	if fs := TOFUForget.Summarise(forget); !near(fs.TruthRatio, 0.375) {
+		t.Errorf("forget truth ratio %v, want 0.375", fs.TruthRatio)
+	}
+	// Forget quality of ratios all below the reference's: D = 1, and 2 of
+	// the C(6,3) = 20 orderings of 3 + 3 values reach it.
+	if fq := ForgetQuality([]float64{0.1, 0.2, 0.3}, []float64{1, 2, 3}); !near(fq, 0.1) {
+		t.Errorf("forget quality %v, want 2/20", fq)
+	}
+}
