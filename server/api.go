@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+
+	"github.com/cmc-dev/cmc/control"
 )
 
 // Request bodies as OpenAI clients send them. Fields that cmc cannot honour
@@ -201,6 +203,11 @@ func (s *Server) toRequest(f commonFields, maxTokens *int) (Request, *apiError) 
 			return Request{}, invalidParam("top_k", "top_k must not be negative, not %d", *k)
 		}
 		req.TopK = *k
+	}
+	if a := f.Alpha; a != nil {
+		if err := control.CheckAlpha(*a); err != nil {
+			return Request{}, invalidParam("alpha", "%v", err)
+		}
 	}
 	for i, stop := range f.Stop {
 		if stop == "" {

@@ -70,10 +70,20 @@ func (s *Server) requireKey(next http.Handler) http.Handler {
 	})
 }
 
-// statusRecorder remembers the status a handler wrote, for the access log.
+// statusRecorder remembers the status a handler wrote, and why a client
+// got no (whole) answer, for the access log.
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	gone   error // the client went away: how the server noticed
+}
+
+// clientGone notes on the access-log line of w's request that its client
+// went away, so that the one line says so instead of a second one.
+func clientGone(w http.ResponseWriter, err error) {
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.gone = err
+	}
 }
 
 func (r *statusRecorder) WriteHeader(status int) {
@@ -93,15 +103,20 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection to flush streams.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// logRequests writes one access-log line per request; status 0 means no
-// answer was written because the client went away first.
+// logRequests writes one access-log line per request. A client that went
+// away is told by that line, with client_went_away naming how the server
+// noticed; status 0 then means no answer was written at all.
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-			"duration", time.Since(start), "remote", r.RemoteAddr, "id", w.Header().Get("X-Request-Id"))
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"duration", time.Since(start), "remote", r.RemoteAddr, "id", w.Header().Get("X-Request-Id")}
+		if rec.gone != nil {
+			attrs = append(attrs, "client_went_away", rec.gone.Error())
+		}
+		s.log.Info("request", attrs...)
 	})
 }
 
@@ -213,6 +228,8 @@ func (s *Server) whole(ctx context.Context, w http.ResponseWriter, req Request, 
 	if err != nil {
 		if e := s.failure(ctx, f.id(), err); e != nil {
 			writeError(w, e)
+		} else {
+			clientGone(w, err)
 		}
 		return
 	}
@@ -236,11 +253,12 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req Request,
 	})
 	switch {
 	case events.err != nil:
-		s.log.Info("client went away during the stream", "id", f.id(), "err", events.err)
+		clientGone(w, events.err)
 	case err != nil:
 		e := s.failure(ctx, f.id(), err)
 		switch {
 		case e == nil:
+			clientGone(w, err)
 		case events.started:
 			// The status line is gone; an error event is how OpenAI's
 			// clients learn that a stream failed.
@@ -294,8 +312,7 @@ func (s *Server) failure(ctx context.Context, id string, err error) *apiError {
 		}
 		return e
 	case ctx.Err() != nil:
-		s.log.Info("client went away", "id", id, "err", err)
-		return nil
+		return nil // the client went away: the access log says so
 	default:
 		s.log.Error("generation failed", "id", id, "err", err)
 		return newAPIError(http.StatusInternalServerError, typeServer, "generation_failed",

@@ -73,3 +73,48 @@ func TestLogging(t *testing.T) {
 		t.Errorf("generation failure logged at %v, want ERROR", failure.Level)
 	}
 }
+
+// TestClientGoneLoggedOnce: a client that hangs up mid-generation is
+// reported once, on its access-log line, whether it streamed or not.
+func TestClientGoneLoggedOnce(t *testing.T) {
+	for _, stream := range []string{"false", "true"} {
+		logs := &recorder{}
+		b := newBlockingBackend()
+		s := New(b, Config{}, slog.New(logs))
+		ts := httptest.NewServer(s.Handler())
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions",
+			strings.NewReader(`{"model":"echo","prompt":"x","stream":`+stream+`}`))
+		go func() {
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		receive(t, b.started, "the generation to start")
+		cancel()
+		if err := receive(t, b.ended, "the generation to end"); err == nil {
+			t.Fatalf("stream %s: the generation was not cancelled", stream)
+		}
+		waitFor(t, "the access-log line", func() bool {
+			_, ok := logs.find("request", map[string]string{"path": "/v1/completions"})
+			return ok
+		})
+		ts.Close()
+		logs.mu.Lock()
+		mentions := 0
+		for _, rec := range logs.records {
+			said := strings.Contains(rec.Message, "went away")
+			rec.Attrs(func(a slog.Attr) bool {
+				said = said || strings.Contains(a.Key, "went_away")
+				return true
+			})
+			if said {
+				mentions++
+			}
+		}
+		logs.mu.Unlock()
+		if mentions != 1 {
+			t.Errorf("stream %s: the client going away is logged %d times, want once", stream, mentions)
+		}
+	}
+}

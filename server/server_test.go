@@ -462,3 +462,21 @@ func TestSplitIncomplete(t *testing.T) {
 		}
 	}
 }
+
+// TestAlphaRange: alpha beyond control.MaxAlpha (1e308 used to give NaN
+// scores and empty text) is a 400 naming the field and the range.
+func TestAlphaRange(t *testing.T) {
+	b := &echoBackend{}
+	_, ts := start(t, b, Config{})
+	for _, alpha := range []string{"1e308", "-10.5", "11"} {
+		resp, body := do(t, "POST", ts.URL+"/v1/completions", `{"model":"echo","prompt":"x","alpha":`+alpha+`}`)
+		e := expectError(t, resp, body, http.StatusBadRequest, "invalid_value")
+		if e.Error.Param == nil || *e.Error.Param != "alpha" || !strings.Contains(e.Error.Message, "between -10 and 10") {
+			t.Errorf("alpha %s: error %+v, want param alpha and the range", alpha, e.Error)
+		}
+	}
+	resp, body := do(t, "POST", ts.URL+"/v1/completions", `{"model":"echo","prompt":"x","alpha":-10}`)
+	if resp.StatusCode != http.StatusOK || *b.lastRequest().Alpha != -10 {
+		t.Fatalf("alpha -10 (the bound): %d %s", resp.StatusCode, body)
+	}
+}
