@@ -3,8 +3,9 @@ package main
 import "github.com/urfave/cli/v2"
 
 // commands lists cmc's subcommands; each lives in a file of its own name.
+// Every model flag of theirs also takes ollama:NAME (modelref.go).
 func commands() []*cli.Command {
-	return []*cli.Command{
+	return withModelRefs([]*cli.Command{
 		inspectCommand(),
 		mapCommand(),
 		trainCommand(),
@@ -12,5 +13,5 @@ func commands() []*cli.Command {
 		generateCommand(),
 		chatCommand(),
 		serveCommand(),
-	}
+	})
 }

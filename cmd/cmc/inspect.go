@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cmc-dev/cmc/gguf"
+	"github.com/cmc-dev/cmc/modelstore"
 )
 
 // inspectCommand prints what a GGUF file holds: architecture,
@@ -25,7 +26,10 @@ func inspectCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return cli.Exit("inspect: want exactly one FILE.gguf argument", 2)
 			}
-			path := c.Args().First()
+			path, err := modelstore.Resolve(c.Args().First())
+			if err != nil {
+				return fmt.Errorf("inspect: %w", err)
+			}
 			f, err := gguf.Open(path)
 			if err != nil {
 				return fmt.Errorf("inspect: %w", err)
