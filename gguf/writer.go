@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+
+	"github.com/cmc-dev/cmc/internal/atomicfile"
 )
 
 // Writer builds a GGUF v3 file in memory: metadata in insertion order, then
@@ -237,46 +237,13 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 	return e.n, e.err
 }
 
-// WriteFile writes the GGUF file to path atomically: it writes a temporary
-// file in the same directory, syncs it, then renames it over path.
-func (w *Writer) WriteFile(path string) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("write %s: %w", path, err)
-		}
-	}()
-	if _, err := w.WriteTo(tmp); err != nil {
+// WriteFile writes the GGUF file to path atomically (internal/atomicfile):
+// readers see the old file or the new one, never half of one.
+func (w *Writer) WriteFile(path string) error {
+	return atomicfile.WriteFunc(path, func(out io.Writer) error {
+		_, err := w.WriteTo(out)
 		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename itself durable.
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	})
 }
 
 // padding is the number of bytes that bring n up to a multiple of align.

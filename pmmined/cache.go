@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/cmc-dev/cmc/internal/atomicfile"
 )
 
 // A map file holds one Map so that generation can reuse it instead of
@@ -142,10 +144,7 @@ func writeMapFile(path string, m *Map, key [32]byte) error {
 	data = enc.EncodeAll(body, data)
 	enc.Close()
 	data = binary.LittleEndian.AppendUint32(data, crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli)))
-	return writeFileAtomic(path, func(f *os.File) error {
-		_, err := f.Write(data)
-		return err
-	})
+	return atomicfile.Write(path, data)
 }
 
 // readMapFile loads a map file and checks everything it can: magic,
@@ -194,31 +193,4 @@ func readMapFile(path string, key [32]byte, users, deltas int) (*Map, error) {
 		m.ToDelta[u], m.Kind[u] = d, k
 	}
 	return m, nil
-}
-
-// writeFileAtomic writes path through a temp file in the same directory,
-// fsynced before it is renamed over path, so readers never see half a file.
-func writeFileAtomic(path string, write func(*os.File) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	err = f.Chmod(0o644) // CreateTemp makes files private; these are ordinary outputs
-	if err == nil {
-		err = write(f)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

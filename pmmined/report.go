@@ -4,9 +4,10 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
+
+	"github.com/cmc-dev/cmc/internal/atomicfile"
 )
 
 // Stats counts a map's user tokens by kind.
@@ -117,5 +118,5 @@ func WriteTSV(w io.Writer, m *Map) error {
 
 // WriteTSVFile writes m with WriteTSV to path atomically.
 func WriteTSVFile(path string, m *Map) error {
-	return writeFileAtomic(path, func(f *os.File) error { return WriteTSV(f, m) })
+	return atomicfile.WriteFunc(path, func(f io.Writer) error { return WriteTSV(f, m) })
 }

@@ -38,6 +38,10 @@ func WriteFunc(path string, write func(io.Writer) error) (err error) {
 			err = fmt.Errorf("write %s: %w", path, err)
 		}
 	}()
+	// CreateTemp makes files private; cmc's outputs are ordinary files.
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
 	bw := bufio.NewWriterSize(tmp, 1<<20)
 	if err := write(bw); err != nil {
 		return err
@@ -51,7 +55,17 @@ func WriteFunc(path string, write func(io.Writer) error) (err error) {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	// Make the rename itself durable: without it a crash can bring back
+	// the old file after the new one was reported written.
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
 }
 
 // tempPrefix starts the temporary files of a target named base; os.CreateTemp
