@@ -43,6 +43,12 @@ func ggufShape(t Tensor) []uint64 {
 // token_embd.weight (converters duplicate a tied classifier, as in
 // stories260K.gguf), gets a shared classifier, so that training keeps it
 // tied.
+//
+// The file is hostile until checked: every tensor the metadata implies
+// must be present with a readable type and the expected shape (and gguf
+// has checked that its data lies inside the file) before anything is
+// allocated, so memory stays within a small multiple of the file size
+// whatever the header claims. Weights must be finite.
 func LoadGGUF(path string) (*Model, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
@@ -59,39 +65,56 @@ func LoadGGUF(path string) (*Model, error) {
 	if p.RopeDimensionCount != p.HeadDim() {
 		return nil, fmt.Errorf("load model %q: rope.dimension_count %d, want the head size %d (partial rotary embeddings are not supported)", path, p.RopeDimensionCount, p.HeadDim())
 	}
+	for _, k := range []struct {
+		key    string
+		v, max int
+	}{
+		{"llama.embedding_length", p.EmbeddingLength, maxDim},
+		{"llama.feed_forward_length", p.FeedForwardLength, maxHiddenDim},
+		{"llama.block_count", p.BlockCount, maxLayers},
+		{"llama.vocab_size (or the token count)", p.VocabSize, maxVocab},
+		{"llama.context_length", p.ContextLength, maxSeqLen},
+	} {
+		if k.v > k.max {
+			return nil, fmt.Errorf("load model %q: key %s is %d, want at most %d for a delta model", path, k.key, k.v, k.max)
+		}
+	}
+	_, hasOutput := f.Tensor("output.weight")
 	c := Config{
 		Dim: p.EmbeddingLength, HiddenDim: p.FeedForwardLength, NLayers: p.BlockCount,
 		NHeads: p.HeadCount, NKVHeads: p.HeadCountKV, VocabSize: p.VocabSize, SeqLen: p.ContextLength,
 		RopeTheta: p.RopeFreqBase, NormEps: p.RMSNormEps,
+		SharedClassifier: !hasOutput,
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("load model %q: llama.* metadata: %w", path, err)
+	}
+	// Validate bounds the layer count, so listing the expected tensors is
+	// cheap; checking them bounds what the weights will take.
+	ts := layout(c)
+	for _, t := range ts {
+		if err := checkGGUFTensor(f, ggufName(t), ggufShape(t)); err != nil {
+			return nil, fmt.Errorf("load model %q: %w (for %d layers, dim %d, hidden %d, vocab %d)", path, err, c.NLayers, c.Dim, c.HiddenDim, c.VocabSize)
+		}
 	}
 
-	read := func(name string, want []uint64) ([]float32, error) {
-		info, ok := f.Tensor(name)
-		if !ok {
-			return nil, fmt.Errorf("load model %q: tensor %s is missing", path, name)
-		}
-		if !slices.Equal(info.Shape, want) {
-			return nil, fmt.Errorf("load model %q: tensor %s has shape %v, want %v", path, name, info.Shape, want)
-		}
+	read := func(name string) ([]float32, error) {
 		data, err := f.ReadTensorF32(name)
 		if err != nil {
 			return nil, fmt.Errorf("load model: %w", err)
 		}
 		return data, nil
 	}
-	embd := []uint64{uint64(c.Dim), uint64(c.VocabSize)}
 	var wcls []float32
-	if _, ok := f.Tensor("output.weight"); ok {
-		if wcls, err = read("output.weight", embd); err != nil {
+	if hasOutput {
+		if wcls, err = read("output.weight"); err != nil {
 			return nil, err
 		}
-		tokEmbd, err := read("token_embd.weight", embd)
+		tokEmbd, err := read("token_embd.weight")
 		if err != nil {
 			return nil, err
 		}
 		c.SharedClassifier = slices.Equal(wcls, tokEmbd)
-	} else {
-		c.SharedClassifier = true
 	}
 
 	m, err := newModel(c)
@@ -103,13 +126,34 @@ func LoadGGUF(path string) (*Model, error) {
 			copy(m.TensorData(t), wcls)
 			continue
 		}
-		data, err := read(ggufName(t), ggufShape(t))
+		data, err := read(ggufName(t))
 		if err != nil {
 			return nil, err
 		}
 		copy(m.TensorData(t), data)
 	}
+	if err := m.checkFinite(ggufName); err != nil {
+		return nil, fmt.Errorf("load model %q: %w", path, err)
+	}
 	return m, nil
+}
+
+// checkGGUFTensor checks that f holds tensor name with shape want (GGUF
+// order) in a type ReadTensorF32 converts.
+func checkGGUFTensor(f *gguf.File, name string, want []uint64) error {
+	info, ok := f.Tensor(name)
+	if !ok {
+		return fmt.Errorf("tensor %s is missing, want shape %v", name, want)
+	}
+	if !slices.Equal(info.Shape, want) {
+		return fmt.Errorf("tensor %s has shape %v, want %v", name, info.Shape, want)
+	}
+	switch info.Type {
+	case gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16, gguf.TypeQ8_0:
+	default:
+		return fmt.Errorf("tensor %s has type %s, want F32, F16, BF16 or Q8_0", name, info.Type)
+	}
+	return nil
 }
 
 // ExportOptions say how ExportGGUF writes a model.

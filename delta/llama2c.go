@@ -38,15 +38,19 @@ func LoadLlama2C(path string) (*Model, error) {
 	if c.VocabSize < 0 {
 		c.VocabSize = -c.VocabSize
 	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("load llama2.c checkpoint %q: header %v: %w", path, h, err)
+	}
+	// The header alone says how long the file must be; check that before
+	// allocating what it claims.
+	ropeTables := int64(c.SeqLen) * int64(c.HeadSize()) // real and imaginary halves
+	want := 28 + 4*(c.ParamCount()+ropeTables)
+	if st.Size() != want {
+		return nil, fmt.Errorf("load llama2.c checkpoint %q: %d bytes, want %d for header %v (dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len)", path, st.Size(), want, h)
+	}
 	m, err := newModel(c)
 	if err != nil {
 		return nil, fmt.Errorf("load llama2.c checkpoint %q: header %v: %w", path, h, err)
-	}
-
-	ropeTables := int64(c.SeqLen) * int64(c.HeadSize()) // real and imaginary halves
-	want := 28 + 4*(int64(len(m.Params))+ropeTables)
-	if st.Size() != want {
-		return nil, fmt.Errorf("load llama2.c checkpoint %q: %d bytes, want %d for header %v", path, st.Size(), want, h)
 	}
 
 	// Everything up to rms_final is contiguous in the file and in Params;
@@ -66,7 +70,18 @@ func LoadLlama2C(path string) (*Model, error) {
 			return nil, fmt.Errorf("load llama2.c checkpoint %q: wcls: %w", path, err)
 		}
 	}
+	if err := m.checkFinite(func(t Tensor) string { return t.Name + layerSuffix(t) }); err != nil {
+		return nil, fmt.Errorf("load llama2.c checkpoint %q: %w", path, err)
+	}
 	return m, nil
+}
+
+// layerSuffix names t's block, as in "wq (layer 3)", for tensors inside one.
+func layerSuffix(t Tensor) string {
+	if t.Layer < 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (layer %d)", t.Layer)
 }
 
 // readFloats fills dst with little-endian float32 values from r.

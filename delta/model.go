@@ -68,17 +68,69 @@ func (c Config) eps() float32 {
 	return float32(c.NormEps)
 }
 
+// The largest shapes Validate accepts. Far beyond any delta model, they
+// keep every parameter count below 2^50, so that the sizes computed from a
+// header (ParamCount, a file's expected length) cannot overflow before they
+// are compared with the file.
+const (
+	maxDim       = 1 << 16
+	maxHiddenDim = 1 << 18
+	maxLayers    = 1 << 10
+	maxVocab     = 1 << 22
+	maxSeqLen    = 1 << 24
+)
+
 // Validate reports the first inconsistency in c.
 func (c Config) Validate() error {
 	switch {
 	case c.Dim <= 0 || c.HiddenDim <= 0 || c.NLayers <= 0 || c.NHeads <= 0 || c.NKVHeads <= 0 || c.VocabSize <= 0:
 		return fmt.Errorf("model config %+v: every size must be positive", c)
+	case c.Dim > maxDim:
+		return fmt.Errorf("model config: dim %d, want at most %d", c.Dim, maxDim)
+	case c.HiddenDim > maxHiddenDim:
+		return fmt.Errorf("model config: hidden_dim %d, want at most %d", c.HiddenDim, maxHiddenDim)
+	case c.NLayers > maxLayers:
+		return fmt.Errorf("model config: n_layers %d, want at most %d", c.NLayers, maxLayers)
+	case c.VocabSize > maxVocab:
+		return fmt.Errorf("model config: vocab_size %d, want at most %d", c.VocabSize, maxVocab)
+	case c.SeqLen < 0 || c.SeqLen > maxSeqLen:
+		return fmt.Errorf("model config: seq_len %d, want 0 to %d", c.SeqLen, maxSeqLen)
 	case c.Dim%c.NHeads != 0:
 		return fmt.Errorf("model config: dim %d is not a multiple of n_heads %d", c.Dim, c.NHeads)
 	case c.NHeads%c.NKVHeads != 0:
 		return fmt.Errorf("model config: n_heads %d is not a multiple of n_kv_heads %d", c.NHeads, c.NKVHeads)
 	case c.HeadSize()%2 != 0:
 		return fmt.Errorf("model config: head size %d is odd; RoPE rotates pairs", c.HeadSize())
+	case math.IsNaN(c.RopeTheta) || math.IsInf(c.RopeTheta, 0) || c.RopeTheta < 0:
+		return fmt.Errorf("model config: rope theta %g, want a finite positive number (0 for the default)", c.RopeTheta)
+	case math.IsNaN(c.NormEps) || math.IsInf(c.NormEps, 0) || c.NormEps < 0:
+		return fmt.Errorf("model config: RMSNorm epsilon %g, want a finite positive number (0 for the default)", c.NormEps)
+	}
+	return nil
+}
+
+// ParamCount is the number of parameters of a model of shape c, which must
+// be valid. Loaders compare it with the file before allocating anything.
+func (c Config) ParamCount() int64 {
+	dim, hidden, kv, vocab := int64(c.Dim), int64(c.HiddenDim), int64(c.KVDim()), int64(c.VocabSize)
+	perLayer := 2*dim + 2*dim*dim + 2*kv*dim + 3*hidden*dim
+	n := vocab*dim + int64(c.NLayers)*perLayer + dim
+	if !c.SharedClassifier {
+		n += vocab * dim
+	}
+	return n
+}
+
+// checkFinite reports the first NaN or infinity among m's parameters,
+// naming the tensor (by name(t), the file format's name) and the element:
+// such a model can only produce NaN logits.
+func (m *Model) checkFinite(name func(Tensor) string) error {
+	for _, t := range m.Tensors {
+		for i, x := range m.TensorData(t) {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return fmt.Errorf("tensor %s holds %g at element %d, want finite weights", name(t), x, i)
+			}
+		}
 	}
 	return nil
 }
