@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -146,7 +147,7 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 		if len(cands) == 0 {
 			return res, errors.New("remote generate: the engine offered no candidates")
 		}
-		scores := g.scoreCandidates(cands, dl)
+		scores := g.scoreCandidates(cands, dl, true)
 		i := sampler.Sample(scores)
 		if math.IsInf(float64(scores[i]), -1) {
 			return res, fmt.Errorf("remote generate: none of the engine's %d candidates is whole UTF-8 text", len(cands))
@@ -184,9 +185,9 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 
 // scoreCandidates returns the candidates' scores: the engine's
 // log-probabilities plus Alpha × the delta's logits (dl, nil without a
-// delta) through this step's map, -Inf for text that is not whole UTF-8.
-// It leaves this step's map in g.stepMap for advanceDelta.
-func (g *RemoteGenerator) scoreCandidates(cands []Candidate, dl []float32) []float32 {
+// delta) through this step's map, and with wholeText -Inf for text that is
+// not whole UTF-8. It leaves this step's map in g.stepMap for advanceDelta.
+func (g *RemoteGenerator) scoreCandidates(cands []Candidate, dl []float32, wholeText bool) []float32 {
 	s := &g.step
 	scores := s.buffers(len(cands))
 	m := &g.stepMap
@@ -200,7 +201,7 @@ func (g *RemoteGenerator) scoreCandidates(cands []Candidate, dl []float32) []flo
 		s.addDelta(scores, dl)
 	}
 	for i, c := range cands {
-		if !c.End && !utf8.ValidString(c.Text) {
+		if wholeText && !c.End && !utf8.ValidString(c.Text) {
 			scores[i] = float32(math.Inf(-1))
 		}
 	}
@@ -222,4 +223,109 @@ func (g *RemoteGenerator) mapCandidate(c Candidate) mappedText {
 		g.cache[c.Text] = t
 	}
 	return t
+}
+
+// EchoedToken is one token of a text as a remote engine scored it (a
+// completions request with echo): where it starts in the text, its text,
+// its log-probability after the text before it, and the engine's top
+// candidates at that position.
+type EchoedToken struct {
+	Offset  int
+	Text    string
+	LogProb float64
+	Top     []Candidate
+}
+
+// RemoteScore gives each token of response, after prompt, its
+// log-probability under the engine's model alone and under the steered
+// distribution, from the engine's echo of prompt+response (tokens, sorted
+// by offset). The engine tokenises the joined text; its tokens that start
+// inside the prompt are the prompt's. Only the top candidates and the
+// token itself are known at each position, so the steered distribution is
+// taken over those, shifted by Alpha × delta, plus the rest of the engine's
+// mass, unshifted:
+//
+//	controlled = s(t) - log(Σ_{c ∈ top ∪ {t}} exp s(c) + (1 - Σ_{c ∈ top ∪ {t}} p(c)))
+//	s(c) = log p(c) + Alpha · delta[map(c)]
+//
+// At Alpha 0 that is the engine's own log-probability exactly. The end of
+// the response (an end-of-sequence token) is not scored: the engine does
+// not echo one.
+func (g *RemoteGenerator) RemoteScore(ctx context.Context, prompt, response string, deltaPrompt []int32, echo []EchoedToken) (alone, controlled []float64, err error) {
+	useDelta := g.Delta != nil && g.Alpha != 0
+	if useDelta && (len(deltaPrompt) == 0 || g.Map == nil) {
+		return nil, nil, errors.New("remote score: a delta needs its prompt and a text map")
+	}
+	s := &g.step
+	*s = Generator{Delta: g.Delta, DeltaTok: g.DeltaTok, Alpha: g.Alpha, Map: &g.stepMap,
+		scores: s.scores, scratch: s.scratch}
+	if g.cache == nil {
+		g.cache = make(map[string]mappedText)
+	}
+	var deltaNext, deltaGen []int32
+	var res Result
+	deltaBase := 0
+	if useDelta {
+		deltaNext = deltaPrompt
+		deltaBase = g.Delta.Len() + len(deltaPrompt)
+		s.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
+		s.deltaSpacePrefix = s.addsSpacePrefix()
+	}
+	text := prompt + response
+	first := true
+	for _, tok := range echo {
+		if err := ctx.Err(); err != nil {
+			return alone, controlled, err
+		}
+		start := tok.Offset - len(prompt)
+		if start < 0 {
+			continue // a prompt token
+		}
+		end := min(tok.Offset+len(tok.Text), len(text)) - len(prompt)
+		if end <= start {
+			break // past the response: the engine's own new token
+		}
+		if math.IsNaN(tok.LogProb) {
+			return alone, controlled, fmt.Errorf("remote score: the engine gave no log-probability for %q at offset %d", tok.Text, tok.Offset)
+		}
+		alone = append(alone, tok.LogProb)
+		if !useDelta {
+			controlled = append(controlled, tok.LogProb)
+			continue
+		}
+		if first && start > 0 {
+			// The first response token starts inside the response (the
+			// engine joined the prompt's end with the response's start):
+			// the delta's context must first spell the part before it.
+			g.stepMap.ToDelta, g.stepMap.Same = append(g.stepMap.ToDelta[:0], -1), append(g.stepMap.Same[:0], false)
+			if deltaNext, deltaGen, err = s.advanceDelta(0, []byte(response[:start]), deltaBase, deltaGen, &res); err != nil {
+				return alone, controlled, err
+			}
+		}
+		first = false
+		dl, err := g.Delta.Append(deltaNext)
+		if err != nil {
+			return alone, controlled, fmt.Errorf("remote score: delta model: %w", err)
+		}
+		// This position's vocabulary: the candidates, and the token itself
+		// last when it is not among them.
+		cands := tok.Top
+		target := slices.IndexFunc(cands, func(c Candidate) bool { return c.Text == tok.Text && !c.End })
+		if target < 0 {
+			cands = append(cands[:len(cands):len(cands)], Candidate{Text: tok.Text, LogProb: tok.LogProb})
+			target = len(cands) - 1
+		}
+		scores := g.scoreCandidates(cands, dl, false)
+		var mass, sum float64
+		for i, c := range cands {
+			mass += math.Exp(c.LogProb)
+			sum += math.Exp(float64(scores[i]))
+		}
+		sum += max(0, 1-mass)
+		controlled = append(controlled, float64(scores[target])-math.Log(sum))
+		if deltaNext, deltaGen, err = s.advanceDelta(int32(target), []byte(response[:end]), deltaBase, deltaGen, &res); err != nil {
+			return alone, controlled, err
+		}
+	}
+	return alone, controlled, nil
 }

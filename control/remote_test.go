@@ -3,6 +3,7 @@ package control
 import (
 	"cmp"
 	"context"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -231,4 +232,63 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// echo is what an engine answers for text with echo on: every token with
+// its offset, log-probability and the top k at its position.
+func (f *fakeRemote) echo(text string, k int) []EchoedToken {
+	ids, _ := f.tok.Tokenize(text, false, false)
+	var out []EchoedToken
+	offset := 0
+	for j, id := range ids {
+		top, _ := f.TopK(context.Background(), text[:offset], k)
+		f.lm.ctx = f.lm.ctx[:0]
+		logits, _ := f.lm.Append(append([]int32{0}, ids[:j]...))
+		lp := make([]float32, len(logits))
+		logSoftmax(lp, logits, make([]float32, len(logits)))
+		out = append(out, EchoedToken{Offset: offset, Text: f.tok.pieces[id], LogProb: float64(lp[id]), Top: top})
+		offset += len(f.tok.pieces[id])
+	}
+	return out
+}
+
+// TestRemoteScoreMatchesLocal: with every token among the candidates the
+// remote score is the local one; with fewer it still is at alpha 0, and it
+// stays a log-probability otherwise.
+func TestRemoteScoreMatchesLocal(t *testing.T) {
+	const prompt, response = "ab", "cdab efab g"
+	target, _ := remoteUserTok.Tokenize(response, false, false)
+	for seed := uint64(0); seed < 10; seed++ {
+		for _, alpha := range []float32{0, 1.5} {
+			local := &Generator{User: newFakeLM(8, seed, 1), UserTok: remoteUserTok, Delta: newFakeLM(8, seed+50, 1),
+				DeltaTok: remoteDeltaTok, Map: localTokenMap(), Alpha: alpha}
+			wantAlone, wantCtl, err := local.Score(context.Background(), []int32{0, 1}, []int32{0, 1}, target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []int{8, 2} {
+				eng := &fakeRemote{lm: newFakeLM(8, seed, 1), tok: remoteUserTok}
+				rg := &RemoteGenerator{User: eng, K: k, Delta: newFakeLM(8, seed+50, 1), DeltaTok: remoteDeltaTok, DeltaEOS: 0, Map: prefixTextMap, Alpha: alpha}
+				alone, ctl, err := rg.RemoteScore(context.Background(), prompt, response, []int32{0, 1}, eng.echo(prompt+response, k))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(alone) != len(target) || len(ctl) != len(target) {
+					t.Fatalf("%d and %d scores for %d tokens", len(alone), len(ctl), len(target))
+				}
+				for i := range target {
+					if math.Abs(alone[i]-wantAlone[i]) > 1e-5 {
+						t.Fatalf("seed %d k %d token %d: alone %g, local %g", seed, k, i, alone[i], wantAlone[i])
+					}
+					exact := k == 8 || alpha == 0
+					if exact && math.Abs(ctl[i]-wantCtl[i]) > 1e-4 {
+						t.Fatalf("seed %d alpha %g k %d token %d: controlled %g, local %g", seed, alpha, k, i, ctl[i], wantCtl[i])
+					}
+					if ctl[i] > 1e-6 {
+						t.Fatalf("seed %d alpha %g k %d token %d: %g is no log-probability", seed, alpha, k, i, ctl[i])
+					}
+				}
+			}
+		}
+	}
 }
