@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +20,7 @@ import (
 	"github.com/cmc-dev/cmc/control"
 	"github.com/cmc-dev/cmc/data"
 	"github.com/cmc-dev/cmc/internal/atomicfile"
+	"github.com/cmc-dev/cmc/llama"
 	"github.com/cmc-dev/cmc/metrics"
 )
 
@@ -25,70 +30,181 @@ func evalCommand() *cli.Command {
 		Usage: "measure what a delta does to a user LLM: response NLL, or the TOFU unlearning metrics",
 		Description: "Every metric is computed twice, for the user model alone and for user + alpha × delta.\n\n" +
 			"  --task nll   mean negative log-likelihood per token (and perplexity) of the responses\n" +
-			"  --task tofu  answer probability (length-normalised), ROUGE-L recall of greedy answers and,\n" +
-			"               where the file has paraphrased/perturbed answers, TOFU's truth ratio\n\n" +
+			"  --task tofu  TOFU's numbers (Maini et al. 2024, as its aggregate_eval_stat.py computes them):\n" +
+			"               per set Prob., ROUGE-L recall of the greedy answer and the truth ratio; with the\n" +
+			"               retain, real-authors and world-facts sets the model utility; with the forget set\n" +
+			"               and --reference the forget quality\n\n" +
+			"A --data file's TOFU set is told by a prefix (forget=FILE, retain=FILE, real-authors=FILE,\n" +
+			"world-facts=FILE) or by TOFU's own file names (forget10_perturbed.json, retain_perturbed.json,\n" +
+			"real_authors_perturbed.json, world_facts_perturbed.json). Real authors and world facts take the\n" +
+			"answer as the truth ratio's base and normalise Prob. over the answer and the perturbed ones.\n" +
+			"Prompt and answer are tokenised as one text, as TOFU does; answers are generated greedily up to\n" +
+			"the end-of-generation token or --max-tokens. TOFU's tables use the first 300 questions (--limit 300).\n" +
+			"An example that does not fit the context (--ctx) is skipped with a warning and counted.\n\n" +
 			"Examples:\n" +
 			"  cmc eval --model llama-2-13b.gguf --delta d.gguf --data alpaca_eval.json --task nll\n" +
-			"  cmc eval --model mistral-7b.gguf --delta unlearn.gguf --data forget10_perturbed.json --task tofu --json forget.json",
+			"  cmc eval --model tofu_retain90.gguf --template qa --data forget10_perturbed.json --task tofu --json ref.json\n" +
+			"  cmc eval --model tofu_full.gguf --template qa --delta unlearn.gguf --task tofu --reference ref.json \\\n" +
+			"      --data forget10_perturbed.json --data retain_perturbed.json \\\n" +
+			"      --data real_authors_perturbed.json --data world_facts_perturbed.json --json unlearned.json",
 		Flags: append(modelFlags(),
-			&cli.StringSliceFlag{Name: "data", Required: true, Usage: "evaluation examples (repeatable: one result table per file)"},
+			&cli.StringSliceFlag{Name: "data", Required: true, Usage: "evaluation examples (repeatable: one result table per file; tofu: [SET=]FILE)"},
 			&cli.StringFlag{Name: "format", Value: data.FormatAuto, Usage: "format of the data files: auto, alpaca, tofu or text"},
 			&cli.StringFlag{Name: "task", Value: "nll", Usage: "nll or tofu"},
 			&cli.IntFlag{Name: "limit", Usage: "evaluate only the first N examples of each file (0: all)"},
-			&cli.IntFlag{Name: "max-tokens", Value: 64, Usage: "tofu: longest greedy answer"},
+			&cli.IntFlag{Name: "max-tokens", Value: 200, Usage: "tofu: most new tokens of a greedy answer (TOFU: 200)"},
 			&cli.StringSliceFlag{Name: "stop", Usage: "tofu: stop greedy answers before this string (repeatable)"},
-			&cli.StringFlag{Name: "json", Usage: "also write the results as JSON to this file"},
+			&cli.StringFlag{Name: "reference", Usage: "tofu: the --json of an earlier eval of a model never trained on the forget set (TOFU's retain model, run alone); its forget set's truth ratios are the reference of forget quality"},
+			&cli.StringFlag{Name: "json", Usage: "also write the results and, for tofu, every question's generations and scores as JSON to this file"},
 		),
 		Action: runEval,
 	}
 }
 
+// evalDoc is what --json writes and --reference reads.
+type evalDoc struct {
+	Model     string       `json:"model"`
+	Delta     string       `json:"delta"`
+	Alpha     float32      `json:"alpha"`
+	Task      string       `json:"task"`
+	Reference string       `json:"reference,omitempty"`
+	Results   []evalResult `json:"results"`
+	Files     []evalFile   `json:"files"`
+}
+
 // evalResult is one metric for the user model alone and with the delta.
+// File is empty for the numbers over several files (model utility, forget
+// quality).
 type evalResult struct {
-	File     string  `json:"file"`
-	Metric   string  `json:"metric"`
-	User     float64 `json:"user"`
-	Delta    float64 `json:"user_delta"`
-	Examples int     `json:"examples"`
+	File     string    `json:"file"`
+	Metric   string    `json:"metric"`
+	User     jsonFloat `json:"user"`
+	Delta    jsonFloat `json:"user_delta"`
+	Examples int       `json:"examples"`
+	Skipped  int       `json:"skipped"`
+}
+
+// evalFile is what happened to one --data file.
+type evalFile struct {
+	File     string          `json:"file"`
+	Set      metrics.TOFUSet `json:"set,omitempty"`
+	Examples int             `json:"examples"` // scored
+	Skipped  []string        `json:"skipped"`  // the examples that did not fit the context
+	Items    []tofuItem      `json:"items,omitempty"`
+}
+
+// tofuItem is one TOFU question's record.
+type tofuItem struct {
+	Source   string     `json:"source"`
+	Question string     `json:"question"`
+	Answer   string     `json:"answer"`
+	User     tofuScores `json:"user"`
+	Delta    tofuScores `json:"user_delta"`
+}
+
+// tofuScores are one model's measurements of a question. Log-probs are
+// means per token (EOS included, as TOFU counts it); null where the
+// question has nothing to measure.
+type tofuScores struct {
+	Generation         string      `json:"generation"`
+	RougeL             jsonFloat   `json:"rouge_l_recall"`
+	AnswerLogProb      jsonFloat   `json:"answer_logprob"`
+	ParaphrasedLogProb jsonFloat   `json:"paraphrased_logprob"`
+	PerturbedLogProbs  []jsonFloat `json:"perturbed_logprobs"`
+	Prob               jsonFloat   `json:"prob"`
+	TruthRatio         jsonFloat   `json:"truth_ratio"`
+}
+
+func (s tofuScores) item() metrics.TOFUItem {
+	it := metrics.TOFUItem{Answer: float64(s.AnswerLogProb), Paraphrased: float64(s.ParaphrasedLogProb), RougeL: float64(s.RougeL)}
+	for _, p := range s.PerturbedLogProbs {
+		it.Perturbed = append(it.Perturbed, float64(p))
+	}
+	return it
+}
+
+// jsonFloat is a float64 that JSON carries as null when it is not finite
+// (NaN: nothing measured), which encoding/json would refuse to write.
+type jsonFloat float64
+
+func (f jsonFloat) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(f))
+}
+
+func (f *jsonFloat) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*f = jsonFloat(math.NaN())
+		return nil
+	}
+	return json.Unmarshal(b, (*float64)(f))
 }
 
 func runEval(c *cli.Context) error {
+	task := c.String("task")
+	if task != "nll" && task != "tofu" {
+		return fmt.Errorf("--task %q: want nll or tofu", task)
+	}
+	// Everything a run needs from files is read and checked before the
+	// models load: a mistake in the last file must not cost the first
+	// file's minutes.
+	sets, err := readEvalSets(c.StringSlice("data"), c.String("format"), c.Int("limit"), task)
+	if err != nil {
+		return err
+	}
+	var reference []float64
+	if path := c.String("reference"); path != "" {
+		if task != "tofu" {
+			return errors.New("--reference is for --task tofu")
+		}
+		if !slices.ContainsFunc(sets, func(s evalSet) bool { return s.set == metrics.TOFUForget }) {
+			return fmt.Errorf("--reference %s: no forget set among --data to compare with", path)
+		}
+		if reference, err = readReference(path); err != nil {
+			return err
+		}
+	}
+	if out := c.String("json"); out != "" {
+		if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
+			return fmt.Errorf("--json %s: the directory %s does not exist", out, filepath.Dir(out))
+		}
+	}
+	if c.Int("max-tokens") <= 0 {
+		return fmt.Errorf("--max-tokens %d: want at least 1", c.Int("max-tokens"))
+	}
+
 	rm, err := loadRuntime(c)
 	if err != nil {
 		return err
 	}
 	defer rm.close()
-	task := c.String("task")
-	if task != "nll" && task != "tofu" {
-		return fmt.Errorf("--task %q: want nll or tofu", task)
+	if rm.userCtx == nil {
+		return fmt.Errorf("--model %s: cmc eval scores with a local model's logits (a GGUF file)", c.String("model"))
 	}
-	var results []evalResult
-	for _, path := range c.StringSlice("data") {
-		examples, err := data.Read(path, c.String("format"))
-		if err != nil {
-			return err
-		}
-		if n := c.Int("limit"); n > 0 && n < len(examples) {
-			examples = examples[:n]
-		}
-		ev := &evaluator{rm: rm, ctx: c.Context, maxTokens: c.Int("max-tokens"), stop: c.StringSlice("stop")}
+	ev := newEvaluator(c.Context, rm, c.Int("max-tokens"), c.StringSlice("stop"))
+	doc := evalDoc{Model: c.String("model"), Delta: c.String("delta"), Alpha: rm.alpha, Task: task, Reference: c.String("reference")}
+	for _, s := range sets {
+		var f evalFile
 		var rs []evalResult
 		if task == "nll" {
-			rs, err = ev.nll(examples)
+			f, rs, err = ev.nll(s)
 		} else {
-			rs, err = ev.tofu(examples)
+			f, rs, err = ev.tofu(s)
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			return fmt.Errorf("%s: %w", s.path, err)
 		}
-		for i := range rs {
-			rs[i].File, rs[i].Examples = path, len(examples)
-		}
-		results = append(results, rs...)
+		doc.Files = append(doc.Files, f)
+		doc.Results = append(doc.Results, rs...)
 	}
-	printResults(os.Stdout, rm, results)
+	if task == "tofu" {
+		doc.Results = append(doc.Results, tofuSummary(doc.Files, reference)...)
+	}
+	printResults(os.Stdout, rm, doc.Results)
 	if out := c.String("json"); out != "" {
-		b, err := json.MarshalIndent(map[string]any{"model": c.String("model"), "delta": c.String("delta"), "alpha": rm.alpha, "task": task, "results": results}, "", "  ")
+		b, err := json.MarshalIndent(doc, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -97,131 +213,451 @@ func runEval(c *cli.Context) error {
 	return nil
 }
 
+// evalSet is one --data file, read and checked.
+type evalSet struct {
+	path string
+	// set is the TOFU set the file is (empty: none of the four); scoring
+	// is how its answers are scored, the set's own way or, for another
+	// file, by what its records hold.
+	set, scoring metrics.TOFUSet
+	examples     []data.Example
+}
+
+var tofuSets = []metrics.TOFUSet{metrics.TOFUForget, metrics.TOFURetain, metrics.TOFURealAuthors, metrics.TOFUWorldFacts}
+
+// readEvalSets reads every --data file (with --limit applied) and checks
+// what the task needs of it.
+func readEvalSets(args []string, format string, limit int, task string) ([]evalSet, error) {
+	var sets []evalSet
+	for _, arg := range args {
+		set, path := parseDataArg(arg)
+		examples, err := data.Read(path, format)
+		if err != nil {
+			return nil, fmt.Errorf("--data: %w", err)
+		}
+		if limit > 0 && limit < len(examples) {
+			examples = examples[:limit]
+		}
+		s := evalSet{path: path, set: set, scoring: set, examples: examples}
+		if task == "tofu" {
+			if err := s.check(sets); err != nil {
+				return nil, err
+			}
+		}
+		sets = append(sets, s)
+	}
+	return sets, nil
+}
+
+// parseDataArg splits a --data value into its TOFU set and path: an
+// explicit SET= prefix, else TOFU's file names.
+func parseDataArg(arg string) (metrics.TOFUSet, string) {
+	if set, path, ok := strings.Cut(arg, "="); ok && slices.Contains(tofuSets, metrics.TOFUSet(set)) {
+		return metrics.TOFUSet(set), path
+	}
+	name := strings.ReplaceAll(strings.ToLower(filepath.Base(arg)), "-", "_")
+	switch {
+	case strings.Contains(name, "real_author"):
+		return metrics.TOFURealAuthors, arg
+	case strings.Contains(name, "world_fact"):
+		return metrics.TOFUWorldFacts, arg
+	case strings.Contains(name, "forget"):
+		return metrics.TOFUForget, arg
+	case strings.Contains(name, "retain"):
+		return metrics.TOFURetain, arg
+	}
+	return "", arg
+}
+
+// check validates a TOFU file against its set and the files before it.
+func (s *evalSet) check(before []evalSet) error {
+	if s.set != "" {
+		for _, b := range before {
+			if b.set == s.set {
+				return fmt.Errorf("--data %s and %s are both TOFU's %s set", b.path, s.path, s.set)
+			}
+		}
+	}
+	for _, ex := range s.examples {
+		if ex.Instruction == "" {
+			return fmt.Errorf("--data %s: %s has no question (want TOFU records)", s.path, ex.Source)
+		}
+		if (s.set == metrics.TOFURealAuthors || s.set == metrics.TOFUWorldFacts) && len(ex.Perturbed) == 0 {
+			return fmt.Errorf("--data %s: %s has no perturbed_answer, which TOFU's %s set scores against (use the *_perturbed file)", s.path, ex.Source, s.set)
+		}
+	}
+	if s.scoring == "" {
+		// Another file: with paraphrases it is scored like the retain set,
+		// with perturbed answers alone like real authors.
+		s.scoring = metrics.TOFURetain
+		if !slices.ContainsFunc(s.examples, func(ex data.Example) bool { return ex.Paraphrased != "" }) &&
+			slices.ContainsFunc(s.examples, func(ex data.Example) bool { return len(ex.Perturbed) > 0 }) {
+			s.scoring = metrics.TOFURealAuthors
+		}
+	}
+	return nil
+}
+
+// readReference reads the forget set's truth ratios (the model alone) from
+// an earlier eval's --json.
+func readReference(path string) ([]float64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--reference: %w", err)
+	}
+	var doc evalDoc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("--reference %s: %w (want the --json of a cmc eval --task tofu)", path, err)
+	}
+	if doc.Task != "tofu" {
+		return nil, fmt.Errorf("--reference %s: task %q, want the --json of a cmc eval --task tofu", path, doc.Task)
+	}
+	var ratios []float64
+	found := ""
+	for _, f := range doc.Files {
+		if f.Set != metrics.TOFUForget {
+			continue
+		}
+		if found != "" {
+			return nil, fmt.Errorf("--reference %s: two forget sets (%s, %s)", path, found, f.File)
+		}
+		found = f.File
+		for _, it := range f.Items {
+			if r := float64(it.User.TruthRatio); !math.IsNaN(r) {
+				ratios = append(ratios, r)
+			}
+		}
+	}
+	switch {
+	case found == "":
+		return nil, fmt.Errorf("--reference %s: no forget set in it", path)
+	case len(ratios) == 0:
+		return nil, fmt.Errorf("--reference %s: its forget set %s has no truth ratios (it needs paraphrased and perturbed answers)", path, found)
+	}
+	return ratios, nil
+}
+
+// evaluator scores examples with the user model alone and with the delta.
 type evaluator struct {
-	rm        *runtimeModels
 	ctx       context.Context
+	rm        *runtimeModels
+	sc        *control.Scorer
+	withDelta bool // a delta at alpha != 0: the second column is measured, not copied
 	maxTokens int
 	stop      []string
 }
 
-// logProbs scores response after query's prompts, alone and with the delta.
-func (e *evaluator) logProbs(query, response string) (alone, controlled []float64, err error) {
-	userIDs, deltaIDs, _, err := e.rm.prompts(nil, query)
-	if err != nil {
-		return nil, nil, err
+func newEvaluator(ctx context.Context, rm *runtimeModels, maxTokens int, stop []string) *evaluator {
+	g := &control.Generator{
+		User:            batchContext{rm.userCtx},
+		UserTok:         rm.user.Vocab(),
+		EndOfGeneration: rm.user.Vocab().IsEOG,
 	}
-	target, err := e.rm.user.Vocab().Tokenize(response, false, false)
-	if err != nil {
-		return nil, nil, err
+	withDelta := rm.delta != nil && rm.alpha != 0
+	if withDelta {
+		g.Delta, g.DeltaTok, g.Map, g.Alpha = rm.deltaLM, rm.deltaVocab.Vocab(), rm.tokenMap, rm.alpha
 	}
-	if eos := e.rm.user.Vocab().EOS(); eos >= 0 {
-		target = append(target, eos)
-	}
-	return e.rm.generator(e.rm.alpha).Score(e.ctx, userIDs, deltaIDs, target)
+	return &evaluator{ctx: ctx, rm: rm, sc: &control.Scorer{G: g}, withDelta: withDelta, maxTokens: maxTokens, stop: stop}
 }
 
-func (e *evaluator) nll(examples []data.Example) ([]evalResult, error) {
+// batchContext gives the Scorer llama.cpp's all-positions decode.
+type batchContext struct{ *llama.Context }
+
+func (b batchContext) AppendAll(tokens []int32, logits []float32) error {
+	return b.Decode(tokens, llama.OutputAll, logits)
+}
+
+// evalPrompt is one question rendered for both models.
+type evalPrompt struct {
+	text  string  // the user model's prompt text
+	chat  bool    // rendered by the model's chat template
+	user  []int32 // its tokens, BOS included: the prompt of a generation
+	delta []int32 // the delta's prompt (nil without a delta)
+}
+
+func (e *evaluator) prompt(query string) (evalPrompt, error) {
+	user, delta, text, err := e.rm.prompts(nil, query)
+	if err != nil {
+		return evalPrompt{}, err
+	}
+	// Without a data template the user model's chat template renders.
+	return evalPrompt{text: text, chat: e.rm.userTmpl == nil, user: user, delta: delta}, nil
+}
+
+// answer returns the user's prompt and target tokens for scoring answer
+// after p: prompt and answer tokenised as one text and split where the
+// answer starts (data.TokenizeJoined), the answer followed by EOS. After a
+// chat template, which ends in its own markup, the answer is tokenised on
+// its own, so that special tokens are parsed in the template's text only.
+func (e *evaluator) answer(p evalPrompt, answer string) (prompt, target []int32, err error) {
+	v := e.rm.user.Vocab()
+	if p.chat {
+		prompt = p.user
+		if target, err = v.Tokenize(answer, false, false); err != nil {
+			return nil, nil, fmt.Errorf("tokenise an answer: %w", err)
+		}
+	} else {
+		joined, split, err := data.TokenizeJoined(v, p.text, answer)
+		if err != nil {
+			return nil, nil, err
+		}
+		if v.AddBOS() {
+			prompt = append(prompt, v.BOS())
+		}
+		prompt = append(prompt, joined[:split]...)
+		target = joined[split:]
+	}
+	if eos := v.EOS(); eos >= 0 {
+		target = append(target, eos)
+	}
+	return prompt, target, nil
+}
+
+// overLongError marks an example that does not fit the user model's
+// context: it is skipped and counted, not fatal.
+type overLongError struct{ tokens, size int }
+
+func (e overLongError) Error() string {
+	return fmt.Sprintf("%d tokens do not fit the context of %d (--ctx)", e.tokens, e.size)
+}
+
+// fits reports whether scoring target after prompt fits the context: the
+// decode holds every token but the target's last.
+func (e *evaluator) fits(prompt, target []int32) error {
+	if n := len(prompt) + len(target) - 1; n > e.rm.userCtx.Size() {
+		return overLongError{n, e.rm.userCtx.Size()}
+	}
+	return nil
+}
+
+// skip reports whether err means the example is to be skipped, and warns.
+func skip(err error, ex data.Example, f *evalFile) bool {
+	var long overLongError
+	if !errors.As(err, &long) && !errors.Is(err, llama.ErrContextFull) {
+		return false
+	}
+	slog.Warn("example skipped: it does not fit the context", "example", ex.Source, "reason", err)
+	f.Skipped = append(f.Skipped, ex.Source)
+	return true
+}
+
+func (e *evaluator) nll(s evalSet) (evalFile, []evalResult, error) {
+	f := evalFile{File: s.path, Set: s.set, Skipped: []string{}}
 	var sumA, sumC float64
 	var n int
-	bar := newCounter("nll", len(examples))
+	bar := newCounter("nll", len(s.examples))
 	defer bar.done()
-	for _, ex := range examples {
+	for _, ex := range s.examples {
 		bar.tick()
-		a, c, err := e.logProbs(ex.Query(), ex.Output)
+		a, c, err := e.score(ex.Query(), ex.Output)
+		if skip(err, ex, &f) {
+			continue
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ex.Source, err)
+			return f, nil, fmt.Errorf("%s: %w", ex.Source, err)
 		}
 		for i := range a {
 			sumA -= a[i]
 			sumC -= c[i]
 		}
 		n += len(a)
+		f.Examples++
 	}
-	return []evalResult{
-		{Metric: "NLL per token", User: metrics.MeanNLL(sumA, n), Delta: metrics.MeanNLL(sumC, n)},
-		{Metric: "perplexity", User: metrics.Perplexity(sumA, n), Delta: metrics.Perplexity(sumC, n)},
-		{Metric: "response tokens", User: float64(n), Delta: float64(n)},
+	row := func(metric string, user, delta float64) evalResult {
+		return evalResult{File: s.path, Metric: metric, User: jsonFloat(user), Delta: jsonFloat(delta), Examples: f.Examples, Skipped: len(f.Skipped)}
+	}
+	return f, []evalResult{
+		row("NLL per token", metrics.MeanNLL(sumA, n), metrics.MeanNLL(sumC, n)),
+		row("perplexity", metrics.Perplexity(sumA, n), metrics.Perplexity(sumC, n)),
+		row("response tokens", float64(n), float64(n)),
 	}, nil
 }
 
-func (e *evaluator) tofu(examples []data.Example) ([]evalResult, error) {
-	var probA, probC, rougeA, rougeC []float64
-	var ratioA, ratioC []float64
-	bar := newCounter("tofu", len(examples))
+// score is the log-probs of response's tokens after query's prompt.
+func (e *evaluator) score(query, response string) (alone, controlled []float64, err error) {
+	p, err := e.prompt(query)
+	if err != nil {
+		return nil, nil, err
+	}
+	prompt, target, err := e.answer(p, response)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := e.fits(prompt, target); err != nil {
+		return nil, nil, err
+	}
+	return e.sc.Score(e.ctx, prompt, p.delta, target)
+}
+
+func (e *evaluator) tofu(s evalSet) (evalFile, []evalResult, error) {
+	f := evalFile{File: s.path, Set: s.set, Skipped: []string{}}
+	bar := newCounter("tofu", len(s.examples))
 	defer bar.done()
-	for _, ex := range examples {
+	for _, ex := range s.examples {
 		bar.tick()
-		a, c, err := e.logProbs(ex.Query(), ex.Output)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ex.Source, err)
-		}
-		probA, probC = append(probA, metrics.AnswerProbability(a)), append(probC, metrics.AnswerProbability(c))
-		ga, err := e.greedy(ex.Query(), 0)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ex.Source, err)
-		}
-		gc, err := e.greedy(ex.Query(), e.rm.alpha)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ex.Source, err)
-		}
-		rougeA, rougeC = append(rougeA, metrics.RougeLRecall(ex.Output, ga)), append(rougeC, metrics.RougeLRecall(ex.Output, gc))
-		if ex.Paraphrased == "" || len(ex.Perturbed) == 0 {
+		it, err := e.tofuItem(s.scoring, ex)
+		if skip(err, ex, &f) {
 			continue
 		}
-		ra, rc, err := e.truthRatio(ex)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ex.Source, err)
+			return f, nil, fmt.Errorf("%s: %w", ex.Source, err)
 		}
-		ratioA, ratioC = append(ratioA, ra), append(ratioC, rc)
+		f.Items = append(f.Items, it)
 	}
-	rs := []evalResult{
-		{Metric: "answer probability", User: mean(probA), Delta: mean(probC)},
-		{Metric: "ROUGE-L recall (greedy)", User: mean(rougeA), Delta: mean(rougeC)},
+	f.Examples = len(f.Items)
+	user, delta := summarise(s.scoring, f.Items)
+	row := func(metric string, u, d float64) evalResult {
+		return evalResult{File: s.path, Metric: metric, User: jsonFloat(u), Delta: jsonFloat(d), Examples: f.Examples, Skipped: len(f.Skipped)}
 	}
-	if len(ratioA) > 0 {
-		rs = append(rs,
-			evalResult{Metric: "truth ratio, forget summary mean(min(R,1/R))", User: metrics.ForgetTruthRatio(ratioA), Delta: metrics.ForgetTruthRatio(ratioC)},
-			evalResult{Metric: "truth ratio, retain summary mean(max(0,1-R))", User: metrics.RetainTruthRatio(ratioA), Delta: metrics.RetainTruthRatio(ratioC)})
+	prob := "Prob. (answer probability per token)"
+	if s.scoring == metrics.TOFURealAuthors || s.scoring == metrics.TOFUWorldFacts {
+		prob = "Prob. (normalised over answer + perturbed)"
 	}
-	return rs, nil
+	rs := []evalResult{row(prob, user.Prob, delta.Prob), row("ROUGE-L recall (greedy)", user.RougeL, delta.RougeL)}
+	if !math.IsNaN(user.TruthRatio) {
+		summary := "truth ratio, mean(max(0,1-R))"
+		if s.scoring == metrics.TOFUForget {
+			summary = "truth ratio, mean(min(R,1/R))"
+		}
+		rs = append(rs, row(summary, user.TruthRatio, delta.TruthRatio))
+	}
+	return f, rs, nil
 }
 
-// truthRatio compares the likelihood of wrong answers with that of the
-// paraphrased right one, per token, alone and with the delta.
-func (e *evaluator) truthRatio(ex data.Example) (alone, controlled float64, err error) {
-	pa, pc, err := e.logProbs(ex.Query(), ex.Paraphrased)
+// tofuItem measures one question: greedy answers and the per-token
+// log-probs of its answer, paraphrase and perturbed answers, alone and
+// with the delta, all after one decoded prompt.
+func (e *evaluator) tofuItem(set metrics.TOFUSet, ex data.Example) (tofuItem, error) {
+	it := tofuItem{Source: ex.Source, Question: ex.Query(), Answer: ex.Output}
+	p, err := e.prompt(ex.Query())
 	if err != nil {
-		return 0, 0, err
+		return it, err
 	}
-	var wrongA, wrongC []float64
-	for _, w := range ex.Perturbed {
-		a, c, err := e.logProbs(ex.Query(), w)
+	answers := []string{ex.Output}
+	if ex.Paraphrased != "" {
+		answers = append(answers, ex.Paraphrased)
+	}
+	answers = append(answers, ex.Perturbed...)
+	prompts, targets := make([][]int32, len(answers)), make([][]int32, len(answers))
+	for i, a := range answers {
+		if prompts[i], targets[i], err = e.answer(p, a); err != nil {
+			return it, err
+		}
+		if err := e.fits(prompts[i], targets[i]); err != nil {
+			return it, err
+		}
+	}
+	// A greedy answer stops at the end of the context rather than failing.
+	size := e.rm.userCtx.Size()
+	if len(p.user) >= size {
+		return it, overLongError{len(p.user) + 1, size}
+	}
+	opt := control.Options{MaxTokens: min(e.maxTokens, size-len(p.user)), Stop: e.stop}
+
+	genA, err := e.sc.Generate(e.ctx, p.user, p.delta, opt, true)
+	if err != nil {
+		return it, err
+	}
+	genC := genA
+	if e.withDelta {
+		if genC, err = e.sc.Generate(e.ctx, p.user, p.delta, opt, false); err != nil {
+			return it, err
+		}
+	}
+	meanA, meanC := make([]float64, len(answers)), make([]float64, len(answers))
+	for i := range answers {
+		a, c, err := e.sc.Score(e.ctx, prompts[i], p.delta, targets[i])
 		if err != nil {
-			return 0, 0, err
+			return it, err
 		}
-		wrongA, wrongC = append(wrongA, metrics.MeanLogProb(a)), append(wrongC, metrics.MeanLogProb(c))
+		meanA[i], meanC[i] = metrics.MeanLogProb(a), metrics.MeanLogProb(c)
 	}
-	return metrics.TruthRatio(metrics.MeanLogProb(pa), wrongA), metrics.TruthRatio(metrics.MeanLogProb(pc), wrongC), nil
+	it.User = newTOFUScores(set, ex, genA.Text, meanA)
+	it.Delta = newTOFUScores(set, ex, genC.Text, meanC)
+	return it, nil
 }
 
-func (e *evaluator) greedy(query string, alpha float32) (string, error) {
-	userIDs, deltaIDs, _, err := e.rm.prompts(nil, query)
-	if err != nil {
-		return "", err
+// newTOFUScores fills one model's record of ex from its greedy answer and
+// the mean log-probs of the answer, paraphrase (when ex has one) and
+// perturbed answers, in that order.
+func newTOFUScores(set metrics.TOFUSet, ex data.Example, generation string, meanLogProbs []float64) tofuScores {
+	it := metrics.TOFUItem{Answer: meanLogProbs[0], Paraphrased: math.NaN(), RougeL: metrics.RougeLRecall(ex.Output, generation)}
+	rest := meanLogProbs[1:]
+	if ex.Paraphrased != "" {
+		it.Paraphrased, rest = rest[0], rest[1:]
 	}
-	res, err := e.rm.generator(alpha).Generate(e.ctx, userIDs, deltaIDs, control.Options{MaxTokens: e.maxTokens, Stop: e.stop}, nil)
-	return res.Text, err
+	it.Perturbed = rest
+	s := tofuScores{
+		Generation:         generation,
+		RougeL:             jsonFloat(it.RougeL),
+		AnswerLogProb:      jsonFloat(it.Answer),
+		ParaphrasedLogProb: jsonFloat(it.Paraphrased),
+		PerturbedLogProbs:  []jsonFloat{},
+		Prob:               jsonFloat(set.Prob(it)),
+		TruthRatio:         jsonFloat(set.TruthRatio(it)),
+	}
+	for _, lp := range rest {
+		s.PerturbedLogProbs = append(s.PerturbedLogProbs, jsonFloat(lp))
+	}
+	return s
 }
 
-func mean(x []float64) float64 {
-	if len(x) == 0 {
-		return math.NaN()
+// summarise is a set's three TOFU numbers for each column.
+func summarise(set metrics.TOFUSet, items []tofuItem) (user, delta metrics.TOFUScores) {
+	var a, c []metrics.TOFUItem
+	for _, it := range items {
+		a, c = append(a, it.User.item()), append(c, it.Delta.item())
 	}
-	var s float64
-	for _, v := range x {
-		s += v
+	return set.Summarise(a), set.Summarise(c)
+}
+
+// tofuSummary is TOFU's two headline numbers over the files: model utility
+// when the retain, real-author and world-fact sets are there, forget
+// quality when the forget set is and a reference was given.
+func tofuSummary(files []evalFile, reference []float64) []evalResult {
+	bySet := map[metrics.TOFUSet]evalFile{}
+	for _, f := range files {
+		if f.Set != "" {
+			bySet[f.Set] = f
+		}
 	}
-	return s / float64(len(x))
+	var rs []evalResult
+	var missing []string
+	for _, s := range []metrics.TOFUSet{metrics.TOFURetain, metrics.TOFURealAuthors, metrics.TOFUWorldFacts} {
+		if _, ok := bySet[s]; !ok {
+			missing = append(missing, string(s))
+		}
+	}
+	if len(missing) == 0 {
+		var user, delta [3]metrics.TOFUScores
+		examples, skipped := 0, 0
+		for i, s := range []metrics.TOFUSet{metrics.TOFURetain, metrics.TOFURealAuthors, metrics.TOFUWorldFacts} {
+			user[i], delta[i] = summarise(s, bySet[s].Items)
+			examples += bySet[s].Examples
+			skipped += len(bySet[s].Skipped)
+		}
+		rs = append(rs, evalResult{Metric: "model utility (hmean of the 9)",
+			User:     jsonFloat(metrics.ModelUtility(user[0], user[1], user[2])),
+			Delta:    jsonFloat(metrics.ModelUtility(delta[0], delta[1], delta[2])),
+			Examples: examples, Skipped: skipped})
+	} else if len(missing) < 3 {
+		slog.Info("no model utility: it needs the retain, real-authors and world-facts sets", "missing", strings.Join(missing, ", "))
+	}
+	if forget, ok := bySet[metrics.TOFUForget]; ok && reference != nil {
+		var user, delta []float64
+		for _, it := range forget.Items {
+			if r := float64(it.User.TruthRatio); !math.IsNaN(r) {
+				user = append(user, r)
+			}
+			if r := float64(it.Delta.TruthRatio); !math.IsNaN(r) {
+				delta = append(delta, r)
+			}
+		}
+		rs = append(rs, evalResult{Metric: "forget quality (KS p-value vs reference)",
+			User: jsonFloat(metrics.ForgetQuality(user, reference)), Delta: jsonFloat(metrics.ForgetQuality(delta, reference)),
+			Examples: forget.Examples, Skipped: len(forget.Skipped)})
+	}
+	return rs
 }
 
 func printResults(w io.Writer, rm *runtimeModels, rs []evalResult) {
@@ -230,11 +666,25 @@ func printResults(w io.Writer, rm *runtimeModels, rs []evalResult) {
 	if rm.delta != nil {
 		deltaCol = fmt.Sprintf("user+%g·delta", rm.alpha)
 	}
-	fmt.Fprintf(tw, "file\tmetric\tuser\t%s\texamples\t\n", deltaCol)
+	fmt.Fprintf(tw, "file\tmetric\tuser\t%s\texamples\tskipped\t\n", deltaCol)
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%.4f\t%.4f\t%d\t\n", filepath.Base(r.File), r.Metric, r.User, r.Delta, r.Examples)
+		file := "(all)"
+		if r.File != "" {
+			file = filepath.Base(r.File)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t\n", file, r.Metric, formatValue(r.User), formatValue(r.Delta), r.Examples, r.Skipped)
 	}
 	tw.Flush()
+}
+
+// formatValue prints four decimals, or four significant digits for values
+// so small that the decimals would read 0.0000 (probabilities of unlikely
+// answers, forget quality p-values).
+func formatValue(v jsonFloat) string {
+	if a := math.Abs(float64(v)); a != 0 && a < 1e-3 {
+		return fmt.Sprintf("%.4g", float64(v))
+	}
+	return fmt.Sprintf("%.4f", float64(v))
 }
 
 // counter shows how far a loop over examples has got, on stderr: in place
