@@ -39,6 +39,9 @@ type Generator struct {
 	Alpha float32
 
 	scores, scratch []float32
+	steered         []float32 // the scores before penalties, for log-probs
+	lp              logprobState
+	penalties       penaltyState
 	deltaPromptLast [1]int32
 	// deltaSpacePrefix: the delta's tokenizer starts every text with a
 	// space (SentencePiece's dummy prefix), so a generated text that
@@ -49,9 +52,26 @@ type Generator struct {
 
 // Options bound one generation.
 type Options struct {
+	// MaxTokens is the most tokens to generate: 0 means no limit, a
+	// negative value none at all (to score a prompt only, with ScorePrompt).
 	MaxTokens int
 	Stop      []string // generation ends before the earliest of these strings in the text
 	Sample    SampleOptions
+	// Penalties shift the scores before each choice.
+	Penalties Penalties
+
+	// Logprobs records every generated token's log-probability
+	// (Result.Logprobs), with the TopLogprobs most likely tokens of its step
+	// (at most MaxTopLogprobs). The end-of-generation token that ends the
+	// text is recorded too, though it is not in Result.Tokens.
+	Logprobs    bool
+	TopLogprobs int
+	// ScorePrompt records the log-probability of every prompt token after
+	// the first (Result.PromptLogprobs), decoding the prompt token by token.
+	// The delta then follows the prompt's text as it follows generated
+	// text: deltaPrompt must be the delta's tokens of the first prompt
+	// token's text (its BOS).
+	ScorePrompt bool
 }
 
 // Result summarises one generation.
@@ -60,6 +80,8 @@ type Result struct {
 	Tokens       []int32 // the user tokens generated
 	FinishReason string  // "stop" (end token or stop string), "length" (MaxTokens) or "cancelled"
 	PromptTokens int
+	// Logprobs and PromptLogprobs are recorded when Options ask for them.
+	Logprobs, PromptLogprobs Logprobs
 	// DeltaRetokenised counts the tokens after which the delta's context had
 	// to be rebuilt from the text (inexact map entries); DeltaRedecoded the
 	// delta tokens decoded again because of it.
@@ -83,11 +105,34 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 	if useDelta && g.Map == nil && g.Delta.VocabSize() != nU {
 		return res, fmt.Errorf("generate: user vocabulary has %d tokens, delta %d: a token map is needed", nU, g.Delta.VocabSize())
 	}
+	if opt.TopLogprobs < 0 || opt.TopLogprobs > MaxTopLogprobs {
+		return res, fmt.Errorf("generate: %d top log-probs asked for; at most %d", opt.TopLogprobs, MaxTopLogprobs)
+	}
 	scores := g.buffers(nU)
 	sampler := NewSampler(opt.Sample, nU)
 	out := newStopWriter(opt.Stop, emit)
+	penalise := opt.Penalties.active()
+	if penalise {
+		g.penalties.reset(nU)
+	}
+	if opt.Logprobs || opt.ScorePrompt {
+		if cap(g.lp.heap) < opt.TopLogprobs {
+			g.lp.heap = make([]int32, 0, opt.TopLogprobs)
+		}
+		res.Logprobs.K, res.PromptLogprobs.K = opt.TopLogprobs, opt.TopLogprobs
+	}
+	if opt.Logprobs && opt.MaxTokens > 0 {
+		res.Logprobs.reserve(opt.MaxTokens + 1)
+	}
 
+	// With ScorePrompt the prompt after its first token is forced, one
+	// token per step, instead of sampled.
 	userNext := userPrompt
+	var forced []int32
+	if opt.ScorePrompt {
+		userNext, forced = userPrompt[:1], userPrompt[1:]
+		res.PromptLogprobs.reserve(len(forced))
+	}
 	var deltaNext []int32
 	deltaBase := 0       // delta context length before the generated part
 	var deltaGen []int32 // delta tokens of the generated text, as in its context
@@ -111,33 +156,73 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 			}
 		}()
 	}
+	// text is what the delta's context spells after its prompt: the forced
+	// prompt tokens, then the generated ones.
 	var text []byte
-	for opt.MaxTokens <= 0 || len(res.Tokens) < opt.MaxTokens {
+	for step := 0; ; step++ {
+		forcing := step < len(forced)
+		if !forcing && (opt.MaxTokens < 0 || opt.MaxTokens > 0 && len(res.Tokens) >= opt.MaxTokens) {
+			break
+		}
 		if err := ctx.Err(); err != nil {
 			res.FinishReason = "cancelled"
-			res.Text = string(text)
+			res.Text = out.kept()
 			return res, err
 		}
 		if useDelta {
 			work <- deltaNext
 		}
-		if err := g.step(scores, userNext, useDelta, len(res.Tokens) == 0, done); err != nil {
+		if err := g.step(scores, userNext, useDelta, step == 0, done); err != nil {
 			return res, err
 		}
-		u := sampler.Sample(scores)
-		if g.EndOfGeneration != nil && g.EndOfGeneration(u) {
-			res.FinishReason = "stop"
-			break
+		var u int32
+		if forcing {
+			u = forced[step]
+			if u < 0 || int(u) >= nU {
+				return res, fmt.Errorf("generate: prompt token %d at index %d is outside the vocabulary (size %d)", u, step+1, nU)
+			}
+			g.lp.normalise(scores, g.scratch)
+			g.lp.record(&res.PromptLogprobs, scores, u)
+			userNext = forced[step : step+1]
+		} else {
+			if opt.Logprobs {
+				g.lp.normalise(scores, g.scratch)
+				if penalise {
+					// The log-probs are the models' own: keep the scores
+					// as they were before the penalties shift them.
+					copy(g.steered[:nU], scores)
+				}
+			}
+			if penalise {
+				g.penalties.apply(opt.Penalties, scores, userPrompt, res.Tokens)
+			}
+			u = sampler.Sample(scores)
+			if opt.Logprobs {
+				steered := scores
+				if penalise {
+					steered = g.steered[:nU]
+				}
+				g.lp.record(&res.Logprobs, steered, u)
+			}
+			if g.EndOfGeneration != nil && g.EndOfGeneration(u) {
+				res.FinishReason = "stop"
+				break
+			}
+			res.Tokens = append(res.Tokens, u)
+			if penalise {
+				g.penalties.generated(u)
+			}
+			userNext = res.Tokens[len(res.Tokens)-1:]
 		}
-		res.Tokens = append(res.Tokens, u)
 		start := len(text)
 		text = g.UserTok.AppendPiece(text, u, false)
-		if stopped, err := out.write(text[start:]); err != nil || stopped {
-			res.FinishReason = "stop"
-			res.Text = out.kept()
-			return res, err
+		if !forcing {
+			if stopped, err := out.write(text[start:]); err != nil || stopped {
+				res.FinishReason = "stop"
+				res.Text = out.kept()
+				return res, err
+			}
 		}
-		userNext = res.Tokens[len(res.Tokens)-1:]
 		if useDelta {
 			var err error
 			if deltaNext, deltaGen, err = g.advanceDelta(u, text, deltaBase, deltaGen, &res); err != nil {
@@ -195,7 +280,7 @@ type deltaResult struct {
 // the previous generation's.
 func (g *Generator) buffers(n int) []float32 {
 	if cap(g.scores) < n {
-		g.scores, g.scratch = make([]float32, n), make([]float32, n)
+		g.scores, g.scratch, g.steered = make([]float32, n), make([]float32, n), make([]float32, n)
 	}
 	return g.scores[:n]
 }
