@@ -98,7 +98,8 @@ type microBatch struct {
 type AbortableTemplate interface {
 	Template
 	// SetAbortContext makes SequenceLogits return an error wrapping
-	// ctx.Err() soon after ctx is done.
+	// ctx.Err() soon after ctx is done; nil stops watching. It is never
+	// called during a SequenceLogits.
 	SetAbortContext(ctx context.Context)
 }
 
@@ -133,7 +134,7 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 		cancel()
 		workers.Wait()
 		if abortable != nil {
-			abortable.SetAbortContext(context.Background())
+			abortable.SetAbortContext(nil)
 		}
 	}()
 	plan := t.plan(ctx, &workers, t.Opt.Step, total)

@@ -206,7 +206,7 @@ func TestResumeIsExact(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	first.OnStep = func(s Step) error {
 		if s.Step == 3 {
-			if err := delta.SaveCheckpoint(ckpt, first.Model, first.Opt); err != nil {
+			if err := delta.SaveCheckpoint(ckpt, first.Model, first.Opt, nil); err != nil {
 				return err
 			}
 			cancel()
@@ -216,7 +216,7 @@ func TestResumeIsExact(t *testing.T) {
 	if err := first.Run(ctx); err == nil {
 		t.Fatal("cancelled run returned no error")
 	}
-	m, opt, err := delta.LoadCheckpoint(ckpt)
+	m, opt, _, err := delta.LoadCheckpoint(ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}

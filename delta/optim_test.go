@@ -131,10 +131,10 @@ func TestResumeBitExact(t *testing.T) {
 	o := NewAdamW(first, opt)
 	trainSteps(first, o, 0, 9)
 	path := filepath.Join(t.TempDir(), "run.ckpt")
-	if err := SaveCheckpoint(path, first, o); err != nil {
+	if err := SaveCheckpoint(path, first, o, nil); err != nil {
 		t.Fatal(err)
 	}
-	second, o2, err := LoadCheckpoint(path)
+	second, o2, _, err := LoadCheckpoint(path)
 	if err != nil {
 		t.Fatal(err)
 	}

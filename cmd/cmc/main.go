@@ -35,16 +35,56 @@ func main() {
 		Commands:             commands(),
 		EnableBashCompletion: true,
 	}
-	// Ctrl-C cancels the context that long commands watch, so they can save
-	// their work (a training checkpoint) before exiting.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, interrupted := watchSignals()
 	if err := app.RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "cmc:", err)
 		var exit cli.ExitCoder
-		if errors.As(err, &exit) {
+		switch {
+		case errors.As(err, &exit):
 			os.Exit(exit.ExitCode())
+		case interrupted() != nil:
+			os.Exit(signalExitCode(interrupted()))
 		}
 		os.Exit(1)
 	}
+}
+
+// watchSignals returns a context that Ctrl-C (SIGINT) or SIGTERM cancels,
+// so that long commands can stop cleanly and save their work (a training
+// checkpoint), and a function that returns the signal that cancelled it,
+// if any. A second signal exits at once, as a shell user expects when the
+// clean stop takes too long.
+func watchSignals() (context.Context, func() os.Signal) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	go func() {
+		first := <-sigs
+		cancel(signalError{first})
+		fmt.Fprintf(os.Stderr, "cmc: %v: stopping cleanly (again to exit at once)\n", first)
+		second := <-sigs
+		fmt.Fprintf(os.Stderr, "cmc: %v again: exiting at once\n", second)
+		os.Exit(signalExitCode(second))
+	}()
+	return ctx, func() os.Signal {
+		var s signalError
+		if errors.As(context.Cause(ctx), &s) {
+			return s.sig
+		}
+		return nil
+	}
+}
+
+// signalError is the cause of a context cancelled by a signal.
+type signalError struct{ sig os.Signal }
+
+func (e signalError) Error() string { return e.sig.String() }
+
+// signalExitCode is the shell's status of a process ended by sig: 128 + its
+// number (130 for Ctrl-C).
+func signalExitCode(sig os.Signal) int {
+	if s, ok := sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 1
 }

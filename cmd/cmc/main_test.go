@@ -122,7 +122,7 @@ wait:
 func TestTrainRefusesMismatchedVocab(t *testing.T) {
 	tmpl := fixture(t, "models/stories260K/stories260K.gguf")
 	other := fixture(t, "models/llama-2-tiny-random/llama-2-tiny-random.gguf")
-	out, err := cmcCommand("train", "--template", tmpl, "--delta", other, "--data", "unused.json", "--out", filepath.Join(t.TempDir(), "d.gguf")).CombinedOutput()
+	out, err := cmcCommand("train", "--template", tmpl, "--delta", other, "--data", fixture(t, "datasets/tinystories/tinystories_val_sample.txt"), "--out", filepath.Join(t.TempDir(), "d.gguf")).CombinedOutput()
 	if err == nil {
 		t.Fatal("training with mismatched vocabularies succeeded")
 	}

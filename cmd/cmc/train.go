@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/cmc-dev/cmc/delta"
 	"github.com/cmc-dev/cmc/delta/kernels"
 	"github.com/cmc-dev/cmc/gguf"
+	"github.com/cmc-dev/cmc/internal/atomicfile"
 	"github.com/cmc-dev/cmc/internal/lossplot"
 	"github.com/cmc-dev/cmc/llama"
 )
@@ -76,22 +80,33 @@ func trainCommand() *cli.Command {
 }
 
 func runTrain(c *cli.Context) error {
-	out := c.String("out")
-	ckptPath := c.String("checkpoint")
-	if ckptPath == "" {
-		ckptPath = out + ".ckpt"
+	// Every flag and path is checked before any work, so that a typo fails
+	// at once rather than after hours of training.
+	paths, err := checkTrainFlags(c)
+	if err != nil {
+		return err
 	}
 	objective := control.Objective(c.String("objective"))
+	// A run killed while writing a checkpoint leaves its temporary file,
+	// as large as the checkpoint.
+	for _, p := range []string{paths.checkpoint, paths.history, paths.out, paths.lossCSV, paths.lossPNG} {
+		removed, err := atomicfile.RemoveStale(p)
+		if err != nil {
+			return err
+		}
+		for _, r := range removed {
+			slog.Info("removed the temporary file of an interrupted write", "file", r)
+		}
+	}
+	run, err := runIdentity(c, paths)
+	if err != nil {
+		return err
+	}
 
 	// Without a template the delta is pretrained as a plain language model;
 	// its tokenizer then comes from --vocab.
 	pretrain := c.String("template") == "none"
-	tokenizerPath := c.String("template")
-	if pretrain {
-		if tokenizerPath = c.String("vocab"); tokenizerPath == "" {
-			return errors.New("--template none needs --vocab FILE.gguf for the tokenizer")
-		}
-	}
+	tokenizerPath := paths.tokenizer
 	tmplFile, err := gguf.Open(tokenizerPath)
 	if err != nil {
 		return fmt.Errorf("tokenizer: %w", err)
@@ -103,16 +118,26 @@ func runTrain(c *cli.Context) error {
 	}
 
 	// Load or create the delta (or resume it) before any slow work, so a
-	// vocabulary mismatch stops the run at once.
+	// vocabulary mismatch or a changed run stops at once.
 	var model *delta.Model
 	var opt *delta.AdamW
 	if c.Bool("resume") {
-		if model, opt, err = delta.LoadCheckpoint(ckptPath); err != nil {
+		var saved map[string]string
+		if model, opt, saved, err = delta.LoadCheckpoint(paths.checkpoint); err != nil {
 			return fmt.Errorf("resume: %w", err)
 		}
-		slog.Info("resuming", "checkpoint", ckptPath, "step", opt.Step)
+		if err := sameRun(paths.checkpoint, saved, run); err != nil {
+			return err
+		}
+		slog.Info("resuming", "checkpoint", paths.checkpoint, "step", opt.Step)
 	} else if model, err = initDelta(c, tmplVocab); err != nil {
 		return err
+	}
+	if err := finiteWeights(model); err != nil {
+		if c.Bool("resume") {
+			return fmt.Errorf("checkpoint %s: %w", paths.checkpoint, err)
+		}
+		return fmt.Errorf("delta %s: %w", c.String("delta"), err)
 	}
 	if err := sameVocab(tokenizerPath, tmplVocab, c.String("delta"), model); err != nil {
 		return err
@@ -136,7 +161,7 @@ func runTrain(c *cli.Context) error {
 		defer tmplCtx.Close()
 		template = tmplCtx
 		if dir := c.String("template-cache"); dir != "" {
-			key, err := fileKey(tokenizerPath)
+			key, err := control.TemplateKey(tokenizerPath, dir)
 			if err != nil {
 				return err
 			}
@@ -144,6 +169,7 @@ func runTrain(c *cli.Context) error {
 			defer func() { slog.Info("template cache", "dir", dir, "hits", cache.Hits, "misses", cache.Misses) }()
 			template = cache
 		}
+		template = abortableTemplate{template, tmplCtx}
 	}
 
 	trainSeqs, retainSeqs, err := loadTrainingData(c, objective, tmplModel.Vocab(), maxLen)
@@ -151,29 +177,41 @@ func runTrain(c *cli.Context) error {
 		return err
 	}
 	cfg := control.TrainConfig{Objective: objective, BatchSize: c.Int("micro-batch"), Epochs: c.Int("epochs"), Seed: c.Uint64("seed")}
-	cfg.Accumulate = max(1, c.Int("batch")/max(1, cfg.BatchSize))
+	cfg.Accumulate = max(1, c.Int("batch")/cfg.BatchSize)
 	total := cfg.Epochs * cfg.StepsPerEpoch(len(trainSeqs))
+	schedule := delta.AdamWConfig{
+		LR: c.Float64("lr"), MinLR: c.Float64("min-lr"),
+		WarmupSteps: int(math.Ceil(c.Float64("warmup") * float64(total))), DecaySteps: total,
+		Beta1: 0.9, Beta2: 0.999, Eps: 1e-8,
+		WeightDecay: c.Float64("weight-decay"), ClipNorm: c.Float64("clip"),
+	}
 	if opt == nil {
-		opt = delta.NewAdamW(model, delta.AdamWConfig{
-			LR: c.Float64("lr"), MinLR: c.Float64("min-lr"),
-			WarmupSteps: int(math.Ceil(c.Float64("warmup") * float64(total))), DecaySteps: total,
-			Beta1: 0.9, Beta2: 0.999, Eps: 1e-8,
-			WeightDecay: c.Float64("weight-decay"), ClipNorm: c.Float64("clip"),
-		})
+		opt = delta.NewAdamW(model, schedule)
+	} else if opt.Config != schedule {
+		// The flags agree, yet the data gave another number of steps.
+		return fmt.Errorf("resume: checkpoint %s was made with the schedule %+v, this run gives %+v; train from the start without --resume", paths.checkpoint, opt.Config, schedule)
 	}
 	tr := &control.Trainer{Template: template, Model: model, Opt: opt, Config: cfg, Train: trainSeqs, Retain: retainSeqs, PadToken: max(tmplVocab.EOS, 0)}
 
-	lossPath := strings.TrimSuffix(out, filepath.Ext(out)) + ".loss.csv"
-	history, err := readLossCSV(lossPath, opt.Step)
+	// The loss history of the steps so far lives beside the checkpoint and
+	// matches it; OUT.loss.csv and .png are written only with OUT.
+	history, err := readLossCSV(paths.history, opt.Step)
 	if err != nil && c.Bool("resume") {
-		slog.Warn("loss history not continued", "file", lossPath, "err", err)
+		slog.Warn("loss history not continued", "file", paths.history, "err", err)
 	}
+	firstStep := opt.Step
 	progress := newProgress(total, opt.Step)
+	checkpointFailed := false
 	save := func() error {
-		if err := delta.SaveCheckpoint(ckptPath, model, opt); err != nil {
+		if err := delta.SaveCheckpoint(paths.checkpoint, model, opt, run); err != nil {
+			checkpointFailed = true
 			return fmt.Errorf("checkpoint: %w", err)
 		}
-		return writeLossCSV(lossPath, history)
+		if err := writeLossCSV(paths.history, history); err != nil {
+			checkpointFailed = true
+			return fmt.Errorf("loss history: %w", err)
+		}
+		return nil
 	}
 	every := c.Int("checkpoint-every")
 	tr.OnStep = func(s control.Step) error {
@@ -188,26 +226,287 @@ func runTrain(c *cli.Context) error {
 		"steps", total, "accumulate", cfg.Accumulate, "micro_batch", cfg.BatchSize, "delta_params", len(model.Params))
 	runErr := tr.Run(c.Context)
 	progress.done()
-	if runErr != nil {
+	switch {
+	case runErr == nil:
+	case errors.Is(runErr, control.ErrNonFinite):
+		// The weights in memory are garbage now: keep the last checkpoint.
+		if opt.Step > firstStep || c.Bool("resume") {
+			if _, err := os.Stat(paths.checkpoint); err == nil {
+				return fmt.Errorf("%w; nothing written, the last checkpoint %s is kept", runErr, paths.checkpoint)
+			}
+		}
+		return fmt.Errorf("%w; nothing written", runErr)
+	case checkpointFailed:
+		return runErr
+	case opt.Step == firstStep:
+		if errors.Is(runErr, context.Canceled) {
+			return fmt.Errorf("interrupted before step %d finished; nothing to save", firstStep+1)
+		}
+		return runErr
+	default:
 		if err := save(); err != nil {
 			return errors.Join(runErr, err)
 		}
 		if errors.Is(runErr, context.Canceled) {
-			return fmt.Errorf("interrupted at step %d; checkpoint saved to %s, continue with --resume", opt.Step, ckptPath)
+			return fmt.Errorf("interrupted at step %d; checkpoint saved to %s, continue with --resume", opt.Step, paths.checkpoint)
 		}
-		return runErr
+		return fmt.Errorf("%w (checkpoint of step %d saved to %s)", runErr, opt.Step, paths.checkpoint)
 	}
+	// A finished run keeps its final checkpoint, so that a failed export
+	// can be redone with --resume.
 	if err := save(); err != nil {
 		return err
 	}
-	if err := lossplot.WritePNG(strings.TrimSuffix(lossPath, ".csv")+".png", lossSeries(history)); err != nil {
+	if err := model.ExportGGUF(paths.out, delta.ExportOptions{F16: c.Bool("f16"), Tokenizer: tmplFile, Name: "cmc delta"}); err != nil {
+		return fmt.Errorf("%w (the trained state is in %s: fix the cause and rerun with --resume to export it)", err, paths.checkpoint)
+	}
+	if err := writeLossCSV(paths.lossCSV, history); err != nil {
+		return fmt.Errorf("loss history: %w", err)
+	}
+	if err := lossplot.WritePNG(paths.lossPNG, lossSeries(history)); err != nil {
 		slog.Warn("loss plot", "err", err)
 	}
-	if err := model.ExportGGUF(out, delta.ExportOptions{F16: c.Bool("f16"), Tokenizer: tmplFile, Name: "cmc delta"}); err != nil {
-		return err
-	}
-	fmt.Printf("wrote %s (%d steps, final loss %.4f); loss curve %s\n", out, opt.Step, lastLoss(history), lossPath)
+	fmt.Printf("wrote %s (%d steps, final loss %.4f); loss curve %s\n", paths.out, opt.Step, lastLoss(history), paths.lossCSV)
 	return nil
+}
+
+// abortableTemplate is the training template (the llama.cpp context, or
+// the template cache in front of it) with the context's abort, so that
+// Trainer.Run can cancel a forward pass in progress when training stops.
+type abortableTemplate struct {
+	control.Template
+	llama *llama.Context
+}
+
+func (a abortableTemplate) SetAbortContext(ctx context.Context) { a.llama.SetAbortContext(ctx) }
+
+// trainPaths are the files a training run reads and writes.
+type trainPaths struct {
+	tokenizer  string // the template, or --vocab when pretraining
+	out        string
+	checkpoint string
+	history    string // the loss history that matches the checkpoint
+	lossCSV    string // written with out
+	lossPNG    string
+	data       map[string]string // --data, --forget, --retain as given
+}
+
+// checkTrainFlags checks every number and path of `cmc train` and names
+// the first that is wrong.
+func checkTrainFlags(c *cli.Context) (*trainPaths, error) {
+	for _, f := range []struct {
+		name string
+		min  int
+	}{{"batch", 1}, {"micro-batch", 1}, {"epochs", 1}, {"max-len", 2}, {"checkpoint-every", 0}, {"threads", 1}, {"template-threads", 1}, {"template-cache-k", 1}} {
+		if v := c.Int(f.name); v < f.min {
+			return nil, fmt.Errorf("--%s %d: want at least %d", f.name, v, f.min)
+		}
+	}
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+	lr := c.Float64("lr")
+	for _, f := range []struct {
+		name   string
+		ok     bool
+		expect string
+	}{
+		{"lr", finite(lr) && lr > 0, "a finite number above 0"},
+		{"min-lr", finite(c.Float64("min-lr")) && c.Float64("min-lr") >= 0 && c.Float64("min-lr") <= lr, "a finite number from 0 to --lr"},
+		{"warmup", c.Float64("warmup") >= 0 && c.Float64("warmup") <= 1, "a fraction of all steps, from 0 to 1"},
+		{"weight-decay", finite(c.Float64("weight-decay")) && c.Float64("weight-decay") >= 0, "a finite number of at least 0"},
+		{"clip", finite(c.Float64("clip")) && c.Float64("clip") >= 0, "a finite number of at least 0 (0: no clipping)"},
+	} {
+		if !f.ok {
+			return nil, fmt.Errorf("--%s %v: want %s", f.name, c.Float64(f.name), f.expect)
+		}
+	}
+	switch o := control.Objective(c.String("objective")); o {
+	case control.SFT, control.GradDiff:
+	default:
+		return nil, fmt.Errorf("--objective %q: want %s or %s", o, control.SFT, control.GradDiff)
+	}
+
+	p := &trainPaths{out: c.String("out"), checkpoint: c.String("checkpoint"), tokenizer: c.String("template"), data: map[string]string{}}
+	if p.checkpoint == "" {
+		p.checkpoint = p.out + ".ckpt"
+	}
+	p.history = p.checkpoint + ".loss.csv"
+	p.lossCSV = strings.TrimSuffix(p.out, filepath.Ext(p.out)) + ".loss.csv"
+	p.lossPNG = strings.TrimSuffix(p.lossCSV, ".csv") + ".png"
+	if p.tokenizer == "none" {
+		if p.tokenizer = c.String("vocab"); p.tokenizer == "" {
+			return nil, errors.New("--template none needs --vocab FILE.gguf for the tokenizer")
+		}
+	}
+
+	// What is read must exist ...
+	inputs := map[string]string{"--template": p.tokenizer}
+	if c.String("template") == "none" {
+		inputs = map[string]string{"--vocab": p.tokenizer}
+	}
+	if d := c.String("delta"); d != "new" && !c.Bool("resume") {
+		inputs["--delta"] = d
+	}
+	if c.Bool("resume") {
+		inputs["--checkpoint"] = p.checkpoint
+	}
+	flags := []string{"data"}
+	if control.Objective(c.String("objective")) == control.GradDiff {
+		flags = []string{"forget", "retain"}
+	}
+	for _, f := range flags {
+		path := c.String(f)
+		if path == "" {
+			return nil, fmt.Errorf("--%s is required for objective %s", f, c.String("objective"))
+		}
+		p.data[f] = path
+		inputs["--"+f] = path
+	}
+	for _, flag := range slices.Sorted(maps.Keys(inputs)) {
+		if st, err := os.Stat(inputs[flag]); err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		} else if st.IsDir() {
+			return nil, fmt.Errorf("%s %s: is a directory, want a file", flag, inputs[flag])
+		}
+	}
+	// ... and what is written must not be one of them, nor each other, and
+	// must go to a directory that exists.
+	if d := c.String("delta"); d != "new" {
+		inputs["--delta"] = d
+	}
+	outputs := map[string]string{"--out": p.out, "--checkpoint": p.checkpoint}
+	for _, oflag := range slices.Sorted(maps.Keys(outputs)) {
+		o := outputs[oflag]
+		for _, iflag := range slices.Sorted(maps.Keys(inputs)) {
+			if iflag != oflag && sameFile(o, inputs[iflag]) {
+				return nil, fmt.Errorf("%s %s is the same file as %s: it would be overwritten", oflag, o, iflag)
+			}
+		}
+		if st, err := os.Stat(o); err == nil && st.IsDir() {
+			return nil, fmt.Errorf("%s %s: is a directory, want a file name", oflag, o)
+		}
+		dir := filepath.Dir(o)
+		if st, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("%s %s: directory %s: %w", oflag, o, dir, err)
+		} else if !st.IsDir() {
+			return nil, fmt.Errorf("%s %s: %s is not a directory", oflag, o, dir)
+		}
+	}
+	if sameFile(p.out, p.checkpoint) {
+		return nil, fmt.Errorf("--out and --checkpoint are the same file %s", p.out)
+	}
+	return p, nil
+}
+
+// sameFile reports whether two paths name one file: the same cleaned
+// absolute path, or, when both exist, the same inode (a link).
+func sameFile(a, b string) bool {
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	if errA == nil && errB == nil && absA == absB {
+		return true
+	}
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(sa, sb)
+}
+
+// runIdentity is what a resumed run must share with the checkpoint's: the
+// data (by content), the template, and everything that decides the order of
+// the batches and the learning-rate schedule. Threads are not in it: they
+// change the speed, not the run.
+func runIdentity(c *cli.Context, p *trainPaths) (id map[string]string, err error) {
+	id = map[string]string{}
+	for _, name := range []string{"objective", "format", "prompt-template"} {
+		id[name] = c.String(name)
+	}
+	for _, name := range []string{"max-len", "batch", "micro-batch", "epochs"} {
+		id[name] = strconv.Itoa(c.Int(name))
+	}
+	id["seed"] = strconv.FormatUint(c.Uint64("seed"), 10)
+	for _, name := range []string{"lr", "min-lr", "warmup", "weight-decay", "clip"} {
+		id[name] = strconv.FormatFloat(c.Float64(name), 'g', -1, 64)
+	}
+	tokenizer := "template"
+	if c.String("template") == "none" {
+		tokenizer = "vocab"
+	}
+	// The model's whole-file hash, remembered (by path, size and time) where
+	// the template cache keeps it, so that a large template is read once.
+	memo := c.String("template-cache")
+	if memo == "" {
+		memo = defaultCacheDir("template")
+	}
+	var key string
+	if memo == "" {
+		key, err = fileSHA256(p.tokenizer)
+	} else {
+		key, err = control.TemplateKey(p.tokenizer, memo)
+	}
+	if err != nil {
+		return nil, err
+	}
+	id[tokenizer] = key
+	for flag, path := range p.data {
+		sum, err := fileSHA256(path)
+		if err != nil {
+			return nil, err
+		}
+		id[flag] = sum
+	}
+	return id, nil
+}
+
+// sameRun refuses to resume a checkpoint made by another run, naming every
+// difference.
+func sameRun(ckpt string, saved, now map[string]string) error {
+	var diffs []string
+	for _, k := range slices.Sorted(maps.Keys(now)) {
+		if saved[k] != now[k] {
+			was := saved[k]
+			if was == "" {
+				was = "absent"
+			}
+			switch k {
+			case "data", "forget", "retain", "template", "vocab":
+				diffs = append(diffs, fmt.Sprintf("--%s has other content (%.20s in the checkpoint, %.20s now)", k, was, now[k]))
+			default:
+				diffs = append(diffs, fmt.Sprintf("--%s is %s in the checkpoint, %s now", k, was, now[k]))
+			}
+		}
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("resume: checkpoint %s belongs to another run: %s; restore those settings, or train from the start without --resume", ckpt, strings.Join(diffs, "; "))
+}
+
+// finiteWeights names the first NaN or infinite parameter of m.
+func finiteWeights(m *delta.Model) error {
+	for _, t := range m.Tensors {
+		for i, v := range m.TensorData(t) {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				where := t.Name
+				if t.Layer >= 0 {
+					where = fmt.Sprintf("%s of layer %d", t.Name, t.Layer)
+				}
+				return fmt.Errorf("weight %d of %s is %v: the file is damaged or came from a diverged run", i, where, v)
+			}
+		}
+	}
+	return nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return fmt.Sprintf("sha256:%x", h.Sum(nil)), nil
 }
 
 // initDelta loads the starting delta or creates a random one with the
@@ -341,26 +640,6 @@ func (p *progress) done() {
 	if p.tty {
 		fmt.Fprintln(os.Stderr)
 	}
-}
-
-// fileKey identifies a model file by its size and the hash of its first
-// 8 MiB (metadata and the first tensors): enough to tell models apart
-// without reading gigabytes.
-func fileKey(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	if _, err := io.CopyN(h, f, 8<<20); err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return fmt.Sprintf("%d-%x", st.Size(), h.Sum(nil)), nil
 }
 
 func lastLoss(h []control.Step) float64 {
