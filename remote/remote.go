@@ -19,6 +19,10 @@
 //     choices[0].logprobs.content[0] is {token, logprob, bytes,
 //     top_logprobs: [{token, logprob, bytes}]}.
 //
+// Client.Echo scores a given text instead (echo on, the request
+// lm-eval-harness sends for log-likelihoods): every token of it with its
+// log-probability and top k, for cmc eval.
+//
 // A token whose text is not valid UTF-8 arrives as "bytes:\xe2\x80" (the
 // legacy shape's escape) or with its bytes listed; both are decoded.
 package remote
@@ -31,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -112,6 +117,7 @@ type completionRequest struct {
 	MaxTokens   int     `json:"max_tokens"`
 	Temperature float64 `json:"temperature"`
 	Logprobs    int     `json:"logprobs"`
+	Echo        bool    `json:"echo,omitempty"`
 	Stream      bool    `json:"stream"`
 }
 
@@ -125,9 +131,12 @@ type completionResponse struct {
 
 // logprobsBody holds both shapes; one of them is filled.
 type logprobsBody struct {
-	// The legacy completions shape.
-	Tokens      []string             `json:"tokens"`
-	TopLogprobs []map[string]float64 `json:"top_logprobs"`
+	// The legacy completions shape. With echo, the first token's
+	// log-probability and candidates are null.
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []*float64           `json:"token_logprobs"`
+	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+	TextOffset    []int                `json:"text_offset"`
 	// The chat shape.
 	Content []struct {
 		chatLogprob
@@ -192,6 +201,57 @@ func (c *Client) TopK(ctx context.Context, prompt string, k int) ([]control.Cand
 	return cands, nil
 }
 
+// Echo scores text: the engine's tokens of it, each with its offset in
+// bytes, its log-probability after the text before it and the k most likely
+// tokens there (POST /v1/completions with echo, the request
+// lm-eval-harness sends for log-likelihoods). It needs the legacy shape,
+// which vLLM and SGLang answer; the first token, which has no text before
+// it, comes with a NaN log-probability.
+func (c *Client) Echo(ctx context.Context, text string, k int) ([]control.EchoedToken, error) {
+	var resp completionResponse
+	req := completionRequest{Model: c.Model, Prompt: text, MaxTokens: 1, Logprobs: k, Echo: true}
+	if err := c.do(ctx, http.MethodPost, "/completions", req, &resp); err != nil {
+		return nil, err
+	}
+	if len(resp.Choices) == 0 || resp.Choices[0].Logprobs == nil {
+		return nil, fmt.Errorf("%s/completions with echo: the answer has no \"logprobs\"", c.BaseURL)
+	}
+	lp := resp.Choices[0].Logprobs
+	n := len(lp.Tokens)
+	if n == 0 || len(lp.TokenLogprobs) != n || len(lp.TopLogprobs) != n || len(lp.TextOffset) != n {
+		return nil, fmt.Errorf("%s/completions with echo: want tokens, token_logprobs, top_logprobs and text_offset of one length, got %d, %d, %d, %d",
+			c.BaseURL, n, len(lp.TokenLogprobs), len(lp.TopLogprobs), len(lp.TextOffset))
+	}
+	// OpenAI's offsets count characters; Go indexes bytes.
+	runeStarts := make([]int, 0, len(text)+1)
+	for i := range text {
+		runeStarts = append(runeStarts, i)
+	}
+	runeStarts = append(runeStarts, len(text))
+	out := make([]control.EchoedToken, n)
+	for i := range n {
+		off := lp.TextOffset[i]
+		if off < 0 {
+			return nil, fmt.Errorf("%s/completions with echo: token %d has offset %d", c.BaseURL, i, off)
+		}
+		if off < len(runeStarts) {
+			off = runeStarts[off]
+		} else {
+			off = len(text) + off - (len(runeStarts) - 1) // past the text: the new token
+		}
+		t := control.EchoedToken{Offset: off, Text: tokenText(lp.Tokens[i], nil), LogProb: math.NaN()}
+		if p := lp.TokenLogprobs[i]; p != nil {
+			t.LogProb = *p
+		}
+		for tt, v := range lp.TopLogprobs[i] {
+			t.Top = append(t.Top, control.Candidate{Text: tokenText(tt, nil), LogProb: v})
+		}
+		sortCandidates(t.Top)
+		out[i] = t
+	}
+	return out, nil
+}
+
 // parseLogprobs reads the first position's candidates from either shape,
 // sorted by log-probability (then text, for a stable order), and the text of
 // the token the engine chose when the answer names it.
@@ -218,13 +278,19 @@ func parseLogprobs(lp *logprobsBody) (cands []control.Candidate, chosen string, 
 	if len(cands) == 0 {
 		return nil, "", errors.New(`"logprobs" lists no candidates for the new token`)
 	}
+	sortCandidates(cands)
+	return cands, chosen, nil
+}
+
+// sortCandidates orders candidates by log-probability, then text, for a
+// stable order (a JSON object has none).
+func sortCandidates(cands []control.Candidate) {
 	slices.SortFunc(cands, func(a, b control.Candidate) int {
 		if c := cmp.Compare(b.LogProb, a.LogProb); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Text, b.Text)
 	})
-	return cands, chosen, nil
 }
 
 // tokenText is the text a candidate stands for: its bytes when the engine

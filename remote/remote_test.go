@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -161,5 +162,42 @@ func TestTokenText(t *testing.T) {
 	}
 	if got := tokenText("\ufffd", []byte{0xe2}); got != "\xe2" {
 		t.Errorf("bytes win over the name: got %q", got)
+	}
+}
+
+// TestEcho reads an echo answer as vLLM writes it: character offsets, a
+// null first log-probability, and the new token after the text.
+func TestEcho(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req map[string]any
+		json.NewDecoder(r.Body).Decode(&req)
+		if req["echo"] != true || req["max_tokens"] != 1.0 || req["logprobs"] != 2.0 || req["prompt"] != "héllo world" {
+			t.Errorf("request %v: want echo, one token, logprobs 2 for the text", req)
+		}
+		fmt.Fprint(w, `{"choices":[{"index":0,"text":"héllo world !","finish_reason":"length","logprobs":{
+			"tokens":["h","é","llo"," world"," !"],
+			"token_logprobs":[null,-1.5,-0.5,-2,-0.25],
+			"top_logprobs":[null,{"é":-1.5,"e":-0.4},{"llo":-0.5,"l":-1.2},{" there":-1," world":-2},{" !":-0.25,".":-1.75}],
+			"text_offset":[0,1,2,5,11]}}]}`)
+	}))
+	defer srv.Close()
+	c, err := New(context.Background(), srv.URL+"/v1", "", "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := c.Echo(context.Background(), "héllo world", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintf("%+v", toks)
+	want := fmt.Sprintf("%+v", []control.EchoedToken{
+		{Offset: 0, Text: "h", LogProb: math.NaN()},
+		{Offset: 1, Text: "é", LogProb: -1.5, Top: []control.Candidate{{Text: "e", LogProb: -0.4}, {Text: "é", LogProb: -1.5}}},
+		{Offset: 3, Text: "llo", LogProb: -0.5, Top: []control.Candidate{{Text: "llo", LogProb: -0.5}, {Text: "l", LogProb: -1.2}}},
+		{Offset: 6, Text: " world", LogProb: -2, Top: []control.Candidate{{Text: " there", LogProb: -1}, {Text: " world", LogProb: -2}}},
+		{Offset: 12, Text: " !", LogProb: -0.25, Top: []control.Candidate{{Text: " !", LogProb: -0.25}, {Text: ".", LogProb: -1.75}}},
+	})
+	if got != want {
+		t.Fatalf("echo\n%s\nwant\n%s", got, want)
 	}
 }
