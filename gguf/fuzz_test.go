@@ -22,6 +22,7 @@ func FuzzParse(f *testing.F) {
 		}
 		file.Vocab()
 		file.LlamaParams()
+		file.CheckModel()
 		file.Summary()
 		for _, ti := range file.Tensors {
 			end := uint64(file.DataOffset) + ti.Offset + ti.Bytes()

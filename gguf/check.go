@@ -1,0 +1,170 @@
+package gguf
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Bounds on model metadata that CheckModel enforces: far beyond any real
+// model, they stop a header from making llama.cpp size its KV cache or its
+// per-layer arrays by a lie.
+const (
+	maxContextLength   = 1 << 24
+	maxBlockCount      = 1 << 16
+	maxEmbeddingLength = 1 << 20
+	maxFeedForward     = 1 << 24
+)
+
+// CheckModel reports the model metadata that llama.cpp trusts without
+// checking, and on which it aborts the process (GGML_ASSERT: a NaN or
+// negative norm epsilon, block_count 0) or computes garbage (a NaN RoPE
+// base) instead of returning an error. Call it before handing a file to
+// llama.cpp. It reads the keys of the file's own architecture
+// ("<arch>.*"), so it applies to any model llama.cpp runs; errors name the
+// file and the key, and say what was expected.
+//
+// What llama.cpp does check itself (tensor shapes against the
+// hyper-parameters, data inside the file, unknown architectures) is left to
+// it: its error then reaches the user through the llama package.
+func (f *File) CheckModel() error {
+	arch := f.Architecture()
+	if arch == "" {
+		return f.errorf("key general.architecture is missing or empty, want the architecture name (e.g. llama)")
+	}
+	pre := arch + "."
+	for _, kv := range f.KV {
+		if !strings.HasPrefix(kv.Key, pre) {
+			continue
+		}
+		if err := f.checkFloats(kv); err != nil {
+			return err
+		}
+	}
+	if v, ok := f.Lookup(pre + "rope.freq_base"); ok {
+		if x, _ := v.Float64(); x <= 0 {
+			return f.errorf("key %srope.freq_base is %g, want a positive number", pre, x)
+		}
+	}
+	for _, b := range []struct {
+		key      string
+		min, max uint64
+	}{
+		{"context_length", 1, maxContextLength},
+		{"embedding_length", 1, maxEmbeddingLength},
+		{"feed_forward_length", 0, maxFeedForward},
+		{"block_count", 1, maxBlockCount},
+	} {
+		if err := f.checkCount(pre+b.key, b.min, b.max); err != nil {
+			return err
+		}
+	}
+	if err := f.checkBlocks(pre + "block_count"); err != nil {
+		return err
+	}
+	return f.checkHeads(pre)
+}
+
+// checkFloats checks that a float value (or every element of a float
+// array) is finite, and that an epsilon is not negative: ggml's norms
+// assert eps >= 0, which NaN fails too.
+func (f *File) checkFloats(kv KV) error {
+	v := kv.Value
+	n := 1
+	if elem, ok := v.ElemType(); ok {
+		if elem != ValueFloat32 && elem != ValueFloat64 {
+			return nil
+		}
+		n = v.Len()
+	} else if v.Type != ValueFloat32 && v.Type != ValueFloat64 {
+		return nil
+	}
+	for i := range n {
+		e := v
+		where := ""
+		if v.Type == ValueArray {
+			e, where = v.Index(i), fmt.Sprintf(" element %d", i)
+		}
+		x, _ := e.Float64()
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return f.errorf("key %s%s is %g, want a finite number", kv.Key, where, x)
+		}
+		if strings.HasSuffix(kv.Key, "epsilon") && x < 0 {
+			return f.errorf("key %s%s is %g, want a non-negative epsilon", kv.Key, where, x)
+		}
+	}
+	return nil
+}
+
+// checkCount checks an integer key, when present as a scalar (some
+// architectures store per-layer arrays, which llama.cpp bounds itself).
+func (f *File) checkCount(key string, lo, hi uint64) error {
+	v, ok := f.Lookup(key)
+	if !ok || v.Type == ValueArray {
+		return nil
+	}
+	n, ok := v.Uint64()
+	if !ok {
+		if _, isInt := v.Int64(); !isInt {
+			return f.errorf("key %s has type %s, want an integer", key, v.typeName())
+		}
+		return f.errorf("key %s is negative, want %d to %d", key, lo, hi)
+	}
+	if n < lo || n > hi {
+		return f.errorf("key %s is %d, want %d to %d", key, n, lo, hi)
+	}
+	return nil
+}
+
+// checkBlocks checks block_count against the blk.N.* tensors: none may lie
+// beyond the last block. (Blocks without tensors are llama.cpp's to report,
+// as the missing tensor it needs; a vocab-only file has none at all.)
+func (f *File) checkBlocks(key string) error {
+	v, ok := f.Lookup(key)
+	if !ok {
+		return nil
+	}
+	count, _ := v.Uint64()
+	last := -1
+	for _, t := range f.Tensors {
+		rest, ok := strings.CutPrefix(t.Name, "blk.")
+		if !ok {
+			continue
+		}
+		num, _, _ := strings.Cut(rest, ".")
+		if i, err := strconv.Atoi(num); err == nil && i > last {
+			last = i
+		}
+	}
+	if uint64(last+1) > count {
+		return f.errorf("key %s is %d, but the file has tensors of block blk.%d: want at least %d", key, count, last, last+1)
+	}
+	return nil
+}
+
+// checkHeads checks that scalar head counts divide as attention needs:
+// query heads into groups of key/value heads, and the embedding into heads
+// when no explicit attention.key_length says otherwise.
+func (f *File) checkHeads(pre string) error {
+	scalar := func(key string) (uint64, bool) {
+		v, ok := f.Lookup(pre + key)
+		if !ok || v.Type == ValueArray {
+			return 0, false
+		}
+		return v.Uint64()
+	}
+	heads, ok := scalar("attention.head_count")
+	if !ok || heads == 0 {
+		return nil
+	}
+	if kv, ok := scalar("attention.head_count_kv"); ok && kv > 0 && heads%kv != 0 {
+		return f.errorf("key %sattention.head_count %d is not a multiple of %sattention.head_count_kv %d", pre, heads, pre, kv)
+	}
+	if _, explicit := f.Lookup(pre + "attention.key_length"); !explicit {
+		if embd, ok := scalar("embedding_length"); ok && embd%heads != 0 {
+			return f.errorf("key %sembedding_length %d is not a multiple of %sattention.head_count %d", pre, embd, pre, heads)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,96 @@
+package gguf
+
+import (
+	"bytes"
+	"math"
+	"strings"
+	"testing"
+)
+
+// checkModelFile writes a small llama model's metadata and two blocks of
+// (tiny) tensors, with edit applied to the metadata, and parses it back.
+func checkModelFile(t *testing.T, edit func(w *Writer)) *File {
+	t.Helper()
+	w := NewWriter()
+	w.SetString("general.architecture", "llama")
+	w.SetUint32("llama.context_length", 2048)
+	w.SetUint32("llama.embedding_length", 64)
+	w.SetUint32("llama.block_count", 2)
+	w.SetUint32("llama.feed_forward_length", 172)
+	w.SetUint32("llama.attention.head_count", 8)
+	w.SetUint32("llama.attention.head_count_kv", 4)
+	w.SetFloat32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+	w.SetFloat32("llama.rope.freq_base", 10000)
+	if edit != nil {
+		edit(w)
+	}
+	for _, name := range []string{"token_embd.weight", "blk.0.attn_norm.weight", "blk.1.attn_norm.weight"} {
+		if err := w.AddTensorF32(name, []uint64{4}, make([]float32, 4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Parse(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestCheckModel(t *testing.T) {
+	if err := checkModelFile(t, nil).CheckModel(); err != nil {
+		t.Fatalf("a sound file: %v", err)
+	}
+	const eps = "llama.attention.layer_norm_rms_epsilon"
+	for _, c := range []struct {
+		name string
+		edit func(w *Writer)
+		want string // in the error
+	}{
+		{"eps NaN", func(w *Writer) { w.SetFloat32(eps, float32(math.NaN())) }, eps + " is NaN"},
+		{"eps negative", func(w *Writer) { w.SetFloat32(eps, -1) }, eps + " is -1, want a non-negative"},
+		{"eps +Inf", func(w *Writer) { w.SetFloat32(eps, float32(math.Inf(1))) }, eps + " is +Inf"},
+		{"NaN in a float array", func(w *Writer) { w.SetFloat32s("llama.rope.scaling.factors", []float32{1, float32(math.NaN())}) }, "factors element 1 is NaN"},
+		{"rope base 0", func(w *Writer) { w.SetFloat32("llama.rope.freq_base", 0) }, "rope.freq_base is 0"},
+		{"block_count 0", func(w *Writer) { w.SetUint32("llama.block_count", 0) }, "block_count is 0, want 1 to"},
+		{"block_count 1e8", func(w *Writer) { w.SetUint32("llama.block_count", 1e8) }, "block_count is 100000000"},
+		{"tensors beyond block_count", func(w *Writer) { w.SetUint32("llama.block_count", 1) }, "tensors of block blk.1"},
+		{"context 0", func(w *Writer) { w.SetUint32("llama.context_length", 0) }, "context_length is 0"},
+		{"context 4e9", func(w *Writer) { w.SetUint32("llama.context_length", math.MaxUint32) }, "context_length is 4294967295"},
+		{"negative embedding", func(w *Writer) { w.SetInt32("llama.embedding_length", -64) }, "embedding_length is negative"},
+		{"feed-forward 1e9", func(w *Writer) { w.SetUint32("llama.feed_forward_length", 1e9) }, "feed_forward_length is 1000000000"},
+		{"string count", func(w *Writer) { w.SetString("llama.block_count", "2") }, "block_count has type string, want an integer"},
+		{"kv heads", func(w *Writer) { w.SetUint32("llama.attention.head_count_kv", 3) }, "head_count 8 is not a multiple of llama.attention.head_count_kv 3"},
+		{"heads", func(w *Writer) {
+			w.SetUint32("llama.attention.head_count", 7)
+			w.SetUint32("llama.attention.head_count_kv", 7)
+		}, "embedding_length 64 is not a multiple of llama.attention.head_count 7"},
+		{"no architecture", func(w *Writer) { w.SetString("general.architecture", "") }, "general.architecture is missing"},
+	} {
+		err := checkModelFile(t, c.edit).CheckModel()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+
+	// What other architectures legitimately store passes: per-layer head
+	// counts, an explicit key length, no feed-forward (Mamba), keys of
+	// another architecture.
+	for _, ok := range []func(w *Writer){
+		func(w *Writer) { w.SetInt32s("llama.attention.head_count", []int32{7, 7}) },
+		func(w *Writer) {
+			w.SetUint32("llama.attention.head_count", 7)
+			w.SetUint32("llama.attention.head_count_kv", 7)
+			w.SetUint32("llama.attention.key_length", 128)
+		},
+		func(w *Writer) { w.SetUint32("llama.feed_forward_length", 0) },
+		func(w *Writer) { w.SetFloat32("clip.vision.attention.layer_norm_epsilon", float32(math.NaN())) },
+	} {
+		if err := checkModelFile(t, ok).CheckModel(); err != nil {
+			t.Errorf("refused: %v", err)
+		}
+	}
+}
