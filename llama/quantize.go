@@ -212,11 +212,14 @@ func Quantize(in, out string, t FileType, opt QuantizeOptions) error {
 	close(stop)
 	<-polled
 	if rc != 0 {
-		reason := strings.TrimSpace(C.GoString(&state.last_error[0]))
+		reason := C.GoString(&state.last_error[0])
 		reason = strings.TrimPrefix(reason, "llama_model_quantize: ")
-		reason = strings.TrimPrefix(reason, "failed to quantize: ")
-		if reason == "" {
+		reason = strings.TrimSpace(strings.TrimPrefix(reason, "failed to quantize: "))
+		switch {
+		case reason == "":
 			reason = "llama.cpp gave no reason (set " + LogEnv + "=info)"
+		case strings.Contains(reason, "Unsupported tensor size"):
+			reason += ": a tensor's rows are not a multiple of the type's block size (256 for K-quants, 32 for the others) and the type has no fallback"
 		}
 		return fmt.Errorf("quantize %s to %s: %s", in, t.Name, reason)
 	}

@@ -13,5 +13,6 @@ func commands() []*cli.Command {
 		generateCommand(),
 		chatCommand(),
 		serveCommand(),
+		quantizeCommand(),
 	})
 }
