@@ -3,6 +3,7 @@ package llama
 /*
 #include <stdlib.h>
 #include "llama.h"
+#include "logcapture.h"
 
 // cmc_batch_set fills slot i of a batch allocated for one sequence.
 static void cmc_batch_set(struct llama_batch * b, int i, llama_token tok, llama_pos pos, int output) {
@@ -67,6 +68,11 @@ const (
 // ErrContextFull reports a decode that would run past the context length.
 var ErrContextFull = errors.New("context full")
 
+// ErrNonFiniteLogits reports logits holding NaN or infinity: the model's
+// weights (or metadata cmc cannot check) are broken, and whatever was
+// sampled from them would be garbage.
+var ErrNonFiniteLogits = errors.New("non-finite logits")
+
 // Context holds one sequence's KV cache and a reusable batch. It is not
 // safe for concurrent use; use one Context per goroutine.
 type Context struct {
@@ -85,6 +91,10 @@ type Context struct {
 	abortCtx  context.Context // the context SetAbortContext watches, or nil
 	stopWatch func() bool     // cancels the context.AfterFunc that sets abortFlag
 	watchDone chan struct{}   // closed once that AfterFunc has run
+
+	// reason receives the error lines llama.cpp logs during a decode
+	// (reasonSize bytes of C memory, so that Decode allocates nothing).
+	reason *C.char
 }
 
 // NewContext creates a context for m.
@@ -115,9 +125,12 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 		// Flash attention on CPU wants an F16 V cache.
 		cp.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
 	}
-	cc := C.llama_init_from_model(m.c, cp)
+	reason := (*C.char)(C.malloc(reasonSize))
+	cc := C.cmc_init_from_model(m.c, cp, reason, reasonSize)
 	if cc == nil {
-		return nil, fmt.Errorf("create context for %q (size %d, batch %d): llama.cpp refused (set %s=info for details)", m.path, cp.n_ctx, nBatch, LogEnv)
+		err := fmt.Errorf("create context for %q (size %d, batch %d): %s", m.path, cp.n_ctx, nBatch, llamaReason(C.GoBytes(unsafe.Pointer(reason), reasonSize)))
+		C.free(unsafe.Pointer(reason))
+		return nil, err
 	}
 	flag := (*C.int32_t)(C.malloc(C.size_t(unsafe.Sizeof(C.int32_t(0)))))
 	*flag = 0
@@ -131,6 +144,7 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 		nVocab:    m.vocab.Size(),
 		last:      -1,
 		abortFlag: flag,
+		reason:    reason,
 	}, nil
 }
 
@@ -141,6 +155,7 @@ func (c *Context) Close() {
 		C.llama_batch_free(c.batch)
 		C.llama_free(c.c)
 		C.free(unsafe.Pointer(c.abortFlag))
+		C.free(unsafe.Pointer(c.reason))
 		c.c = nil
 	}
 }
@@ -246,13 +261,13 @@ func (c *Context) Decode(tokens []int32, out Output, logits []float32) error {
 			C.cmc_batch_set(&c.batch, C.int(i), C.llama_token(tok), C.llama_pos(c.len+i), C.int(o))
 		}
 		c.batch.n_tokens = C.int32_t(len(chunk))
-		if rc := C.llama_decode(c.c, c.batch); rc != 0 {
+		if rc := C.cmc_decode(c.c, c.batch, c.reason, reasonSize); rc != 0 {
 			// llama.cpp restores or keeps the cache state; resynchronise our count.
 			c.len = c.cachedLen()
 			if err := c.abortErr(); rc == 2 && err != nil {
 				return fmt.Errorf("decode %d tokens at position %d: aborted: %w", len(tokens)-start, c.len, err)
 			}
-			return fmt.Errorf("decode %d tokens at position %d: llama_decode returned %d", len(chunk), c.len, rc)
+			return fmt.Errorf("decode %d tokens at position %d: llama_decode returned %d: %s", len(chunk), c.len, rc, llamaReason(C.GoBytes(unsafe.Pointer(c.reason), reasonSize)))
 		}
 		c.len += len(chunk)
 		if out == OutputAll {
@@ -262,11 +277,27 @@ func (c *Context) Decode(tokens []int32, out Output, logits []float32) error {
 	}
 	if out != OutputNone {
 		c.last = len(tokens) - 1 - (len(tokens)-1)/c.nBatch*c.nBatch
+		// One row is checked, the last: broken weights poison every row,
+		// and a full scan of a training batch would cost more than it finds.
+		row := c.LastLogits()
+		if i := firstNonFinite(row); i >= 0 {
+			return fmt.Errorf("decode %d tokens at position %d: model %q gave logit %g for token %d: %w", len(tokens), c.len-len(tokens), c.model.path, row[i], i, ErrNonFiniteLogits)
+		}
 		if out == OutputLast && logits != nil {
-			copy(logits, c.LastLogits())
+			copy(logits, row)
 		}
 	}
 	return nil
+}
+
+// firstNonFinite returns the index of the first NaN or infinity in x, or -1.
+func firstNonFinite(x []float32) int {
+	for i, v := range x {
+		if v-v != 0 { // NaN for NaN and ±Inf, 0 for every finite value
+			return i
+		}
+	}
+	return -1
 }
 
 // LastLogits returns the logits of the last token of the last Decode, as a

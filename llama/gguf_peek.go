@@ -1,18 +1,21 @@
 package llama
 
 import (
-	"fmt"
-
 	"github.com/cmc-dev/cmc/gguf"
 )
 
-// readArchitecture reads general.architecture with cmc's own GGUF reader,
-// to name the architecture when llama.cpp refuses a file.
-func readArchitecture(path string) (string, error) {
+// checkMetadata reads the file with cmc's own GGUF reader, which treats it
+// as hostile, and checks the metadata llama.cpp would trust blindly. It
+// returns the architecture, to name it when llama.cpp refuses the file.
+// Errors name the file.
+func checkMetadata(path string) (arch string, err error) {
 	f, err := gguf.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("read architecture: %w", err)
+		return "", err
 	}
 	defer f.Close()
+	if err := f.CheckModel(); err != nil {
+		return "", err
+	}
 	return f.Architecture(), nil
 }

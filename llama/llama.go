@@ -11,31 +11,16 @@ package llama
 /*
 #cgo CPPFLAGS: -I${SRCDIR}/../build/include/llama -I${SRCDIR}/../build/include/ggml
 #cgo CXXFLAGS: -std=c++17
-#include <stdio.h>
 #include <stdlib.h>
 #include "ggml-backend.h"
 #include "llama.h"
-
-// llama.cpp logs every tensor it loads at INFO level and warns about
-// harmless metadata quirks; cmc shows only what the user asked for
-// (CMC_LLAMA_LOG) and errors otherwise.
-static int cmc_log_min_level = GGML_LOG_LEVEL_ERROR;
-static void cmc_log(enum ggml_log_level level, const char * text, void * user_data) {
-	(void)user_data;
-	if (level == GGML_LOG_LEVEL_CONT || level >= cmc_log_min_level) {
-		if (level != GGML_LOG_LEVEL_CONT || cmc_log_min_level <= GGML_LOG_LEVEL_INFO) {
-			fputs(text, stderr);
-		}
-	}
-}
-static void cmc_log_init(int min_level) {
-	cmc_log_min_level = min_level;
-	llama_log_set(cmc_log, NULL);
-}
+#include "logcapture.h"
 */
 import "C"
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +43,10 @@ const LogEnv = "CMC_LLAMA_LOG"
 
 // initBackend runs once per process: llama.cpp's backend registry and logger
 // are process-wide C state, so there is nothing per-model to hold them.
+// llama.cpp logs every tensor it loads at INFO level and warns about
+// harmless metadata quirks; cmc prints only what the user asked for
+// (CMC_LLAMA_LOG) and puts the errors of a failed call in its own error
+// (logcapture.h).
 var initBackend = sync.OnceFunc(func() {
 	level := C.GGML_LOG_LEVEL_ERROR
 	switch strings.ToLower(os.Getenv(LogEnv)) {
@@ -76,6 +65,45 @@ var initBackend = sync.OnceFunc(func() {
 	}
 	C.llama_backend_init()
 })
+
+// reasonSize is the room for the error lines llama.cpp logs during one call.
+const reasonSize = 1024
+
+// llamaReason renders the error lines llama.cpp logged during a failed call
+// (a NUL-terminated buffer filled by logcapture.c) as one clause for an
+// error message, without the C function names that prefix each line:
+// "llama.cpp: error loading model: missing tensor 'token_embd.weight'; failed to load model".
+func llamaReason(buf []byte) string {
+	if i := bytes.IndexByte(buf, 0); i >= 0 {
+		buf = buf[:i]
+	}
+	var parts []string
+	for _, line := range strings.Split(string(buf), "\n") {
+		line = strings.TrimSpace(line)
+		if fn, rest, ok := strings.Cut(line, ": "); ok && isCIdent(fn) {
+			line = rest
+		}
+		if line != "" {
+			parts = append(parts, line)
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("llama.cpp logged no reason; set %s=info for its whole log", LogEnv)
+	}
+	return "llama.cpp: " + strings.Join(parts, "; ")
+}
+
+func isCIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if !(r == '_' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || i > 0 && '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
 
 // backendDirs lists the existing directories that may hold GPU backends.
 func backendDirs() []string {

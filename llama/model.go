@@ -3,6 +3,7 @@ package llama
 /*
 #include <stdlib.h>
 #include "llama.h"
+#include "logcapture.h"
 */
 import "C"
 
@@ -36,10 +37,17 @@ type Model struct {
 // ErrNotGGUF reports a file that does not start with the GGUF magic.
 var ErrNotGGUF = errors.New("not a GGUF file")
 
-// LoadModel loads the GGUF model at path.
+// LoadModel loads the GGUF model at path. The file's metadata is checked
+// first (gguf.File.CheckModel), since llama.cpp aborts the process on some
+// lies instead of returning an error; when llama.cpp refuses the file, the
+// error carries the reason it logged.
 func LoadModel(path string, p ModelParams) (*Model, error) {
 	if err := checkGGUF(path); err != nil {
 		return nil, fmt.Errorf("load model %q: %w", path, err)
+	}
+	arch, err := checkMetadata(path)
+	if err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
 	}
 	initBackend()
 	mp := C.llama_model_default_params()
@@ -51,16 +59,10 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	mp.vocab_only = C.bool(p.VocabOnly)
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	cm := C.llama_model_load_from_file(cpath, mp)
+	reason := make([]byte, reasonSize)
+	cm := C.cmc_model_load_from_file(cpath, mp, (*C.char)(unsafe.Pointer(&reason[0])), C.size_t(len(reason)))
 	if cm == nil {
-		arch := ""
-		if a, err := readArchitecture(path); err == nil {
-			arch = a
-		}
-		if arch != "" {
-			return nil, fmt.Errorf("load model %q: llama.cpp could not load it (architecture %q; set %s=info for details)", path, arch, LogEnv)
-		}
-		return nil, fmt.Errorf("load model %q: llama.cpp could not load it (set %s=info for details)", path, LogEnv)
+		return nil, fmt.Errorf("load model %q (architecture %q): %s", path, arch, llamaReason(reason))
 	}
 	m := &Model{c: cm, path: path}
 	m.vocab = newVocab(C.llama_model_get_vocab(cm))
