@@ -24,6 +24,8 @@ var testShapes = []shape{
 	{m: 0, n: 5, k: 3}, {m: 5, n: 0, k: 3}, {m: 3, n: 4, k: 0},
 	{m: 1, n: 1, k: 1}, {m: 1, n: 7, k: 5}, {m: 7, n: 1, k: 5}, {m: 2, n: 3, k: 1},
 	{m: 1, n: 300, k: 288}, {m: 3, n: 100, k: 33},
+	// matrix-vector products four rows at a time, with ragged k and n
+	{m: 1, n: 9, k: 20}, {m: 2, n: 13, k: 172}, {m: 1, n: 8, k: 8}, {m: 3, n: 4, k: 16},
 	{m: 5, n: 15, k: 7}, {m: 6, n: 16, k: 8}, {m: 7, n: 17, k: 9},
 	{m: 11, n: 31, k: 17}, {m: 12, n: 32, k: 64}, {m: 13, n: 33, k: 65},
 	{m: 23, n: 47, k: 100}, {m: 24, n: 48, k: 129}, {m: 25, n: 49, k: 257},
@@ -269,7 +271,7 @@ func TestFor(t *testing.T) {
 					t.Errorf("threads=%d n=%d: index %d visited %d times", threads, n, i, h)
 				}
 			}
-			if c := int(calls.Load()); c > threads || (n > 0 && c < min(n, threads)) {
+			if c := int(calls.Load()); c > threads*chunksPerThread || (n > 0 && c < min(n, threads)) {
 				t.Errorf("threads=%d n=%d: %d chunks", threads, n, c)
 			}
 		}
@@ -277,6 +279,46 @@ func TestFor(t *testing.T) {
 	}
 	if got := (*Pool)(nil).Threads(); got != 1 {
 		t.Errorf("nil pool Threads() = %d, want 1", got)
+	}
+}
+
+// TestForWithoutWorkers checks that a call never waits for a worker that
+// has not claimed any work (one descheduled by the OS, say): with the
+// worker not yet started, the caller runs every chunk itself. Started
+// late, the worker finds the calls it missed gone and takes part in the
+// next ones.
+func TestForWithoutWorkers(t *testing.T) {
+	p := newPool(2)
+	defer p.Close()
+	r := rand.New(rand.NewPCG(5, 6))
+	const m, n, k = 3, 900, 300 // cut by columns into chunks
+	a, b := randMatrix(r, m, k, k), randMatrix(r, n, k, k)
+	want, tol := reference(nt, nil, n, a, k, b, k, m, n, k, false)
+	check := func(when string) {
+		t.Helper()
+		c := make([]float32, m*n)
+		p.MatMulNT(c, a, b, m, n, k, false)
+		for i := range c {
+			if math.Abs(float64(c[i])-want[i]) > tol[i] {
+				t.Fatalf("%s: c[%d] = %v, want %v", when, i, c[i], want[i])
+			}
+		}
+		hits := make([]atomic.Int32, 100)
+		p.For(len(hits), func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				hits[i].Add(1)
+			}
+		})
+		for i := range hits {
+			if h := hits[i].Load(); h != 1 {
+				t.Fatalf("%s: index %d visited %d times", when, i, h)
+			}
+		}
+	}
+	check("no worker running")
+	go p.work(1, p.workers[0])
+	for i := range 20 {
+		check(fmt.Sprintf("call %d with the worker", i))
 	}
 }
 

@@ -3,12 +3,30 @@ package kernels
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // A Pool runs kernels on a fixed set of goroutines: the calling goroutine
-// plus Threads()-1 workers started by NewPool. A call hands each worker one
-// chunk over a channel and waits for all of them, so steady-state calls do
-// not allocate.
+// plus Threads()-1 workers started by NewPool. Steady-state calls do not
+// allocate.
+//
+// A parallel call cuts its work into a few chunks per thread and every
+// thread, the caller included, claims chunks from a shared counter until
+// none are left; the caller then waits only for chunks a worker has
+// already claimed. On a machine shared with other work a worker is often
+// descheduled for milliseconds: with a fixed share per thread (as before,
+// and as llama.cpp's barriers do) every call waited for it, so two threads
+// decoded slower than one; now the caller does the work the worker has not
+// claimed, and a call costs at most one chunk more than running alone.
+//
+// Between calls a worker busy-waits for a while (spinWait) for the next
+// one before it parks, and so does a caller waiting for a worker's last
+// chunk. Decoding one token makes a few dozen parallel calls of some
+// microseconds each, and waking a parked goroutine costs about as much as
+// such a call (the Go scheduler first has to start an idle thread to steal
+// it). Pools with more threads than GOMAXPROCS do not spin, since a
+// spinner would hold a processor that the goroutine it waits for needs.
 //
 // A Pool runs one parallel call at a time. A call that finds the pool busy
 // (another goroutine's call, or a kernel called from inside a For callback)
@@ -16,54 +34,111 @@ import (
 // A nil *Pool runs everything on the calling goroutine.
 type Pool struct {
 	threads int
+	spin    bool       // whether waits busy-wait (spinWait) before they park
 	mu      sync.Mutex // held for the duration of one parallel call
-	chunks  []chan chunk
-	done    chan struct{}
+	workers []*mailbox
+
+	// next is the current call's generation (high 32 bits) and the index
+	// of its next unclaimed chunk (low 32 bits); finished counts its
+	// completed chunks. A worker that picks up a call late finds a newer
+	// generation and leaves, without touching the old call's memory.
+	next     atomic.Uint64
+	finished atomic.Int32
+	gen      uint32    // generation of the current call, owned by the caller
+	idle     chan bool // workers report here that they have finished a chunk
 
 	// scratch[i] is thread i's memory for packed panels of b; thread 0 is
 	// the caller.
 	scratch [][]float32
-
-	// The product being computed by the current parallel call. It lives
-	// here rather than in a closure so that handing it to the workers does
-	// not allocate.
-	job      product
-	jobSplit split
 }
 
-// chunk is the part [lo,hi) of a parallel loop given to one thread: of a
-// For loop when fn is set, of the pool's current product otherwise.
-type chunk struct {
-	fn             func(lo, hi int)
-	thread, lo, hi int
+// A task is one parallel call as a worker sees it: a For callback, or
+// (with fn nil) a product cut along the split, in chunks of chunk units.
+type task struct {
+	gen          uint32
+	fn           func(lo, hi int)
+	pr           product
+	split        split
+	units, chunk int
+}
+
+// A mailbox hands tasks to one worker. The newest task replaces one the
+// worker has not yet taken, so a late worker never queues up stale calls.
+type mailbox struct {
+	mu     sync.Mutex
+	task   task
+	has    bool
+	closed bool
+	wake   chan struct{} // a token when task or closed changed
 }
 
 // NewPool starts a pool of threads goroutines in all (the caller counts as
 // one); threads <= 0 means runtime.GOMAXPROCS(0). Close stops it.
 func NewPool(threads int) *Pool {
+	p := newPool(threads)
+	for i, mb := range p.workers {
+		go p.work(i+1, mb)
+	}
+	return p
+}
+
+// newPool is NewPool without starting the workers, so that tests can start
+// them late.
+func newPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
 	p := &Pool{
 		threads: threads,
-		chunks:  make([]chan chunk, threads-1),
-		done:    make(chan struct{}, threads-1),
+		spin:    threads <= runtime.GOMAXPROCS(0),
+		workers: make([]*mailbox, threads-1),
+		idle:    make(chan bool, threads),
 		scratch: make([][]float32, threads),
 	}
 	for i := range p.scratch {
 		p.scratch[i] = make([]float32, scratchFloats)
 	}
-	for i := range p.chunks {
-		p.chunks[i] = make(chan chunk, 1)
-		go p.work(p.chunks[i])
+	for i := range p.workers {
+		p.workers[i] = &mailbox{wake: make(chan struct{}, 1)}
 	}
 	return p
 }
 
-func (p *Pool) work(chunks <-chan chunk) {
-	for c := range chunks {
-		c.run(p)
-		p.done <- struct{}{}
+// work is worker thread's loop: wait for a task, claim its chunks.
+func (p *Pool) work(thread int, mb *mailbox) {
+	for {
+		if p.spin {
+			spinUntilReady(mb.wake)
+		}
+		<-mb.wake
+		mb.mu.Lock()
+		t, has, closed := mb.task, mb.has, mb.closed
+		mb.task, mb.has = task{}, false // drop the references to the caller's slices
+		mb.mu.Unlock()
+		if closed {
+			return
+		}
+		if has {
+			p.claim(thread, &t)
+		}
+	}
+}
+
+// spinWait bounds how long a worker or a caller busy-waits before parking:
+// long enough to span the serial steps between the parallel calls of one
+// decoded token (norms, RoPE, the sampler), short enough that a pool gone
+// idle gives its cores back at once on a shared machine.
+const spinWait = 50 * time.Microsecond
+
+// spinUntilReady busy-waits until ch holds a value or spinWait has passed.
+// The channel's length is only a hint, read without its lock; the receive
+// that follows is what synchronises.
+func spinUntilReady[T any](ch chan T) {
+	start := time.Now()
+	for i := 1; len(ch) == 0; i++ {
+		if i%256 == 0 && time.Since(start) > spinWait {
+			return
+		}
 	}
 }
 
@@ -74,10 +149,16 @@ func (p *Pool) Close() {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, c := range p.chunks {
-		close(c)
+	for _, mb := range p.workers {
+		mb.mu.Lock()
+		mb.closed = true
+		mb.mu.Unlock()
+		select {
+		case mb.wake <- struct{}{}:
+		default:
+		}
 	}
-	p.chunks = nil
+	p.workers = nil
 	p.threads = 1
 }
 
@@ -89,9 +170,15 @@ func (p *Pool) Threads() int {
 	return p.threads
 }
 
+// chunksPerThread is how many chunks a parallel call is cut into per
+// thread: enough that a thread that gets no CPU for a while leaves little
+// behind, few enough that claiming them costs nothing against the work.
+const chunksPerThread = 4
+
 // For calls fn(lo, hi) on disjoint chunks covering [0,n), in parallel
 // across the pool, and returns when all have finished. Chunks are
-// contiguous and of nearly equal size, at most one per thread.
+// contiguous and of nearly equal size, at most chunksPerThread per thread;
+// which thread runs which chunk is not fixed.
 func (p *Pool) For(n int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
@@ -101,44 +188,79 @@ func (p *Pool) For(n int, fn func(lo, hi int)) {
 		return
 	}
 	defer p.mu.Unlock()
-	p.parallel(n, fn)
+	p.parallel(task{fn: fn, units: n, chunk: ceilDiv(n, p.threads*chunksPerThread)})
 }
 
-// parallel is For with p.mu held, or with a nil fn the pool's current
-// product cut into n units: chunk 0 runs on the caller, the others on the
-// workers.
-func (p *Pool) parallel(n int, fn func(lo, hi int)) {
-	parts := min(p.threads, n)
-	for i := 1; i < parts; i++ {
-		p.chunks[i-1] <- chunk{fn: fn, thread: i, lo: i * n / parts, hi: (i + 1) * n / parts}
+// parallel runs t with p.mu held: it posts t to every worker, claims
+// chunks itself, and waits until all chunks are done.
+func (p *Pool) parallel(t task) {
+	p.gen++
+	t.gen = p.gen
+	chunks := ceilDiv(t.units, t.chunk)
+	p.finished.Store(0)
+	p.next.Store(uint64(t.gen) << 32)
+	for _, mb := range p.workers[:min(len(p.workers), chunks-1)] {
+		mb.mu.Lock()
+		mb.task, mb.has = t, true
+		mb.mu.Unlock()
+		select {
+		case mb.wake <- struct{}{}:
+		default: // a token is already there
+		}
 	}
-	chunk{fn: fn, thread: 0, lo: 0, hi: n / parts}.run(p)
-	for i := 1; i < parts; i++ {
-		<-p.done
+	p.claim(0, &t)
+	for int(p.finished.Load()) < chunks {
+		if p.spin {
+			spinUntilReady(p.idle)
+		}
+		<-p.idle
+	}
+	// The tokens of chunks finished after the last check are left in idle
+	// for a later call's loop to skip; drain them so they do not pile up.
+	for len(p.idle) > 0 {
+		<-p.idle
 	}
 }
 
-func (c chunk) run(p *Pool) {
-	if c.fn != nil {
-		c.fn(c.lo, c.hi)
-		return
+// claim runs chunks of t on thread until t's chunks are all claimed or a
+// newer call has replaced it.
+func (p *Pool) claim(thread int, t *task) {
+	chunks := uint32(ceilDiv(t.units, t.chunk))
+	for {
+		v := p.next.Load()
+		if uint32(v>>32) != t.gen || uint32(v) >= chunks {
+			return
+		}
+		if !p.next.CompareAndSwap(v, v+1) {
+			continue
+		}
+		i := int(uint32(v))
+		lo, hi := i*t.chunk, min((i+1)*t.chunk, t.units)
+		if t.fn != nil {
+			t.fn(lo, hi)
+		} else {
+			t.runProduct(p.scratch[thread], lo, hi)
+		}
+		p.finished.Add(1)
+		if thread != 0 {
+			select {
+			case p.idle <- true:
+			default: // the caller will see finished anyway
+			}
+		}
 	}
-	s, scratch := p.jobSplit, p.scratch[c.thread]
+}
+
+// runProduct computes units [lo, hi) of t's product along its split.
+func (t *task) runProduct(scratch []float32, lo, hi int) {
+	s := t.split
 	if s.rows {
-		sub := p.job.rows(c.lo*s.grain, min(c.hi*s.grain, p.job.m))
+		sub := t.pr.rows(lo*s.grain, min(hi*s.grain, t.pr.m))
 		sub.compute(scratch)
 	} else {
-		sub := p.job.cols(c.lo*s.grain, min(c.hi*s.grain, p.job.n))
+		sub := t.pr.cols(lo*s.grain, min(hi*s.grain, t.pr.n))
 		sub.compute(scratch)
 	}
-}
-
-// split says how a product is cut into parallel chunks: along the rows or
-// the columns of c, in units of grain rows or columns.
-type split struct {
-	rows  bool
-	grain int
-	units int
 }
 
 // run computes pr, in parallel when the pool is free.
@@ -153,9 +275,14 @@ func (p *Pool) run(pr *product) {
 		pr.compute(p.scratch[0])
 		return
 	}
-	p.job, p.jobSplit = *pr, s
-	p.parallel(s.units, nil)
-	p.job = product{} // drop the references to the caller's slices
+	// A strip of rows packs all of b again, so rows go in one chunk per
+	// thread; strips of columns pack only their own panels and can be
+	// cut finer.
+	chunk := ceilDiv(s.units, p.threads)
+	if !s.rows {
+		chunk = ceilDiv(s.units, p.threads*chunksPerThread)
+	}
+	p.parallel(task{pr: *pr, split: s, units: s.units, chunk: chunk})
 }
 
 // computeInline computes pr on the calling goroutine with scratch memory
@@ -166,6 +293,14 @@ func (p *Pool) run(pr *product) {
 func (pr *product) computeInline() {
 	var scratch [inlineScratchFloats]float32
 	pr.compute(scratch[:])
+}
+
+// split says how a product is cut into parallel chunks: along the rows or
+// the columns of c, in units of grain rows or columns.
+type split struct {
+	rows  bool
+	grain int
+	units int
 }
 
 // split chooses how to cut pr into parallel chunks for threads goroutines,
