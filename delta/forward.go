@@ -126,68 +126,23 @@ func (m *Model) ForwardAt(ids []int32, B, T int, rows []int32) []float32 {
 	m.ensureGrads()
 	st := m.trainBuffers(B, T)
 	st.ids = ids
-	N, dim, kv, hid, p := B*T, c.Dim, c.KVDim(), c.HiddenDim, m.Pool
-	eps := c.eps()
+	N, dim, p := B*T, c.Dim, m.Pool
 
-	x := st.layers[0].x
-	for i, id := range ids {
-		if id < 0 || int(id) >= c.VocabSize {
-			panic(fmt.Sprintf("delta: token id %d at %d outside the vocabulary of %d", id, i, c.VocabSize))
-		}
-		copy(x[i*dim:(i+1)*dim], m.W.TokenEmbedding[int(id)*dim:])
-	}
-
+	m.embed(st.layers[0].x, ids)
 	for l := range st.layers {
 		w, a := &m.W.Layers[l], &st.layers[l]
-		// attention: xb = rmsnorm(x); q, k, v = xb·Wᵀ; RoPE on q and k
-		p.For(N, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				a.inv1[i] = rmsnorm(a.xb[i*dim:(i+1)*dim], a.x[i*dim:(i+1)*dim], w.RMSAtt, eps)
-			}
-		})
-		p.MatMulNT(a.q, a.xb, w.Wq, N, dim, dim, false)
-		p.MatMulNT(a.k, a.xb, w.Wk, N, kv, dim, false)
-		p.MatMulNT(a.v, a.xb, w.Wv, N, kv, dim, false)
-		p.For(N, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				st.rope.rotate(a.q[i*dim:(i+1)*dim], i%T, 1)
-				st.rope.rotate(a.k[i*kv:(i+1)*kv], i%T, 1)
-			}
-		})
-		st.cur = a
-		p.For(len(st.scratch), st.attnFwd)
-		// residual: xmid = x + ao·woᵀ
-		copy(a.xmid, a.x)
-		p.MatMulNT(a.xmid, a.ao, w.Wo, N, dim, dim, true)
-
-		// feed-forward: hh = silu(xb2·w1ᵀ) ⊙ (xb2·w3ᵀ); next x = xmid + hh·w2ᵀ
-		p.For(N, func(lo, hi int) {
-			for i := lo; i < hi; i++ {
-				a.inv2[i] = rmsnorm(a.xb2[i*dim:(i+1)*dim], a.xmid[i*dim:(i+1)*dim], w.RMSFFN, eps)
-			}
-		})
-		p.MatMulNT(a.h1, a.xb2, w.W1, N, hid, dim, false)
-		p.MatMulNT(a.h3, a.xb2, w.W3, N, hid, dim, false)
-		p.For(N, func(lo, hi int) {
-			h1, h3, hh := a.h1[lo*hid:hi*hid], a.h3[lo*hid:hi*hid], a.hh[lo*hid:hi*hid]
-			sigmoids(hh, h1)
-			for i, g := range h1 {
-				hh[i] *= g * h3[i]
-			}
-		})
 		next := st.x
 		if l+1 < len(st.layers) {
 			next = st.layers[l+1].x
 		}
-		copy(next, a.xmid)
-		p.MatMulNT(next, a.hh, w.W2, N, dim, hid, true)
+		m.attentionIn(w, a, N, 0, T, &st.rope)
+		st.cur = a
+		p.For(len(st.scratch), st.attnFwd)
+		m.attentionOut(w, a, N)
+		m.feedForward(w, a, next, N)
 	}
 
-	p.For(N, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			st.inv[i] = rmsnorm(st.xn[i*dim:(i+1)*dim], st.x[i*dim:(i+1)*dim], m.W.RMSFinal, eps)
-		}
-	})
+	normRows(p, st.xn, st.inv, st.x, m.W.RMSFinal, c.eps(), dim, N)
 	// the classifier, on the positions asked for
 	xc, R := st.xn, N
 	st.rows = nil
@@ -206,6 +161,117 @@ func (m *Model) ForwardAt(ids []int32, B, T int, rows []int32) []float32 {
 		p.MatMulNT(st.logits, xc, m.W.Wcls, R, c.VocabSize, dim, false)
 	}
 	return st.logits
+}
+
+// One transformer block, as llama2.c's forward reads, in the three steps
+// that the training pass (Forward) and incremental decoding (Session.Decode)
+// share; they differ only in the attention itself, which reads keys and
+// values of the batch's own sequences in one case and of the cache in the
+// other. a holds n rows (positions) of the block's activations: the
+// training pass keeps one layerActs per block for the backward pass, a
+// Session reuses one set for every block, with k and v pointing into its
+// cache and xmid the same slice as x.
+
+// embed copies the token embeddings of ids into x, one row each.
+func (m *Model) embed(x []float32, ids []int32) {
+	c := m.Config
+	for i, id := range ids {
+		if id < 0 || int(id) >= c.VocabSize {
+			panic(fmt.Sprintf("delta: token id %d at %d outside the vocabulary of %d", id, i, c.VocabSize))
+		}
+		copy(x[i*c.Dim:(i+1)*c.Dim], m.W.TokenEmbedding[int(id)*c.Dim:])
+	}
+}
+
+// attentionIn is the block's input to attention: xb = rmsnorm(x) ⊙ rms_att,
+// q, k, v = xb·Wᵀ, and RoPE on q and k, row i at position pos0 + i%period.
+func (m *Model) attentionIn(w *Layer, a *layerActs, n, pos0, period int, r *rope) {
+	c, p := m.Config, m.Pool
+	dim, kv := c.Dim, c.KVDim()
+	normRows(p, a.xb, a.inv1, a.x, w.RMSAtt, c.eps(), dim, n)
+	p.MatMulNT(a.q, a.xb, w.Wq, n, dim, dim, false)
+	p.MatMulNT(a.k, a.xb, w.Wk, n, kv, dim, false)
+	p.MatMulNT(a.v, a.xb, w.Wv, n, kv, dim, false)
+	rotateRows(p, r, a.q, a.k, dim, kv, n, pos0, period)
+}
+
+// attentionOut adds the attention's projection to the residual stream:
+// xmid = x + ao·woᵀ.
+func (m *Model) attentionOut(w *Layer, a *layerActs, n int) {
+	dim := m.Config.Dim
+	copy(a.xmid[:n*dim], a.x) // nothing to do when xmid is x
+	m.Pool.MatMulNT(a.xmid, a.ao, w.Wo, n, dim, dim, true)
+}
+
+// feedForward is the block's SwiGLU feed-forward network:
+// xb2 = rmsnorm(xmid) ⊙ rms_ffn, hh = silu(xb2·w1ᵀ) ⊙ (xb2·w3ᵀ),
+// next = xmid + hh·w2ᵀ. next may be xmid.
+func (m *Model) feedForward(w *Layer, a *layerActs, next []float32, n int) {
+	c, p := m.Config, m.Pool
+	dim, hid := c.Dim, c.HiddenDim
+	normRows(p, a.xb2, a.inv2, a.xmid, w.RMSFFN, c.eps(), dim, n)
+	p.MatMulNT(a.h1, a.xb2, w.W1, n, hid, dim, false)
+	p.MatMulNT(a.h3, a.xb2, w.W3, n, hid, dim, false)
+	swigluRows(p, a.hh, a.h1, a.h3, hid, n)
+	copy(next[:n*dim], a.xmid)
+	p.MatMulNT(next, a.hh, w.W2, n, dim, hid, true)
+}
+
+// minParallelRows is the number of rows from which the row-wise steps
+// (norms, RoPE, SwiGLU) are spread over the pool. Below it, as when
+// decoding a token, they take well under a microsecond and run on the
+// caller, which also keeps the closures below (and their allocation) off
+// the per-token path.
+const minParallelRows = 16
+
+// normRows sets out = rmsnorm(x) ⊙ gain and inv = 1/rms for n rows.
+func normRows(p *kernels.Pool, out, inv, x, gain []float32, eps float32, dim, n int) {
+	if n < minParallelRows {
+		for i := range n {
+			inv[i] = rmsnorm(out[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], gain, eps)
+		}
+		return
+	}
+	p.For(n, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			inv[i] = rmsnorm(out[i*dim:(i+1)*dim], x[i*dim:(i+1)*dim], gain, eps)
+		}
+	})
+}
+
+// rotateRows applies RoPE to n rows of q ([n, dim]) and k ([n, kv]), row i
+// at position pos0 + i%period.
+func rotateRows(p *kernels.Pool, r *rope, q, k []float32, dim, kv, n, pos0, period int) {
+	if n < minParallelRows {
+		r.rotateRows(q, k, dim, kv, 0, n, pos0, period)
+		return
+	}
+	p.For(n, func(lo, hi int) { r.rotateRows(q, k, dim, kv, lo, hi, pos0, period) })
+}
+
+// rotateRows is rotateRows' work on rows [lo, hi).
+func (r *rope) rotateRows(q, k []float32, dim, kv, lo, hi, pos0, period int) {
+	for i := lo; i < hi; i++ {
+		r.rotate(q[i*dim:(i+1)*dim], pos0+i%period, 1)
+		r.rotate(k[i*kv:(i+1)*kv], pos0+i%period, 1)
+	}
+}
+
+// swigluRows sets hh = silu(h1) ⊙ h3 = h1·σ(h1) ⊙ h3 for n rows of hid.
+func swigluRows(p *kernels.Pool, hh, h1, h3 []float32, hid, n int) {
+	if n < minParallelRows {
+		swiglu(hh, h1, h3)
+		return
+	}
+	p.For(n, func(lo, hi int) { swiglu(hh[lo*hid:hi*hid], h1[lo*hid:hi*hid], h3[lo*hid:hi*hid]) })
+}
+
+// swiglu sets hh = silu(h1) ⊙ h3 elementwise.
+func swiglu(hh, h1, h3 []float32) {
+	sigmoids(hh, h1)
+	for i, g := range h1 {
+		hh[i] *= g * h3[i]
+	}
 }
 
 // attentionForward computes causal softmax attention for parts [lo, hi) of

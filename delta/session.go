@@ -23,10 +23,12 @@ type Session struct {
 	keys, values [][]float32
 	capacity     int
 
-	// buffers of the chunk being decoded, [n, ·], reused while n fits
-	x, xb, q, ao, xb2, h1, h3 []float32
-	scores                    []float32 // [n_heads, causalBlock·capacity] attention scratch
-	xn, logits                []float32 // [dim], [vocab] of the last position
+	// activations of the chunk being decoded, [n, ·], reused while n fits
+	// and by every block: x is the residual stream (xmid is the same
+	// slice, updated in place), k and v point into the cache
+	acts       layerActs
+	scores     []float32 // [n_heads, causalBlock·capacity] attention scratch
+	xn, logits []float32 // [dim], [vocab] of the last position
 
 	// the chunk being processed, read by the per-head attention workers
 	layer, n int
@@ -92,57 +94,28 @@ func (s *Session) Decode(tokens []int32) []float32 {
 		panic("delta: Decode of no tokens")
 	}
 	s.grow(s.pos + n)
-	dim, kv, hid, p := c.Dim, c.KVDim(), c.HiddenDim, m.Pool
-	eps := c.eps()
-	s.n = n
-	s.x, s.xb, s.q, s.ao, s.xb2 = fit(s.x, n*dim), fit(s.xb, n*dim), fit(s.q, n*dim), fit(s.ao, n*dim), fit(s.xb2, n*dim)
-	s.h1, s.h3 = fit(s.h1, n*hid), fit(s.h3, n*hid)
+	dim, kv, hid := c.Dim, c.KVDim(), c.HiddenDim
+	a := &s.acts
+	a.x, a.xb, a.q, a.ao, a.xb2 = fit(a.x, n*dim), fit(a.xb, n*dim), fit(a.q, n*dim), fit(a.ao, n*dim), fit(a.xb2, n*dim)
+	a.inv1, a.inv2 = fit(a.inv1, n), fit(a.inv2, n)
+	a.h1, a.h3, a.hh = fit(a.h1, n*hid), fit(a.h3, n*hid), fit(a.hh, n*hid)
+	a.xmid = a.x
 
-	for i, id := range tokens {
-		if id < 0 || int(id) >= c.VocabSize {
-			panic(fmt.Sprintf("delta: token id %d outside the vocabulary of %d", id, c.VocabSize))
-		}
-		copy(s.x[i*dim:(i+1)*dim], m.W.TokenEmbedding[int(id)*dim:])
-	}
-
+	m.embed(a.x, tokens)
 	for l := range m.W.Layers {
 		w := &m.W.Layers[l]
 		// the new keys and values go straight into the cache
-		k := s.keys[l][s.pos*kv : (s.pos+n)*kv]
-		v := s.values[l][s.pos*kv : (s.pos+n)*kv]
-		for i := 0; i < n; i++ {
-			rmsnorm(s.xb[i*dim:(i+1)*dim], s.x[i*dim:(i+1)*dim], w.RMSAtt, eps)
-		}
-		p.MatMulNT(s.q, s.xb, w.Wq, n, dim, dim, false)
-		p.MatMulNT(k, s.xb, w.Wk, n, kv, dim, false)
-		p.MatMulNT(v, s.xb, w.Wv, n, kv, dim, false)
-		for i := 0; i < n; i++ {
-			s.rope.rotate(s.q[i*dim:(i+1)*dim], s.pos+i, 1)
-			s.rope.rotate(k[i*kv:(i+1)*kv], s.pos+i, 1)
-		}
-		s.layer = l
-		p.For(c.NHeads, s.attend)
-		p.MatMulNT(s.x, s.ao, w.Wo, n, dim, dim, true)
-
-		for i := 0; i < n; i++ {
-			rmsnorm(s.xb2[i*dim:(i+1)*dim], s.x[i*dim:(i+1)*dim], w.RMSFFN, eps)
-		}
-		p.MatMulNT(s.h1, s.xb2, w.W1, n, hid, dim, false)
-		p.MatMulNT(s.h3, s.xb2, w.W3, n, hid, dim, false)
-		// silu(h1) ⊙ h3 = σ(h1) ⊙ (h1 ⊙ h3), without another buffer
-		for i, g := range s.h1 {
-			s.h3[i] *= g
-		}
-		sigmoids(s.h1, s.h1)
-		for i, up := range s.h3 {
-			s.h1[i] *= up
-		}
-
-		p.MatMulNT(s.x, s.h1, w.W2, n, dim, hid, true)
+		a.k = s.keys[l][s.pos*kv : (s.pos+n)*kv]
+		a.v = s.values[l][s.pos*kv : (s.pos+n)*kv]
+		m.attentionIn(w, a, n, s.pos, n, &s.rope)
+		s.layer, s.n = l, n
+		m.Pool.For(c.NHeads, s.attend)
+		m.attentionOut(w, a, n)
+		m.feedForward(w, a, a.x, n)
 	}
 
-	rmsnorm(s.xn, s.x[(n-1)*dim:], m.W.RMSFinal, eps)
-	p.MatMulNT(s.logits, s.xn, m.W.Wcls, 1, c.VocabSize, dim, false)
+	rmsnorm(s.xn, a.x[(n-1)*dim:], m.W.RMSFinal, c.eps())
+	m.Pool.MatMulNT(s.logits, s.xn, m.W.Wcls, 1, c.VocabSize, dim, false)
 	s.pos += n
 	return s.logits
 }
@@ -160,12 +133,12 @@ func (s *Session) attention(lo, hi int) {
 	scale := float32(1 / math.Sqrt(float64(hs)))
 	for h := lo; h < hi; h++ {
 		kh := (h / rep) * hs
-		keys, values := s.keys[s.layer][kh:], s.values[s.layer][kh:]
+		keys, values, q, ao := s.keys[s.layer][kh:], s.values[s.layer][kh:], s.acts.q, s.acts.ao
 		scores := s.scores[h*causalBlock*s.capacity : (h+1)*causalBlock*s.capacity]
 		for r0 := 0; r0 < s.n; r0 += causalBlock {
 			r1 := min(s.n, r0+causalBlock)
 			ctx := s.pos + r1 // positions the block's last row sees
-			serial.MatMulNTStrided(scores, ctx, s.q[r0*dim+h*hs:], dim, keys, kv, r1-r0, ctx, hs, false)
+			serial.MatMulNTStrided(scores, ctx, q[r0*dim+h*hs:], dim, keys, kv, r1-r0, ctx, hs, false)
 			for i := r0; i < r1; i++ {
 				row := scores[(i-r0)*ctx : (i-r0+1)*ctx]
 				seen := s.pos + i + 1
@@ -173,7 +146,7 @@ func (s *Session) attention(lo, hi int) {
 				softmax(row[:seen])
 				clear(row[seen:])
 			}
-			serial.MatMulNNStrided(s.ao[r0*dim+h*hs:], dim, scores, ctx, values, kv, r1-r0, hs, ctx, false)
+			serial.MatMulNNStrided(ao[r0*dim+h*hs:], dim, scores, ctx, values, kv, r1-r0, hs, ctx, false)
 		}
 	}
 }
