@@ -99,25 +99,31 @@ func (v *Vocab) AppendTokens(dst []int32, text string, addSpecial, parseSpecial 
 	if len(text) > 1<<30 {
 		return dst, fmt.Errorf("tokenize: text of %d bytes is too long", len(text))
 	}
-	// A token covers at least one byte, plus room for BOS and EOS.
+	// A token usually covers at least one byte, plus room for BOS and EOS;
+	// when it does not (invalid UTF-8 becomes byte tokens around added
+	// markers), llama.cpp answers with the count it needs, and the call is
+	// repeated with that much room.
 	need := len(text) + 2
-	if cap(dst)-len(dst) < need {
-		grown := make([]int32, len(dst), len(dst)+need)
-		copy(grown, dst)
-		dst = grown
-	}
-	out := dst[len(dst) : len(dst)+need]
 	var ctext *C.char
 	if len(text) > 0 {
 		ctext = (*C.char)(unsafe.Pointer(unsafe.StringData(text)))
 	}
-	n := C.llama_tokenize(v.c, ctext, C.int32_t(len(text)),
-		(*C.llama_token)(unsafe.Pointer(&out[0])), C.int32_t(len(out)),
-		C.bool(addSpecial), C.bool(parseSpecial))
-	if n < 0 {
-		return dst, fmt.Errorf("tokenize %d bytes: llama.cpp needs room for %d tokens", len(text), -n)
+	for try := 0; try < 2; try++ {
+		if cap(dst)-len(dst) < need {
+			grown := make([]int32, len(dst), len(dst)+need)
+			copy(grown, dst)
+			dst = grown
+		}
+		out := dst[len(dst) : len(dst)+need]
+		n := C.llama_tokenize(v.c, ctext, C.int32_t(len(text)),
+			(*C.llama_token)(unsafe.Pointer(&out[0])), C.int32_t(len(out)),
+			C.bool(addSpecial), C.bool(parseSpecial))
+		if n >= 0 {
+			return dst[:len(dst)+int(n)], nil
+		}
+		need = int(-n)
 	}
-	return dst[:len(dst)+int(n)], nil
+	return dst, fmt.Errorf("tokenize %d bytes: llama.cpp asked for room for %d tokens twice", len(text), need)
 }
 
 // AppendPiece appends the text of token id to dst: the bytes it stands for,
