@@ -29,7 +29,10 @@ type Raw struct{}
 func (Raw) Prompt(ex Example) string { return ex.Query() }
 
 // QA is the "Question: ...\nAnswer: " format, for TOFU-style question
-// answering without a chat template.
+// answering without a chat template (TOFU's Phi prompt). Its trailing space
+// and the answer's first word are one token in the joined text ("▁The" in
+// SentencePiece, " The" in byte-level BPE); Encode and `cmc eval` count
+// that token with the prompt, as TOFU's label mask does.
 type QA struct{}
 
 // Prompt implements Template.
