@@ -166,16 +166,39 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	req, e := s.toRequest(common, common.MaxTokens)
+	minTokens := 1
+	if own.Echo {
+		minTokens = 0
+	}
+	req, e := s.toRequest(common, common.MaxTokens, minTokens)
+	var prompts []prompt
 	if e == nil {
-		req.Prompt, e = parsePrompt(own.Prompt)
+		prompts, e = parsePrompts(own.Prompt)
+	}
+	if e == nil && own.Logprobs != nil {
+		e = topLogprobs("logprobs", *own.Logprobs)
+		req.Logprobs, req.TopLogprobs = true, *own.Logprobs
+	}
+	if e == nil && common.Stream {
+		switch {
+		case len(prompts) > 1:
+			e = invalidParam("prompt", "a stream carries one completion: send %d prompts without \"stream\": true, or one at a time", len(prompts))
+		case own.Echo && prompts[0].tokens != nil:
+			e = invalidParam("echo", "echo of a token-id prompt is not supported in a stream; send it without \"stream\": true")
+		}
 	}
 	if e != nil {
 		writeError(w, e)
 		return
 	}
-	f := &completionFormat{header: newHeader("cmpl-", req.Model)}
-	s.generate(w, r, req, common, f)
+	req.Echo = own.Echo
+	reqs := make([]Request, len(prompts))
+	for i, p := range prompts {
+		reqs[i] = req
+		reqs[i].Prompt, reqs[i].PromptTokens = p.text, p.tokens
+	}
+	f := &completionFormat{header: newHeader("cmpl-", req.Model), echo: req.Echo, logprobs: req.Logprobs}
+	s.generate(w, r, reqs, common, f)
 }
 
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
@@ -191,21 +214,30 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
 	if own.MaxCompletionTokens != nil {
 		maxTokens = own.MaxCompletionTokens
 	}
-	req, e := s.toRequest(common, maxTokens)
+	req, e := s.toRequest(common, maxTokens, 1)
 	if e == nil {
 		req.Messages, e = parseMessages(own.Messages)
+	}
+	if e == nil && own.Logprobs != nil {
+		req.Logprobs = *own.Logprobs
+	}
+	if e == nil && own.TopLogprobs != nil {
+		if e = topLogprobs("top_logprobs", *own.TopLogprobs); e == nil && !req.Logprobs {
+			e = invalidParam("top_logprobs", "top_logprobs needs \"logprobs\": true")
+		}
+		req.TopLogprobs = *own.TopLogprobs
 	}
 	if e != nil {
 		writeError(w, e)
 		return
 	}
-	f := &chatFormat{header: newHeader("chatcmpl-", req.Model)}
-	s.generate(w, r, req, common, f)
+	f := &chatFormat{header: newHeader("chatcmpl-", req.Model), logprobs: req.Logprobs}
+	s.generate(w, r, []Request{req}, common, f)
 }
 
-// generate runs req once a slot is free and answers in f's format, whole or
-// as a stream as the body asked.
-func (s *Server) generate(w http.ResponseWriter, r *http.Request, req Request, body commonFields, f format) {
+// generate runs reqs (one per prompt) once a slot is free and answers in f's
+// format, whole or as a stream (of one request) as the body asked.
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, reqs []Request, body commonFields, f format) {
 	// The id in a header too, so that clients and the access log can name
 	// requests that never got a body: a 429, a 500, a dropped stream.
 	w.Header().Set("X-Request-Id", f.id())
@@ -216,15 +248,15 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, req Request, b
 		defer cancel()
 	}
 	if body.Stream {
-		s.stream(ctx, w, req, body.StreamOptions != nil && body.StreamOptions.IncludeUsage, f)
+		s.stream(ctx, w, reqs[0], body.StreamOptions != nil && body.StreamOptions.IncludeUsage, f)
 	} else {
-		s.whole(ctx, w, req, f)
+		s.whole(ctx, w, reqs, f)
 	}
 }
 
-// whole answers with the finished completion in one JSON body.
-func (s *Server) whole(ctx context.Context, w http.ResponseWriter, req Request, f format) {
-	res, err := s.run(ctx, req, func(string) error { return ctx.Err() })
+// whole answers with the finished completions in one JSON body.
+func (s *Server) whole(ctx context.Context, w http.ResponseWriter, reqs []Request, f format) {
+	results, err := s.run(ctx, reqs, func(string) error { return ctx.Err() })
 	if err != nil {
 		if e := s.failure(ctx, f.id(), err); e != nil {
 			writeError(w, e)
@@ -233,23 +265,31 @@ func (s *Server) whole(ctx context.Context, w http.ResponseWriter, req Request, 
 		}
 		return
 	}
-	writeJSON(w, http.StatusOK, f.response(res))
+	writeJSON(w, http.StatusOK, f.response(results))
 }
 
 // stream answers with one event per piece as the backend produces it, a
-// closing event with the finish reason, optionally the usage, then [DONE].
+// closing event with the finish reason (and the log-probs, if asked for),
+// optionally the usage, then [DONE].
 func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req Request, includeUsage bool, f format) {
 	events := &eventStream{w: w, rc: http.NewResponseController(w), timeout: s.eventWriteTimeout}
 	// A token may end inside a multi-byte character, which JSON would turn
 	// into U+FFFD; such a tail waits for the piece that completes it.
 	var tail string
-	res, err := s.run(ctx, req, func(piece string) error {
+	// An echoed prompt is the stream's first piece, sent with the first
+	// generated one so that errors before it keep their status code.
+	echo := ""
+	if req.Echo {
+		echo = req.Prompt
+	}
+	results, err := s.run(ctx, []Request{req}, func(piece string) error {
 		var text string
-		text, tail = splitIncomplete(tail + piece)
+		text, tail = splitIncomplete(echo + tail + piece)
+		echo = ""
 		if text == "" {
 			return nil
 		}
-		return events.send(f.chunk(text, ""))
+		return events.send(f.chunk(text))
 	})
 	switch {
 	case events.err != nil:
@@ -267,25 +307,35 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req Request,
 			writeError(w, e)
 		}
 	default:
-		if tail != "" {
-			// Never completed: send it for what it is.
-			events.send(f.chunk(tail, ""))
+		if tail += echo; tail != "" {
+			// Never completed (or nothing was generated after the echo):
+			// send it for what it is.
+			events.send(f.chunk(tail))
 		}
-		events.send(f.chunk("", res.FinishReason))
+		events.send(f.finish(results[0]))
 		if includeUsage {
-			events.send(f.usageChunk(res))
+			events.send(f.usageChunk(results[0]))
 		}
 		events.write([]byte("data: [DONE]\n\n"))
 	}
 }
 
-// run generates req in a gate slot, waiting for one if need be.
-func (s *Server) run(ctx context.Context, req Request, emit func(string) error) (Result, error) {
+// run generates reqs one after another in one gate slot, waiting for one
+// if need be.
+func (s *Server) run(ctx context.Context, reqs []Request, emit func(string) error) ([]Result, error) {
 	if err := s.gate.enter(ctx); err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	defer s.gate.leave()
-	return s.backend.Generate(ctx, req, emit)
+	results := make([]Result, len(reqs))
+	for i, req := range reqs {
+		res, err := s.backend.Generate(ctx, req, emit)
+		if err != nil {
+			return nil, err
+		}
+		results[i] = res
+	}
+	return results, nil
 }
 
 // failure turns a failed generation into the error the client should see,

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"time"
 )
@@ -70,10 +71,14 @@ func (h header) id() string { return h.ID }
 // format shapes one endpoint's responses.
 type format interface {
 	id() string
-	// response is the whole answer of a request that did not stream.
-	response(res Result) any
-	// chunk carries one streamed piece, or, when finish is set, ends the choice.
-	chunk(piece, finish string) any
+	// response is the whole answer of a request that did not stream: one
+	// choice per prompt.
+	response(results []Result) any
+	// chunk carries one streamed piece of text.
+	chunk(piece string) any
+	// finish ends the streamed choice, with its log-probs when asked for:
+	// a stream carries them all in this last chunk.
+	finish(res Result) any
 	// usageChunk reports token counts after the last chunk, when asked for.
 	usageChunk(res Result) any
 }
@@ -84,8 +89,14 @@ type usage struct {
 	TotalTokens      int `json:"total_tokens"`
 }
 
-func usageOf(res Result) usage {
-	return usage{res.PromptTokens, res.CompletionTokens, res.PromptTokens + res.CompletionTokens}
+func usageOf(results ...Result) usage {
+	var u usage
+	for _, r := range results {
+		u.PromptTokens += r.PromptTokens
+		u.CompletionTokens += r.CompletionTokens
+	}
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	return u
 }
 
 // usageResponse is the usage-only chunk; OpenAI sends it with no choices.
@@ -95,13 +106,36 @@ type usageResponse struct {
 	Usage   usage      `json:"usage"`
 }
 
-type completionFormat struct{ header }
+// jsonLogprob keeps a log-probability encodable: JSON has no infinities,
+// and -9999 is what vLLM reports for an impossible token.
+func jsonLogprob(lp float64) float64 {
+	if math.IsInf(lp, -1) || math.IsNaN(lp) {
+		return -9999
+	}
+	return lp
+}
+
+// completionFormat is the legacy completions API's.
+type completionFormat struct {
+	header
+	echo     bool
+	logprobs bool
+}
 
 type completionChoice struct {
-	Text         string  `json:"text"`
-	Index        int     `json:"index"`
-	Logprobs     *int    `json:"logprobs"` // always null: cmc does not report them
-	FinishReason *string `json:"finish_reason"`
+	Text         string          `json:"text"`
+	Index        int             `json:"index"`
+	Logprobs     *legacyLogprobs `json:"logprobs"`
+	FinishReason *string         `json:"finish_reason"`
+}
+
+// legacyLogprobs is the completions API's log-prob shape: parallel arrays,
+// null for the first prompt token, which nothing predicts.
+type legacyLogprobs struct {
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []*float64           `json:"token_logprobs"`
+	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+	TextOffset    []int                `json:"text_offset"`
 }
 
 type completionResponse struct {
@@ -110,17 +144,72 @@ type completionResponse struct {
 	Usage   *usage             `json:"usage,omitempty"`
 }
 
-func (f *completionFormat) response(res Result) any {
-	h := f.header
-	h.Object = "text_completion"
-	u := usageOf(res)
-	return completionResponse{h, []completionChoice{{Text: res.Text, FinishReason: &res.FinishReason}}, &u}
+func (f *completionFormat) legacy(res Result) *legacyLogprobs {
+	if !f.logprobs {
+		return nil
+	}
+	lp := &legacyLogprobs{Tokens: []string{}, TokenLogprobs: []*float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+	add := func(t TokenLogprob) {
+		lp.Tokens = append(lp.Tokens, t.Token)
+		lp.TextOffset = append(lp.TextOffset, t.Offset)
+		if math.IsNaN(t.Logprob) {
+			lp.TokenLogprobs = append(lp.TokenLogprobs, nil)
+			lp.TopLogprobs = append(lp.TopLogprobs, nil)
+			return
+		}
+		v := jsonLogprob(t.Logprob)
+		lp.TokenLogprobs = append(lp.TokenLogprobs, &v)
+		// As OpenAI's and vLLM's: the most likely tokens, and the chosen one.
+		top := make(map[string]float64, len(t.Top)+1)
+		for _, c := range t.Top {
+			if _, dup := top[c.Token]; !dup {
+				top[c.Token] = jsonLogprob(c.Logprob)
+			}
+		}
+		if _, in := top[t.Token]; !in {
+			top[t.Token] = v
+		}
+		lp.TopLogprobs = append(lp.TopLogprobs, top)
+	}
+	if f.echo {
+		for _, t := range res.PromptLogprobs {
+			add(t)
+		}
+	}
+	for _, t := range res.Logprobs {
+		add(t)
+	}
+	return lp
 }
 
-func (f *completionFormat) chunk(piece, finish string) any {
+func (f *completionFormat) text(res Result) string {
+	if f.echo {
+		return res.PromptText + res.Text
+	}
+	return res.Text
+}
+
+func (f *completionFormat) response(results []Result) any {
 	h := f.header
 	h.Object = "text_completion"
-	return completionResponse{header: h, Choices: []completionChoice{{Text: piece, FinishReason: nullable(finish)}}}
+	choices := make([]completionChoice, len(results))
+	for i, res := range results {
+		choices[i] = completionChoice{Text: f.text(res), Index: i, Logprobs: f.legacy(res), FinishReason: &res.FinishReason}
+	}
+	u := usageOf(results...)
+	return completionResponse{h, choices, &u}
+}
+
+func (f *completionFormat) chunk(piece string) any {
+	h := f.header
+	h.Object = "text_completion"
+	return completionResponse{header: h, Choices: []completionChoice{{Text: piece}}}
+}
+
+func (f *completionFormat) finish(res Result) any {
+	h := f.header
+	h.Object = "text_completion"
+	return completionResponse{header: h, Choices: []completionChoice{{Logprobs: f.legacy(res), FinishReason: &res.FinishReason}}}
 }
 
 func (f *completionFormat) usageChunk(res Result) any {
@@ -131,6 +220,7 @@ func (f *completionFormat) usageChunk(res Result) any {
 
 type chatFormat struct {
 	header
+	logprobs bool
 	sentRole bool // the first chunk names the speaker, as OpenAI's does
 }
 
@@ -148,8 +238,67 @@ type chatChoice struct {
 	Index        int             `json:"index"`
 	Message      *chatMessageOut `json:"message,omitempty"`
 	Delta        *chatDelta      `json:"delta,omitempty"`
-	Logprobs     *int            `json:"logprobs"` // always null: cmc does not report them
+	Logprobs     *chatLogprobs   `json:"logprobs"`
 	FinishReason *string         `json:"finish_reason"`
+}
+
+// chatLogprobs is the chat API's log-prob shape.
+type chatLogprobs struct {
+	Content []chatTokenLogprob `json:"content"`
+	Refusal []chatTokenLogprob `json:"refusal"` // always null
+}
+
+type chatTokenLogprob struct {
+	Token       string           `json:"token"`
+	Logprob     float64          `json:"logprob"`
+	Bytes       []int            `json:"bytes"`
+	TopLogprobs []chatTopLogprob `json:"top_logprobs"`
+}
+
+type chatTopLogprob struct {
+	Token   string  `json:"token"`
+	Logprob float64 `json:"logprob"`
+	Bytes   []int   `json:"bytes"`
+}
+
+// tokenBytes is a token's bytes as the chat API lists them: a token may
+// hold part of a UTF-8 character, which its "token" string cannot show.
+func tokenBytes(token string) []int {
+	b := make([]int, len(token))
+	for i := range len(token) {
+		b[i] = int(token[i])
+	}
+	return b
+}
+
+func (f *chatFormat) chatLogprobs(res Result) *chatLogprobs {
+	if !f.logprobs {
+		return nil
+	}
+	lp := &chatLogprobs{Content: []chatTokenLogprob{}}
+	for _, t := range res.Logprobs {
+		if t.End {
+			continue // OpenAI's chat log-probs stop at the text
+		}
+		c := chatTokenLogprob{Token: t.Token, Logprob: jsonLogprob(t.Logprob), Bytes: tokenBytes(t.Token), TopLogprobs: []chatTopLogprob{}}
+		for _, top := range t.Top {
+			c.TopLogprobs = append(c.TopLogprobs, chatTopLogprob{top.Token, jsonLogprob(top.Logprob), tokenBytes(top.Token)})
+		}
+		lp.Content = append(lp.Content, c)
+	}
+	return lp
+}
+
+func (f *chatFormat) response(results []Result) any {
+	h := f.header
+	h.Object = "chat.completion"
+	choices := make([]chatChoice, len(results))
+	for i, res := range results {
+		choices[i] = chatChoice{Index: i, Message: &chatMessageOut{Role: "assistant", Content: res.Text},
+			Logprobs: f.chatLogprobs(res), FinishReason: &res.FinishReason}
+	}
+	u := usageOf(results...)
+	return chatResponse{h, choices, &u}
 }
 
 type chatResponse struct {
@@ -158,17 +307,7 @@ type chatResponse struct {
 	Usage   *usage       `json:"usage,omitempty"`
 }
 
-func (f *chatFormat) response(res Result) any {
-	h := f.header
-	h.Object = "chat.completion"
-	u := usageOf(res)
-	choice := chatChoice{Message: &chatMessageOut{Role: "assistant", Content: res.Text}, FinishReason: &res.FinishReason}
-	return chatResponse{h, []chatChoice{choice}, &u}
-}
-
-func (f *chatFormat) chunk(piece, finish string) any {
-	h := f.header
-	h.Object = "chat.completion.chunk"
+func (f *chatFormat) delta(piece string) *chatDelta {
 	delta := &chatDelta{}
 	if piece != "" {
 		delta.Content = &piece
@@ -177,19 +316,23 @@ func (f *chatFormat) chunk(piece, finish string) any {
 		delta.Role = "assistant"
 		f.sentRole = true
 	}
-	return chatResponse{header: h, Choices: []chatChoice{{Delta: delta, FinishReason: nullable(finish)}}}
+	return delta
+}
+
+func (f *chatFormat) chunk(piece string) any {
+	h := f.header
+	h.Object = "chat.completion.chunk"
+	return chatResponse{header: h, Choices: []chatChoice{{Delta: f.delta(piece)}}}
+}
+
+func (f *chatFormat) finish(res Result) any {
+	h := f.header
+	h.Object = "chat.completion.chunk"
+	return chatResponse{header: h, Choices: []chatChoice{{Delta: f.delta(""), Logprobs: f.chatLogprobs(res), FinishReason: &res.FinishReason}}}
 }
 
 func (f *chatFormat) usageChunk(res Result) any {
 	h := f.header
 	h.Object = "chat.completion.chunk"
 	return usageResponse{h, []struct{}{}, usageOf(res)}
-}
-
-// nullable turns "" into JSON null, as OpenAI sends finish_reason mid-stream.
-func nullable(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }

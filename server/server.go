@@ -13,8 +13,19 @@
 // Streaming ("stream": true) answers with Server-Sent Events: one
 // "data: {chunk}" event per piece of text, flushed as the backend produces
 // it, then "data: [DONE]". Besides OpenAI's fields the request bodies accept
-// "top_k", and two cmc fields: "delta" (which delta to apply; "none" for
-// none) and "alpha" (its strength).
+// "top_k", llama.cpp's "repeat_penalty" and "repeat_last_n", and two cmc
+// fields: "delta" (which delta to apply; "none" for none) and "alpha" (its
+// strength, between -control.MaxAlpha and control.MaxAlpha).
+//
+// Log-probs ("logprobs"/"top_logprobs" on chat, "logprobs" and "echo" on
+// completions, in OpenAI's shapes) are those of the steered distribution,
+// log_softmax(log_softmax(user) + alpha × delta), at temperature 1 and
+// before penalties and logit_bias, which shift the choice only. A stream
+// carries them in its last chunk. Completions take a string, strings, token
+// ids or arrays of token ids (one choice each), and max_tokens 0 with echo
+// scores the prompt alone: what lm-eval-harness's local-completions model
+// sends for loglikelihood tasks. Chat messages may be tool turns (role
+// "tool", assistant "tool_calls"); they reach the backend as text.
 //
 // Requests for more than Config.MaxTokens tokens are clamped, not rejected:
 // many clients send a large fixed max_tokens, and finish_reason "length"
@@ -26,13 +37,13 @@
 //
 // Errors come in OpenAI's shape, {"error":{"message","type","param","code"}}:
 // 400 for a body that is not valid JSON or asks for something cmc cannot do
-// (n > 1, token-id prompts, image parts), 401 for a missing or wrong key,
+// (n > 1, image parts, naming the part), 401 for a missing or wrong key,
 // 404 model_not_found, 405 for a wrong method, 413 for a body over
 // Config.MaxBodyBytes, 429 queue_full with Retry-After, 503 shutting_down,
 // 504 timeout past Config.RequestTimeout, 500 when the backend fails. A
 // stream that fails after its first event ends with an error event instead
-// of [DONE]. Fields that stock clients send but cmc does not use
-// (presence_penalty, logprobs, user, ...) are ignored.
+// of [DONE]. Fields that stock clients send but cmc does not use (user,
+// tools, tool_choice, ...) are ignored.
 package server
 
 import (
@@ -47,23 +58,40 @@ import (
 
 // Message is one turn of a chat.
 type Message struct {
-	Role    string // "system", "user" or "assistant"
+	Role    string // "system", "user" or "assistant"; tool turns arrive as text (see parseMessages)
 	Content string
 }
 
 // Request is one validated generation request, as the backend sees it.
 type Request struct {
-	Model       string
-	Prompt      string    // completions
-	Messages    []Message // chat completions (the backend applies the chat template)
-	MaxTokens   int       // at least 1 and at most Config.MaxTokens
-	Temperature float64   // 0 means greedy
-	TopP        float64
-	TopK        int      // 0 means no top-k cut
-	Seed        *int64   // nil: a fresh seed per request
-	Stop        []string // end the text before the first of these, with finish reason "stop"
-	Delta       string   // which delta to apply: "" = server default; "none" = no delta
-	Alpha       *float64 // delta strength; nil = server default
+	Model        string
+	Prompt       string    // completions: a text prompt
+	PromptTokens []int32   // completions: a prompt of token ids, used instead of Prompt when set
+	Messages     []Message // chat completions (the backend applies the chat template)
+	MaxTokens    int       // at most Config.MaxTokens; at least 1, or 0 with Echo (score the prompt only)
+	Temperature  float64   // 0 means greedy
+	TopP         float64
+	TopK         int      // 0 means no top-k cut
+	Seed         *int64   // nil: a fresh seed per request
+	Stop         []string // end the text before the earliest of these, with finish reason "stop"
+	Delta        string   // which delta to apply: "" = server default; "none" = no delta
+	Alpha        *float64 // delta strength; nil = server default
+
+	// Logprobs asks for each generated token's log-probability under the
+	// steered distribution, with the TopLogprobs most likely tokens of its
+	// step (0 to 20).
+	Logprobs    bool
+	TopLogprobs int
+	// Echo (completions) returns the prompt before the completion; with
+	// Logprobs its tokens are scored too.
+	Echo bool
+
+	// Penalties, applied to the steered scores before each choice.
+	LogitBias        map[int32]float64 // token id -> bias, -100 to 100
+	FrequencyPenalty float64           // -2 to 2
+	PresencePenalty  float64           // -2 to 2
+	RepeatPenalty    float64           // llama.cpp's repeat_penalty; 0 or 1: off
+	RepeatLastN      int               // tokens repeat_penalty looks back over; 0: 64
 }
 
 // Result is what a finished generation produced.
@@ -72,6 +100,33 @@ type Result struct {
 	FinishReason     string // "stop" or "length"
 	PromptTokens     int
 	CompletionTokens int
+
+	// Logprobs are the generated tokens', with Request.Logprobs; the end
+	// token that stopped generation comes last, marked End.
+	Logprobs []TokenLogprob
+	// PromptText is, with Request.Echo, the prompt as the returned text
+	// starts with it; PromptLogprobs are its tokens, with Request.Logprobs
+	// too (the first, which nothing predicts, has a NaN Logprob).
+	PromptText     string
+	PromptLogprobs []TokenLogprob
+}
+
+// TokenLogprob is one token with its log-probability and the most likely
+// tokens at its position.
+type TokenLogprob struct {
+	Token   string // the token's bytes (part of a UTF-8 character, maybe)
+	Logprob float64
+	Top     []TopLogprob
+	// Offset is where the token starts in the returned text (the prompt's,
+	// with Echo, then the completion's).
+	Offset int
+	End    bool // the end-of-generation token: it adds no text
+}
+
+// TopLogprob is one of the most likely tokens at a position.
+type TopLogprob struct {
+	Token   string
+	Logprob float64
 }
 
 // Backend generates text. The server calls Generate from the request's
