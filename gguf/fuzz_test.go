@@ -8,7 +8,11 @@ import (
 // FuzzParse feeds arbitrary bytes to Parse. The seed corpus in
 // testdata/fuzz/FuzzParse holds prefixes of the fixture GGUFs and small
 // files written by the Writer (real metadata of stories260K, a slice of the
-// GPT-2 vocabulary, every value type, F16/BF16/Q8_0 tensors, a v2 header).
+// GPT-2 vocabulary, every value type, F16/BF16/Q8_0 tensors, a v2 header),
+// and the hostile-* files: a tiny llama model whose metadata lies the ways
+// issue 10 found (rms_norm_eps NaN or -1, block_count 0 or 1e8,
+// feed_forward_length 1e9, context_length 4e9, 7 heads), NaN weights,
+// truncated tensor data, and 7B metadata over a vocabulary and no tensors.
 //
 // Whatever Parse accepts must be safe to use: the accessors do not panic,
 // every tensor can be read, and rewriting the file through the Writer gives
