@@ -155,3 +155,33 @@ func TestAbortFromAnotherGoroutine(t *testing.T) {
 		}
 	}
 }
+
+// Generation decodes one token at a time: with an abort context watched,
+// the log capture and the logits check in place, that allocates nothing.
+func TestDecodeOneTokenDoesNotAllocate(t *testing.T) {
+	m := loadModel(t, "models/stories260K/stories260K.gguf", ModelParams{})
+	c, err := m.NewContext(ContextParams{Size: 64, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.SetAbortContext(ctx)
+	if err := c.Decode([]int32{1, 403, 407}, OutputLast, nil); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(50, func() {
+		if c.Len() > 60 {
+			if err := c.Trim(3); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Decode([]int32{261}, OutputLast, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Decode of one token allocates %v times", allocs)
+	}
+}
