@@ -150,10 +150,25 @@ func TestEvalTOFUHeadlineNumbers(t *testing.T) {
 				t.Errorf("%s: greedy answers differ with the model as its own delta:\n%q\n%q", it.Source, it.User.Generation, it.Delta.Generation)
 			}
 		}
+		// Every answer of the first question, each scored after the one
+		// before it by rewinding to the prompt.
 		it := f.Items[0]
-		want := meanAnswerLogProb(t, ctx, "Question: "+it.Question+"\nAnswer: ", it.Answer)
-		if math.Abs(float64(it.User.AnswerLogProb)-want) > 1e-3 {
-			t.Errorf("%s: answer log-prob %v, a plain decode gives %v", it.Source, it.User.AnswerLogProb, want)
+		examples, err := data.Read(f.File, data.FormatTOFU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex := examples[0]
+		got := []jsonFloat{it.User.AnswerLogProb}
+		answers := []string{it.Answer}
+		if ex.Paraphrased != "" {
+			got, answers = append(got, it.User.ParaphrasedLogProb), append(answers, ex.Paraphrased)
+		}
+		got, answers = append(got, it.User.PerturbedLogProbs...), append(answers, ex.Perturbed...)
+		for i, a := range answers {
+			want := meanAnswerLogProb(t, ctx, "Question: "+it.Question+"\nAnswer: ", a)
+			if math.Abs(float64(got[i])-want) > 1e-3 {
+				t.Errorf("%s: log-prob of %q is %v, a plain decode gives %v", it.Source, a, got[i], want)
+			}
 		}
 	}
 }
