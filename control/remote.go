@@ -296,7 +296,11 @@ func (g *RemoteGenerator) RemoteScore(ctx context.Context, prompt, response stri
 		if first && start > 0 {
 			// The first response token starts inside the response (the
 			// engine joined the prompt's end with the response's start):
-			// the delta's context must first spell the part before it.
+			// the delta's context must first spell the part before it, after
+			// its prompt.
+			if _, err := g.Delta.Append(deltaNext); err != nil {
+				return alone, controlled, fmt.Errorf("remote score: delta model: %w", err)
+			}
 			g.stepMap.ToDelta, g.stepMap.Same = append(g.stepMap.ToDelta[:0], -1), append(g.stepMap.Same[:0], false)
 			if deltaNext, deltaGen, err = s.advanceDelta(0, []byte(response[:start]), deltaBase, deltaGen, &res); err != nil {
 				return alone, controlled, err

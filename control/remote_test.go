@@ -292,3 +292,31 @@ func TestRemoteScoreMatchesLocal(t *testing.T) {
 		}
 	}
 }
+
+// TestRemoteScoreStraddle: an engine token that spans the end of the prompt
+// and the start of the response counts as the prompt's (as TOFU masks it);
+// the delta still reads the response's part of it before the next token.
+func TestRemoteScoreStraddle(t *testing.T) {
+	top := []Candidate{{Text: "d", LogProb: -0.5}, {Text: "e", LogProb: -1}}
+	echo := []EchoedToken{
+		{Offset: 0, Text: "a", LogProb: math.NaN()},
+		{Offset: 1, Text: " c", LogProb: -1, Top: top}, // prompt "a " + response "cde"
+		{Offset: 3, Text: "d", LogProb: -0.5, Top: top},
+		{Offset: 4, Text: "e", LogProb: -1, Top: top},
+		{Offset: 5, Text: "f", LogProb: -2, Top: top}, // the engine's new token
+	}
+	d := newFakeLM(8, 1, 1)
+	g := &RemoteGenerator{Delta: d, DeltaTok: remoteDeltaTok, DeltaEOS: 0, Map: prefixTextMap, Alpha: 1}
+	alone, ctl, err := g.RemoteScore(context.Background(), "a ", "cde", []int32{0, 1}, echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(alone, []float64{-0.5, -1}) || len(ctl) != 2 {
+		t.Fatalf("scores %v %v, want the two tokens after the straddling one", alone, ctl)
+	}
+	// The delta read its prompt, then "c" before scoring "d", then "d"
+	// before scoring "e".
+	if want := []int32{0, 1, 3, 4}; !slices.Equal(d.ctx, want) {
+		t.Fatalf("delta context %v, want %v", d.ctx, want)
+	}
+}
