@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +19,18 @@ type Template interface {
 	// SequenceLogits writes the logits of every position of tokens, decoded
 	// from an empty context, into dst ([len(tokens) × VocabSize()]).
 	SequenceLogits(tokens []int32, dst []float32) error
+}
+
+// PositionTemplate is a Template that can compute its logits at chosen
+// positions only. Training needs them at the labelled positions alone, and
+// the prompt's would cost the template's classifier and a vocabulary-wide
+// row of memory each.
+type PositionTemplate interface {
+	Template
+	// SequenceLogitsAt decodes tokens from an empty context and writes the
+	// logits of the given positions (ascending, each below len(tokens))
+	// into dst ([len(positions) × VocabSize()]).
+	SequenceLogitsAt(tokens, positions []int32, dst []float32) error
 }
 
 // Objective names what training minimises.
@@ -48,7 +61,7 @@ func (c TrainConfig) StepsPerEpoch(n int) int {
 // Step reports one optimiser step.
 type Step struct {
 	Step, Epoch        int
-	Loss               float64 // the objective, averaged over the step's micro-batches
+	Loss               float64 // the objective: mean cross-entropy over the step's labelled tokens
 	ForgetCE, RetainCE float64 // grad_diff's two parts (0 for sft)
 	LR, GradNorm       float64
 	Tokens             int           // response tokens in the step
@@ -82,14 +95,21 @@ func (t *Trainer) TotalSteps() int {
 }
 
 // microBatch is B sequences padded to one length T, with the template's
-// log-probs of every position once they are ready.
+// logits at the labelled positions once they are ready. Only labelled
+// positions get vocabulary-wide rows (template logits, delta logits and
+// their gradient): a prompt costs the transformer, not the classifier.
 type microBatch struct {
-	ids, labels []int32
-	B, T        int
-	logT        []float32 // [B·T × vocab]
-	sign        float32   // +1: minimise CE; −1: maximise it (forget set)
-	wait        time.Duration
-	err         error
+	ids     []int32 // [B·T] tokens
+	B, T    int
+	rows    []int32   // the labelled positions b·T+t, ascending
+	targets []int32   // the label of each row
+	logT    []float32 // [len(rows) × vocab] the template's logits at rows
+	sign    float32   // +1: minimise CE; −1: maximise it (forget set)
+	// scale is sign / the labelled tokens of this sign in the whole step:
+	// the gradient factor that makes the step's loss a per-token mean.
+	scale float32
+	wait  time.Duration
+	err   error
 }
 
 // AbortableTemplate is a Template that can abandon a SequenceLogits in
@@ -138,11 +158,12 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 		}
 	}()
 	plan := t.plan(ctx, &workers, t.Opt.Step, total)
-	batches := make(chan *microBatch, 1)
-	// Template log-probs are large (B·T·vocab floats): the buffers in
-	// flight (one being filled, one queued, one in use) are recycled
-	// rather than left to the garbage collector.
-	free := make(chan []float32, 3)
+	// The hand-over is unbuffered, so that two buffers of template logits
+	// (rows·vocab floats each) are alive, not three: the one the delta
+	// uses and the one the template fills. They are recycled rather than
+	// left to the garbage collector.
+	batches := make(chan *microBatch)
+	free := make(chan []float32, 2)
 	workers.Add(1)
 	go func() {
 		defer workers.Done()
@@ -160,6 +181,7 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 		// AdamW.Update leaves the gradients cleared for the next step; an
 		// interrupted step's partial gradients are never applied.
 		var forget, retain float64
+		var nForget, nRetain int
 		for i := 0; i < per; i++ {
 			var mb *microBatch
 			select {
@@ -175,10 +197,10 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 			}
 			st.TemplateTime += mb.wait
 			start := time.Now()
-			logits := t.Model.Forward(mb.ids, mb.B, mb.T)
+			logits := t.Model.ForwardAt(mb.ids, mb.B, mb.T, mb.rows)
 			ce, n := controlledCE(t.Model, logits, mb)
 			if math.IsNaN(ce) || math.IsInf(ce, 0) {
-				return t.nonFinite(st, mb, ce)
+				return t.nonFinite(st, mb)
 			}
 			t.Model.Backward(logits)
 			st.DeltaTime += time.Since(start)
@@ -187,20 +209,20 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 			}
 			st.Tokens += n
 			if mb.sign < 0 {
-				forget += ce
+				forget, nForget = forget+ce, nForget+n
 			} else {
-				retain += ce
+				retain, nRetain = retain+ce, nRetain+n
 			}
 		}
 		start := time.Now()
 		st.LR = t.Opt.Config.LearningRate(t.Opt.Step)
-		st.GradNorm = t.Opt.Update(t.Model, 1/float32(t.Config.Accumulate))
+		// the micro-batches' gradients already sum to the step's mean
+		st.GradNorm = t.Opt.Update(t.Model, 1)
 		st.DeltaTime += time.Since(start)
 		if math.IsNaN(st.GradNorm) || math.IsInf(st.GradNorm, 0) {
 			return fmt.Errorf("train: step %d (epoch %d): gradient norm is %v (lr %.3g; training diverged?): %w", st.Step, st.Epoch, st.GradNorm, st.LR, ErrNonFinite)
 		}
-		acc := float64(t.Config.Accumulate)
-		st.ForgetCE, st.RetainCE = forget/acc, retain/acc
+		st.ForgetCE, st.RetainCE = forget/float64(max(nForget, 1)), retain/float64(max(nRetain, 1))
 		st.Loss = st.RetainCE - st.ForgetCE
 		if t.Config.Objective == SFT {
 			st.ForgetCE, st.RetainCE = 0, 0
@@ -217,7 +239,7 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 
 // nonFinite explains a NaN or infinite micro-batch loss: whose logits were
 // not finite, at which step.
-func (t *Trainer) nonFinite(st Step, mb *microBatch, ce float64) error {
+func (t *Trainer) nonFinite(st Step, mb *microBatch) error {
 	whose := "the delta's logits or their sum with the template's"
 	if t.Opt.Step > 0 {
 		whose += fmt.Sprintf(" (lr %.3g; training diverged?)", t.Opt.Config.LearningRate(t.Opt.Step-1))
@@ -230,7 +252,7 @@ func (t *Trainer) nonFinite(st Step, mb *microBatch, ce float64) error {
 			break
 		}
 	}
-	return fmt.Errorf("train: step %d (epoch %d): loss is %v: %s: %w", st.Step, st.Epoch, ce, whose, ErrNonFinite)
+	return fmt.Errorf("train: step %d (epoch %d): loss is not a number: %s: %w", st.Step, st.Epoch, whose, ErrNonFinite)
 }
 
 func (t *Trainer) check() error {
@@ -255,6 +277,22 @@ type plannedBatch struct {
 	from []data.Sequence
 	idx  []int // which of from, in order
 	sign float32
+	// stepTokens counts the labelled tokens of this sign in the whole
+	// optimiser step, known before its first micro-batch runs.
+	stepTokens int
+}
+
+// labelled counts the positions of p's sequences that have a label.
+func (p plannedBatch) labelled() int {
+	n := 0
+	for _, i := range p.idx {
+		for _, y := range p.from[i].Labels {
+			if y != data.NoToken {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // plan lists the micro-batches from optimiser step `from` to `to` in order,
@@ -282,6 +320,7 @@ func (t *Trainer) plan(ctx context.Context, workers *sync.WaitGroup, from, to in
 		for step := from; step < to; step++ {
 			epoch := step / spe
 			order := data.Order(len(t.Train), c.Seed, epoch)
+			var batches []plannedBatch
 			for mb := 0; mb < c.Accumulate; mb++ {
 				first := (step%spe*c.Accumulate + mb) * c.BatchSize
 				if first >= len(order) {
@@ -291,14 +330,10 @@ func (t *Trainer) plan(ctx context.Context, workers *sync.WaitGroup, from, to in
 				}
 				idx := order[first:min(first+c.BatchSize, len(order))]
 				if c.Objective == SFT {
-					if !send(plannedBatch{from: t.Train, idx: idx, sign: 1}) {
-						return
-					}
+					batches = append(batches, plannedBatch{from: t.Train, idx: idx, sign: 1})
 					continue
 				}
-				if !send(plannedBatch{from: t.Train, idx: idx, sign: -1}) {
-					return
-				}
+				batches = append(batches, plannedBatch{from: t.Train, idx: idx, sign: -1})
 				// Retain batches cycle through their own shuffled order,
 				// positioned from the global micro-batch index.
 				global := step*c.Accumulate + mb
@@ -312,7 +347,17 @@ func (t *Trainer) plan(ctx context.Context, workers *sync.WaitGroup, from, to in
 					}
 					ridx = append(ridx, retainOrder[k%len(t.Retain)])
 				}
-				if !send(plannedBatch{from: t.Retain, idx: ridx, sign: 1}) {
+				batches = append(batches, plannedBatch{from: t.Retain, idx: ridx, sign: 1})
+			}
+			// Each sign's mean is over the step's tokens, so its count is
+			// needed before the first micro-batch's gradient.
+			tokens := map[float32]int{}
+			for _, b := range batches {
+				tokens[b.sign] += b.labelled()
+			}
+			for _, b := range batches {
+				b.stepTokens = tokens[b.sign]
+				if !send(b) {
 					return
 				}
 			}
@@ -322,11 +367,13 @@ func (t *Trainer) plan(ctx context.Context, workers *sync.WaitGroup, from, to in
 }
 
 // runTemplate pads each planned micro-batch and fills in the template's
-// log-probs, one batch ahead of the delta, until the plan ends or ctx is
-// done. It checks ctx before every sequence, so that a template that cannot
-// be aborted still stops within one sequence.
+// logits at its labelled positions, one batch ahead of the delta, until the
+// plan ends or ctx is done. It checks ctx before every sequence, so that a
+// template that cannot be aborted still stops within one sequence.
 func (t *Trainer) runTemplate(ctx context.Context, plan <-chan plannedBatch, out chan<- *microBatch, free <-chan []float32) {
 	vocab := t.Model.Config.VocabSize
+	positional, _ := t.Template.(PositionTemplate)
+	var whole []float32 // one sequence's logits, for a template without positions
 	for p := range plan {
 		start := time.Now()
 		mb, err := t.pad(p)
@@ -339,17 +386,39 @@ func (t *Trainer) runTemplate(ctx context.Context, plan <-chan plannedBatch, out
 			case buf = <-free:
 			default:
 			}
-			if need := mb.B * mb.T * vocab; cap(buf) >= need {
+			if need := len(mb.rows) * vocab; cap(buf) >= need {
 				mb.logT = buf[:need]
 			} else {
 				mb.logT = make([]float32, need)
 			}
+			// Sequence b's rows are the run of mb.rows in [b·T, (b+1)·T).
+			var positions []int32
+			r := 0
 			for b, i := range p.idx {
 				if ctx.Err() != nil {
 					return
 				}
 				s := p.from[i]
-				if err := t.Template.SequenceLogits(s.Tokens, mb.logT[b*mb.T*vocab:(b*mb.T+len(s.Tokens))*vocab]); err != nil {
+				first := r
+				positions = positions[:0]
+				for ; r < len(mb.rows) && int(mb.rows[r]) < (b+1)*mb.T; r++ {
+					positions = append(positions, mb.rows[r]-int32(b*mb.T))
+				}
+				if r == first {
+					continue
+				}
+				dst := mb.logT[first*vocab : r*vocab]
+				if positional != nil {
+					err = positional.SequenceLogitsAt(s.Tokens, positions, dst)
+				} else {
+					whole = slices.Grow(whole[:0], len(s.Tokens)*vocab)[:len(s.Tokens)*vocab]
+					if err = t.Template.SequenceLogits(s.Tokens, whole); err == nil {
+						for j, pos := range positions {
+							copy(dst[j*vocab:(j+1)*vocab], whole[int(pos)*vocab:])
+						}
+					}
+				}
+				if err != nil {
 					mb.err = fmt.Errorf("template logits for %s: %w", s.Source, err)
 					break
 				}
@@ -376,19 +445,28 @@ func (t *Trainer) pad(p plannedBatch) (*microBatch, error) {
 	if err != nil {
 		return nil, err
 	}
-	// data.NoToken and delta.Ignore are both -1: the batch's labels are the
-	// loss's targets as they are.
-	return &microBatch{ids: b.Tokens, labels: b.Labels, B: b.Rows, T: b.Width, sign: p.sign}, nil
+	mb := &microBatch{ids: b.Tokens, B: b.Rows, T: b.Width, sign: p.sign, rows: []int32{}}
+	if p.stepTokens > 0 {
+		mb.scale = p.sign / float32(p.stepTokens)
+	}
+	for i, y := range b.Labels {
+		if y != data.NoToken {
+			mb.rows = append(mb.rows, int32(i))
+			mb.targets = append(mb.targets, y)
+		}
+	}
+	return mb, nil
 }
 
-// controlledCE computes the CMC loss of a micro-batch,
+// controlledCE computes the CMC loss of a micro-batch's labelled rows,
 //
-//	z = log_softmax(template) + delta;  CE(z, label) on labelled positions,
+//	z = log_softmax(template) + delta;  CE(z, label),
 //
-// and overwrites logits with sign · d(mean CE)/d(delta logits). The
-// template's raw logits serve as well as its log-probs: log_softmax only
-// shifts each row by a constant, which the softmax cancels. It returns the
-// mean CE and the number of labelled positions.
+// and overwrites logits ([rows × vocab]) with scale · d(CE)/d(delta logits),
+// so that a step's micro-batches sum to the gradient of its per-token mean.
+// The template's raw logits serve as well as its log-probs: log_softmax
+// only shifts each row by a constant, which the softmax cancels. It returns
+// the sum of CE over the rows and their number.
 func controlledCE(m *delta.Model, logits []float32, mb *microBatch) (float64, int) {
-	return delta.BiasedCrossEntropy(m.Pool, logits, mb.logT, mb.labels, m.Config.VocabSize, mb.sign)
+	return delta.BiasedCrossEntropySum(m.Pool, logits, mb.logT, mb.targets, m.Config.VocabSize, mb.scale)
 }

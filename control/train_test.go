@@ -79,14 +79,15 @@ func sequences(n, length, vocab int, seed uint64) []data.Sequence {
 
 // TestControlledCEGradient checks the loss's gradient with respect to the
 // delta's logits against finite differences, its invariance to a constant
-// shift of the template's logits, and that masked positions give nothing.
+// shift of the template's logits, and the forget set's sign.
 func TestControlledCEGradient(t *testing.T) {
-	const vocab, T = 7, 4
+	const vocab, R = 7, 3
 	m := tinyDelta(t, vocab, 1)
 	r := rand.New(rand.NewPCG(5, 5))
-	mb := &microBatch{B: 1, T: T, sign: 1, labels: []int32{3, delta.Ignore, 0, 6}}
-	mb.logT = make([]float32, T*vocab)
-	delt := make([]float32, T*vocab)
+	// three labelled rows of a step that holds 5 labelled tokens in all
+	mb := &microBatch{B: 1, T: 4, sign: 1, scale: 1.0 / 5, rows: []int32{0, 2, 3}, targets: []int32{3, 0, 6}}
+	mb.logT = make([]float32, R*vocab)
+	delt := make([]float32, R*vocab)
 	for i := range delt {
 		mb.logT[i] = float32(r.NormFloat64())
 		delt[i] = float32(r.NormFloat64())
@@ -98,19 +99,17 @@ func TestControlledCEGradient(t *testing.T) {
 	}
 	grad := slices.Clone(delt)
 	base, count := controlledCE(m, grad, mb)
-	if count != 3 {
-		t.Fatalf("counted %d positions, want 3", count)
+	if count != R {
+		t.Fatalf("counted %d positions, want %d", count, R)
 	}
 	for i := range delt {
-		if i/vocab == 1 && grad[i] != 0 {
-			t.Fatalf("masked position has gradient %g", grad[i])
-		}
 		const h = 1e-2
 		plus, minus := slices.Clone(delt), slices.Clone(delt)
 		plus[i] += h
 		minus[i] -= h
-		num := (loss(plus) - loss(minus)) / (2 * h)
-		if math.Abs(num-float64(grad[i])) > 2e-3 {
+		// the gradient is that of the step's mean: the sum over 5 tokens
+		num := (loss(plus) - loss(minus)) / (2 * h) / 5
+		if math.Abs(num-float64(grad[i])) > 1e-3 {
 			t.Errorf("d loss/d delta[%d] = %g, finite difference %g", i, grad[i], num)
 		}
 	}
@@ -123,12 +122,71 @@ func TestControlledCEGradient(t *testing.T) {
 		t.Errorf("loss %g after shifting template rows, want %g", shifted, base)
 	}
 	// The forget set's sign flips the gradient.
-	mb.sign = -1
+	mb.sign, mb.scale = -1, -mb.scale
 	neg := slices.Clone(delt)
 	controlledCE(m, neg, mb)
 	for i := range neg {
 		if math.Abs(float64(neg[i]+grad[i])) > 1e-6 {
 			t.Fatalf("forget gradient %g is not the negated %g", neg[i], grad[i])
+		}
+	}
+}
+
+// TestPadKeepsOnlyLabelledRows: a micro-batch's vocabulary-wide rows are
+// its labelled positions, and its gradient scale is 1 over the step's
+// labelled tokens.
+func TestPadKeepsOnlyLabelledRows(t *testing.T) {
+	seqs := []data.Sequence{
+		{Tokens: []int32{1, 2, 3}, Labels: []int32{-1, 3, 4}},
+		{Tokens: []int32{5, 6}, Labels: []int32{6, -1}},
+	}
+	tr := &Trainer{PadToken: 0}
+	mb, err := tr.pad(plannedBatch{from: seqs, idx: []int{0, 1}, sign: -1, stepTokens: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mb.T != 3 || !slices.Equal(mb.rows, []int32{1, 2, 3}) || !slices.Equal(mb.targets, []int32{3, 4, 6}) {
+		t.Fatalf("T %d, rows %v, targets %v; want 3, [1 2 3], [3 4 6]", mb.T, mb.rows, mb.targets)
+	}
+	if mb.scale != -1.0/8 {
+		t.Fatalf("scale %g, want -1/8", mb.scale)
+	}
+}
+
+// TestStepLossIsTokenMean: a step's loss and update are those of the mean
+// over all its labelled tokens, however its sequences of different lengths
+// are split into micro-batches (a mean of micro-batch means would weigh a
+// short sequence's tokens more).
+func TestStepLossIsTokenMean(t *testing.T) {
+	const vocab = 16
+	tmpl := randomTemplate(vocab, 4)
+	seqs := sequences(8, 12, vocab, 3)
+	for i := range seqs {
+		n := 5 + 7*(i%2) // lengths 5 and 12 alternate
+		seqs[i].Tokens, seqs[i].Labels = seqs[i].Tokens[:n], seqs[i].Labels[:n]
+	}
+	run := func(batch, accumulate int) ([]float64, []float32) {
+		tr := newTrainer(t, tmpl, tinyDelta(t, vocab, 3), seqs, TrainConfig{Objective: SFT, BatchSize: batch, Accumulate: accumulate, Epochs: 1, Seed: 2})
+		var losses []float64
+		tr.OnStep = func(s Step) error { losses = append(losses, s.Loss); return nil }
+		if err := tr.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return losses, tr.Model.Params
+	}
+	oneBatch, p1 := run(4, 1)
+	split, p2 := run(1, 4)
+	if len(oneBatch) != 2 || len(split) != 2 {
+		t.Fatalf("%d and %d steps, want 2", len(oneBatch), len(split))
+	}
+	for i := range oneBatch {
+		if math.Abs(oneBatch[i]-split[i]) > 1e-5*oneBatch[i] {
+			t.Errorf("step %d: loss %.7f in one micro-batch, %.7f in four", i+1, oneBatch[i], split[i])
+		}
+	}
+	for i := range p1 {
+		if math.Abs(float64(p1[i]-p2[i])) > 1e-5 {
+			t.Fatalf("parameter %d: %g in one micro-batch, %g in four", i, p1[i], p2[i])
 		}
 	}
 }
@@ -144,19 +202,24 @@ func newTrainer(t testing.TB, tmpl Template, m *delta.Model, train []data.Sequen
 func heldOutLoss(t testing.TB, tmpl Template, m *delta.Model, seqs []data.Sequence) float64 {
 	t.Helper()
 	tr := &Trainer{Template: tmpl, Model: m}
+	v := tmpl.VocabSize()
 	var sum float64
 	for i, s := range seqs {
 		mb, err := tr.pad(plannedBatch{from: seqs, idx: []int{i}, sign: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		mb.logT = make([]float32, mb.T*tmpl.VocabSize())
-		if err := tmpl.SequenceLogits(s.Tokens, mb.logT); err != nil {
+		whole := make([]float32, mb.T*v)
+		if err := tmpl.SequenceLogits(s.Tokens, whole); err != nil {
 			t.Fatal(err)
 		}
-		logits := m.Forward(mb.ids, 1, mb.T)
-		l, _ := controlledCE(m, logits, mb)
-		sum += l
+		for _, r := range mb.rows {
+			mb.logT = append(mb.logT, whole[int(r)*v:int(r+1)*v]...)
+		}
+		mb.scale = 1
+		logits := m.ForwardAt(mb.ids, 1, mb.T, mb.rows)
+		l, n := controlledCE(m, logits, mb)
+		sum += l / float64(n)
 	}
 	return sum / float64(len(seqs))
 }
@@ -256,5 +319,45 @@ func TestPretrainWithoutTemplate(t *testing.T) {
 	}
 	if last > first*0.7 {
 		t.Fatalf("loss %.3f -> %.3f: plain pretraining did not learn", first, last)
+	}
+}
+
+// positionalTemplate answers only at the positions asked for, and refuses
+// to compute whole sequences.
+type positionalTemplate struct {
+	bigramTemplate
+	t *testing.T
+}
+
+func (p positionalTemplate) SequenceLogits([]int32, []float32) error {
+	p.t.Error("a PositionTemplate was asked for every position")
+	return nil
+}
+
+func (p positionalTemplate) SequenceLogitsAt(tokens, positions []int32, dst []float32) error {
+	v := len(p.table)
+	for j, pos := range positions {
+		copy(dst[j*v:(j+1)*v], p.table[tokens[pos]])
+	}
+	return nil
+}
+
+// TestPositionTemplateTrainsAlike: a template asked for the labelled
+// positions only gives exactly the training of one that computes them all.
+func TestPositionTemplateTrainsAlike(t *testing.T) {
+	const vocab = 16
+	tmpl := randomTemplate(vocab, 4)
+	seqs := sequences(12, 10, vocab, 3)
+	cfg := TrainConfig{Objective: SFT, BatchSize: 3, Accumulate: 2, Epochs: 2, Seed: 2}
+	whole := newTrainer(t, tmpl, tinyDelta(t, vocab, 3), seqs, cfg)
+	if err := whole.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	at := newTrainer(t, positionalTemplate{tmpl, t}, tinyDelta(t, vocab, 3), seqs, cfg)
+	if err := at.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(whole.Model.Params, at.Model.Params) {
+		t.Fatal("training with the template's labelled positions only differs")
 	}
 }

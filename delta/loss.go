@@ -37,6 +37,33 @@ func CrossEntropy(p *kernels.Pool, logits []float32, targets []int32, vocab int)
 // clamped exponentials would otherwise turn it into a finite, meaningless
 // number, and a diverged run would go on training on garbage.
 func BiasedCrossEntropy(p *kernels.Pool, logits, bias []float32, targets []int32, vocab int, gradScale float32) (loss float64, count int) {
+	count = countTargets(logits, bias, targets, vocab)
+	if count == 0 {
+		clear(logits)
+		return 0, 0
+	}
+	sum := crossEntropySum(p, logits, bias, targets, vocab, gradScale/float32(count))
+	return sum / float64(count), count
+}
+
+// BiasedCrossEntropySum is BiasedCrossEntropy without the mean: it returns
+// the sum of the counted rows' cross-entropies, and each counted row's
+// gradient is gradScale·(softmax − onehot). With gradScale = 1/n for the n
+// counted positions of a whole optimiser step, the micro-batches' gradients
+// sum to that of the step's per-token mean, however unevenly its tokens
+// fall into micro-batches.
+func BiasedCrossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, vocab int, gradScale float32) (sum float64, count int) {
+	count = countTargets(logits, bias, targets, vocab)
+	if count == 0 {
+		clear(logits)
+		return 0, 0
+	}
+	return crossEntropySum(p, logits, bias, targets, vocab, gradScale), count
+}
+
+// countTargets counts the positions whose target is not Ignore. It panics
+// on a target outside the vocabulary or lengths that do not match.
+func countTargets(logits, bias []float32, targets []int32, vocab int) (count int) {
 	if len(logits) != len(targets)*vocab || (bias != nil && len(bias) != len(logits)) {
 		panic(fmt.Sprintf("delta: cross-entropy of %d logits and %d bias for %d targets of %d", len(logits), len(bias), len(targets), vocab))
 	}
@@ -49,12 +76,13 @@ func BiasedCrossEntropy(p *kernels.Pool, logits, bias []float32, targets []int32
 			count++
 		}
 	}
-	if count == 0 {
-		clear(logits)
-		return 0, 0
-	}
-	g := gradScale / float32(count)
+	return count
+}
 
+// crossEntropySum overwrites each row of logits with g·(softmax(z) −
+// onehot(target)), z = row + bias, or with zeros where the target is
+// Ignore, and returns the sum of the rows' −log softmax(z)[target].
+func crossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, vocab int, g float32) float64 {
 	// Rows are summed in fixed blocks, then the blocks in order, so the
 	// loss does not depend on how the pool schedules them.
 	const blocks = 64
@@ -85,10 +113,11 @@ func BiasedCrossEntropy(p *kernels.Pool, logits, bias []float32, targets []int32
 			}
 		}
 	})
+	var loss float64
 	for _, l := range partial[:nb] {
 		loss += l
 	}
-	return loss / float64(count), count
+	return loss
 }
 
 // finite reports whether no element of x is NaN or ±Inf. It adds, to each
