@@ -180,10 +180,15 @@ func runEval(c *cli.Context) error {
 		return err
 	}
 	defer rm.close()
-	if rm.userCtx == nil {
-		return fmt.Errorf("--model %s: cmc eval scores with a local model's logits (a GGUF file)", c.String("model"))
-	}
 	ev := newEvaluator(c.Context, rm, c.Int("max-tokens"), c.StringSlice("stop"))
+	if rm.userCtx != nil {
+		// llama.cpp pads the context past --ctx but caps its batch at
+		// --ctx: a decode longer than --ctx would abort inside it.
+		ev.ctxLimit = rm.userCtx.Size()
+		if n := c.Int("ctx"); n > 0 {
+			ev.ctxLimit = min(ev.ctxLimit, n)
+		}
+	}
 	doc := evalDoc{Model: c.String("model"), Delta: c.String("delta"), Alpha: rm.alpha, Task: task, Reference: c.String("reference")}
 	for _, s := range sets {
 		var f evalFile
@@ -343,6 +348,7 @@ type evaluator struct {
 	rm        *runtimeModels
 	sc        *control.Scorer
 	withDelta bool // a delta at alpha != 0: the second column is measured, not copied
+	ctxLimit  int  // most tokens an example may take in the user's context
 	maxTokens int
 	stop      []string
 }
@@ -424,8 +430,8 @@ func (e overLongError) Error() string {
 // fits reports whether scoring target after prompt fits the context: the
 // decode holds every token but the target's last.
 func (e *evaluator) fits(prompt, target []int32) error {
-	if n := len(prompt) + len(target) - 1; n > e.rm.userCtx.Size() {
-		return overLongError{n, e.rm.userCtx.Size()}
+	if n := len(prompt) + len(target) - 1; n > e.ctxLimit {
+		return overLongError{n, e.ctxLimit}
 	}
 	return nil
 }
@@ -445,7 +451,7 @@ func (e *evaluator) nll(s evalSet) (evalFile, []evalResult, error) {
 	f := evalFile{File: s.path, Set: s.set, Skipped: []string{}}
 	var sumA, sumC float64
 	var n int
-	bar := newCounter("nll", len(s.examples))
+	bar := newCounter("nll "+filepath.Base(s.path), len(s.examples))
 	defer bar.done()
 	for _, ex := range s.examples {
 		bar.tick()
@@ -491,7 +497,7 @@ func (e *evaluator) score(query, response string) (alone, controlled []float64, 
 
 func (e *evaluator) tofu(s evalSet) (evalFile, []evalResult, error) {
 	f := evalFile{File: s.path, Set: s.set, Skipped: []string{}}
-	bar := newCounter("tofu", len(s.examples))
+	bar := newCounter("tofu "+filepath.Base(s.path), len(s.examples))
 	defer bar.done()
 	for _, ex := range s.examples {
 		bar.tick()
@@ -548,7 +554,7 @@ func (e *evaluator) tofuItem(set metrics.TOFUSet, ex data.Example) (tofuItem, er
 		}
 	}
 	// A greedy answer stops at the end of the context rather than failing.
-	size := e.rm.userCtx.Size()
+	size := e.ctxLimit
 	if len(p.user) >= size {
 		return it, overLongError{len(p.user) + 1, size}
 	}

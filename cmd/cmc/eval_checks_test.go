@@ -52,11 +52,13 @@ func TestEvalChecksFilesFirst(t *testing.T) {
 
 // TestEvalSkipsOverLong: an example that does not fit the context is
 // skipped with a warning and counted, in the table and in --json, and the
-// others are still scored (nll and tofu).
+// others are still scored (nll and tofu). --ctx 96 is below llama.cpp's
+// batch, which it then caps at 96 while padding the context to 256: an
+// example of up to 256 tokens must be skipped too, not abort llama.cpp.
 func TestEvalSkipsOverLong(t *testing.T) {
 	model := fixture(t, "models/stories260K/stories260K.gguf")
 	dir := t.TempDir()
-	long := strings.Repeat("Lily and Tom played in the park with a big red ball. ", 30)
+	long := strings.Repeat("Lily and Tom played in the park with a big red ball. ", 6)
 	records := tofuTestSets["retain"] +
 		`{"question":"What did they do?","answer":"` + long + `","paraphrased_answer":"They played.","perturbed_answer":["They slept."]}` + "\n"
 	path := filepath.Join(dir, "retain_perturbed.json")
@@ -66,7 +68,7 @@ func TestEvalSkipsOverLong(t *testing.T) {
 	for _, task := range []string{"nll", "tofu"} {
 		out := filepath.Join(dir, task+".json")
 		cmd := cmcCommand("eval", "--model", model, "--template", "qa", "--task", task, "--threads", "1",
-			"--ctx", "256", "--max-tokens", "16", "--data", path, "--json", out)
+			"--ctx", "96", "--max-tokens", "16", "--data", path, "--json", out)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		stdout, err := cmd.Output()
