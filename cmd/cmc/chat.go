@@ -68,9 +68,13 @@ func runChat(c *cli.Context) error {
 			fmt.Fprintln(out, "/alpha X  set the delta's strength (0: off)\n/reset    forget the conversation\n/quit     leave")
 			continue
 		case strings.HasPrefix(line, "/alpha"):
-			v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, "/alpha")), 32)
+			v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, "/alpha")), 64)
 			if err != nil {
 				fmt.Fprintln(out, "usage: /alpha 0.5")
+				continue
+			}
+			if err := control.CheckAlpha(v); err != nil {
+				fmt.Fprintln(out, err)
 				continue
 			}
 			alpha = float32(v)

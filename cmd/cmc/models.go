@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,7 +26,8 @@ func modelFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "the user LLM, a GGUF file llama.cpp can run", Required: true},
 		&cli.StringFlag{Name: "delta", Aliases: []string{"d"}, Usage: "the trained delta model (GGUF written by cmc train); none: run the user model alone"},
-		&cli.Float64Flag{Name: "alpha", Value: 1, Usage: "strength of the delta: score = log_softmax(user) + alpha × delta; 0 gives the user model's own output"},
+		&cli.Float64Flag{Name: "alpha", Value: 1, Action: checkAlphaFlag,
+			Usage: fmt.Sprintf("strength of the delta: score = log_softmax(user) + alpha × delta, between %d and %d; 0 gives the user model's own output", -control.MaxAlpha, control.MaxAlpha)},
 		&cli.BoolFlag{Name: "no-delta", Usage: "ignore --delta and run the user model alone"},
 		&cli.IntFlag{Name: "ctx", Value: 4096, Usage: "context length in tokens (KV cache size of the user model)"},
 		&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "CPU threads of the user model (the delta runs on one more, beside it)"},
@@ -50,6 +52,15 @@ func sampleFlags() []cli.Flag {
 	}
 }
 
+// checkAlphaFlag rejects a non-finite or out-of-range --alpha before any
+// model is loaded.
+func checkAlphaFlag(_ *cli.Context, alpha float64) error {
+	if err := control.CheckAlpha(alpha); err != nil {
+		return fmt.Errorf("--alpha: %w", err)
+	}
+	return nil
+}
+
 func defaultCacheDir(sub string) string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
@@ -72,7 +83,7 @@ type runtimeModels struct {
 
 	// The prompt templates, resolved once at load: the user model's own
 	// chat template (userChat) or a data template, and the delta's.
-	userChat  bool
+	userChat  *llama.Chat // nil: a data template
 	userTmpl  data.Template
 	deltaTmpl data.Template
 	system    string
@@ -112,19 +123,9 @@ func loadRuntime(c *cli.Context) (*runtimeModels, error) {
 }
 
 func (rm *runtimeModels) loadDelta(deltaPath, userPath string, strategy pmmined.Strategy, cacheDir string) error {
-	var err error
-	if rm.delta, err = delta.LoadGGUF(deltaPath); err != nil {
-		return fmt.Errorf("load delta: %w", err)
+	if err := rm.loadDeltaModel(deltaPath); err != nil {
+		return err
 	}
-	// One thread: the delta decodes beside llama.cpp, whose threads take the
-	// cores, and its matrix-vector products are faster unsplit (BENCHMARKS.md).
-	rm.pool = kernels.NewPool(1)
-	rm.delta.Pool = rm.pool
-	if rm.deltaVocab, err = llama.LoadModel(deltaPath, llama.ModelParams{VocabOnly: true}); err != nil {
-		return fmt.Errorf("load the delta's tokenizer: %w", err)
-	}
-	rm.deltaLM = control.NewDeltaLM(rm.delta, 1024)
-
 	uv, err := vocabfile.ReadGGUF(userPath)
 	if err != nil {
 		return fmt.Errorf("user vocabulary: %w", err)
@@ -151,6 +152,23 @@ func (rm *runtimeModels) loadDelta(deltaPath, userPath string, strategy pmmined.
 	st := m.Stats()
 	rm.mapStats = fmt.Sprintf("token map %s: %+v", strategy, st)
 	slog.Debug("token map", "user", userPath, "delta", deltaPath, "stats", st)
+	return nil
+}
+
+// loadDeltaModel loads the delta, its tokenizer and an inference session.
+func (rm *runtimeModels) loadDeltaModel(deltaPath string) error {
+	var err error
+	if rm.delta, err = delta.LoadGGUF(deltaPath); err != nil {
+		return fmt.Errorf("load delta: %w", err)
+	}
+	// One thread: the delta decodes beside llama.cpp, whose threads take the
+	// cores, and its matrix-vector products are faster unsplit (BENCHMARKS.md).
+	rm.pool = kernels.NewPool(1)
+	rm.delta.Pool = rm.pool
+	if rm.deltaVocab, err = llama.LoadModel(deltaPath, llama.ModelParams{VocabOnly: true}); err != nil {
+		return fmt.Errorf("load the delta's tokenizer: %w", err)
+	}
+	rm.deltaLM = control.NewDeltaLM(rm.delta, 1024)
 	return nil
 }
 
@@ -194,10 +212,9 @@ func (rm *runtimeModels) resolveTemplates(user, deltaName string) error {
 	}
 	var err error
 	if user == "chat" {
-		if _, err := rm.user.ChatTemplate(); err != nil {
-			return fmt.Errorf("--template chat: %s: %w", rm.user.Path(), err)
+		if rm.userChat, err = rm.user.NewChat(); err != nil {
+			return fmt.Errorf("--template chat: %w", err)
 		}
-		rm.userChat = true
 	} else if rm.userTmpl, err = data.ParseTemplate(user); err != nil {
 		return fmt.Errorf("--template: %w", err)
 	}
@@ -211,30 +228,43 @@ func (rm *runtimeModels) resolveTemplates(user, deltaName string) error {
 // model's prompt with its template, the delta's with the one it was trained
 // with. history holds earlier turns (chat).
 func (rm *runtimeModels) prompts(history []llama.Message, query string) (userIDs, deltaIDs []int32, userText string, err error) {
-	return rm.promptsWith(rm.userChat, rm.userTmpl, history, query)
+	msgs := append(slices.Clip(history), llama.Message{Role: "user", Content: query})
+	return rm.chatPrompts(msgs)
 }
 
-// completionPrompts is prompts for a plain completion: the user model
-// continues the text as it is; the delta still sees its own template.
-func (rm *runtimeModels) completionPrompts(text string) (userIDs, deltaIDs []int32, err error) {
-	userIDs, deltaIDs, _, err = rm.promptsWith(false, data.Raw{}, nil, text)
-	return userIDs, deltaIDs, err
-}
-
-func (rm *runtimeModels) promptsWith(chat bool, tmpl data.Template, history []llama.Message, query string) (userIDs, deltaIDs []int32, userText string, err error) {
-	userText, parseSpecial, err := rm.renderUser(chat, tmpl, history, query)
-	if err != nil {
-		return nil, nil, "", err
+// chatPrompts is prompts for a conversation given whole, each message with
+// its own role. A last assistant message is a prefill: both models
+// continue its text, in the user's template and in the delta's.
+func (rm *runtimeModels) chatPrompts(msgs []llama.Message) (userIDs, deltaIDs []int32, userText string, err error) {
+	if len(msgs) == 0 {
+		return nil, nil, "", errors.New("no messages")
 	}
-	userIDs, err = rm.user.Vocab().Tokenize(userText, true, parseSpecial)
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("tokenise the prompt: %w", err)
+	var prefill string
+	turns := msgs
+	if last := msgs[len(msgs)-1]; last.Role == "assistant" {
+		prefill, turns = last.Content, msgs[:len(msgs)-1]
+	}
+	if rm.userChat != nil {
+		if rm.system != "" && msgs[0].Role != "system" {
+			msgs = append([]llama.Message{{Role: "system", Content: rm.system}}, msgs...)
+		}
+		// Special tokens come from the template's text only: a message
+		// that spells "<|im_end|>" must not end its turn.
+		userIDs, userText, err = rm.userChat.Tokenize(msgs, true)
+		if err != nil {
+			return nil, nil, "", err
+		}
+	} else {
+		userText = rm.userTmpl.Prompt(data.Example{Instruction: flatten(turns)}) + prefill
+		if userIDs, err = rm.user.Vocab().Tokenize(userText, true, false); err != nil {
+			return nil, nil, "", fmt.Errorf("tokenise the prompt: %w", err)
+		}
 	}
 	if rm.delta == nil {
 		return userIDs, nil, userText, nil
 	}
 	// The delta sees the conversation the way it was trained: one query.
-	deltaText := rm.deltaTmpl.Prompt(data.Example{Instruction: flatten(history, query)})
+	deltaText := rm.deltaTmpl.Prompt(data.Example{Instruction: flatten(turns)}) + prefill
 	deltaIDs, err = rm.deltaVocab.Vocab().Tokenize(deltaText, true, false)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("tokenise the delta's prompt: %w", err)
@@ -242,30 +272,57 @@ func (rm *runtimeModels) promptsWith(chat bool, tmpl data.Template, history []ll
 	return userIDs, deltaIDs, userText, nil
 }
 
-func (rm *runtimeModels) renderUser(chat bool, tmpl data.Template, history []llama.Message, query string) (text string, parseSpecial bool, err error) {
-	if !chat {
-		return tmpl.Prompt(data.Example{Instruction: flatten(history, query)}), false, nil
+// renderUser renders a query after history in the user's template, for
+// callers that tokenise the text themselves; special reports a chat
+// template's text. Tokenising that text with special tokens parsed would
+// let the query inject control tokens: chatPrompts does not.
+func (rm *runtimeModels) renderUser(chat *llama.Chat, tmpl data.Template, history []llama.Message, query string) (text string, special bool, err error) {
+	msgs := append(slices.Clip(history), llama.Message{Role: "user", Content: query})
+	if chat == nil {
+		return tmpl.Prompt(data.Example{Instruction: flatten(msgs)}), false, nil
 	}
-	var msgs []llama.Message
-	if rm.system != "" && (len(history) == 0 || history[0].Role != "system") {
-		msgs = append(msgs, llama.Message{Role: "system", Content: rm.system})
+	if rm.system != "" && msgs[0].Role != "system" {
+		msgs = append([]llama.Message{{Role: "system", Content: rm.system}}, msgs...)
 	}
-	msgs = append(append(msgs, history...), llama.Message{Role: "user", Content: query})
-	text, err = rm.user.ApplyChatTemplate(msgs, true)
+	_, text, err = chat.Tokenize(msgs, false)
 	return text, true, err
 }
 
-// flatten writes a conversation as one query for templates without turns.
-func flatten(history []llama.Message, query string) string {
-	if len(history) == 0 {
-		return query
+// completionPrompts is prompts for a plain completion: the user model
+// continues the text as it is; the delta still sees its own template.
+func (rm *runtimeModels) completionPrompts(text string) (userIDs, deltaIDs []int32, err error) {
+	if userIDs, err = rm.user.Vocab().Tokenize(text, true, false); err != nil {
+		return nil, nil, fmt.Errorf("tokenise the prompt: %w", err)
 	}
+	deltaIDs, err = rm.deltaPrompt(text)
+	return userIDs, deltaIDs, err
+}
+
+// deltaPrompt is the delta's prompt for a query (nil without a delta).
+func (rm *runtimeModels) deltaPrompt(query string) ([]int32, error) {
+	if rm.delta == nil {
+		return nil, nil
+	}
+	ids, err := rm.deltaVocab.Vocab().Tokenize(rm.deltaTmpl.Prompt(data.Example{Instruction: query}), true, false)
+	if err != nil {
+		return nil, fmt.Errorf("tokenise the delta's prompt: %w", err)
+	}
+	return ids, nil
+}
+
+// flatten writes a conversation as one query for templates without turns:
+// a lone user message as it is, more turns one "role: content" line each,
+// the last user message bare.
+func flatten(msgs []llama.Message) string {
 	var b strings.Builder
-	for _, m := range history {
+	for i, m := range msgs {
+		if i == len(msgs)-1 && m.Role == "user" {
+			b.WriteString(m.Content)
+			break
+		}
 		fmt.Fprintf(&b, "%s: %s\n", m.Role, m.Content)
 	}
-	b.WriteString(query)
-	return b.String()
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 func sampleOptions(c *cli.Context) control.Options {

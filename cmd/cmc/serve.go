@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,10 @@ func serveCommand() *cli.Command {
 		Usage: "serve a user LLM steered by a delta over an OpenAI-compatible HTTP API",
 		Description: "Endpoints: GET /health, GET /v1/models, POST /v1/completions, POST /v1/chat/completions\n" +
 			"(streamed with \"stream\": true). Besides OpenAI's fields a request may set \"alpha\" (the delta's\n" +
-			"strength) and \"delta\": \"none\" to run the user model alone.\n\n" +
+			"strength, -10 to 10) and \"delta\": \"none\" to run the user model alone.\n" +
+			"Log-probs (chat logprobs/top_logprobs; completions logprobs and echo, as lm-eval-harness asks) are\n" +
+			"those of the steered distribution, log_softmax(log_softmax(user) + alpha × delta), before penalties\n" +
+			"(logit_bias, frequency_penalty, presence_penalty, repeat_penalty).\n\n" +
 			"Example:\n  cmc serve --model mistral-7b.gguf --delta delta.gguf --addr 127.0.0.1:8080\n" +
 			"  curl http://127.0.0.1:8080/v1/chat/completions -d '{\"model\":\"mistral-7b\",\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"}]}'",
 		Flags: append(modelFlags(),
@@ -74,6 +78,11 @@ func (b *backend) Generate(ctx context.Context, req server.Request, emit func(st
 	defer b.mu.Unlock()
 	alpha := b.rm.alpha
 	if req.Alpha != nil {
+		// The server checked the range already; a backend used on its own
+		// must not trust it.
+		if err := control.CheckAlpha(*req.Alpha); err != nil {
+			return server.Result{}, &server.RequestError{Param: "alpha", Message: err.Error()}
+		}
 		alpha = float32(*req.Alpha)
 	}
 	switch req.Delta {
@@ -87,37 +96,166 @@ func (b *backend) Generate(ctx context.Context, req server.Request, emit func(st
 		return server.Result{}, &server.RequestError{Param: "alpha", Message: "this server runs without a delta; alpha has no effect"}
 	}
 
-	var userIDs, deltaIDs []int32
-	var err error
-	if req.Messages != nil {
-		history := make([]llama.Message, 0, len(req.Messages))
-		for _, m := range req.Messages[:len(req.Messages)-1] {
-			history = append(history, llama.Message{Role: m.Role, Content: m.Content})
+	p, err := b.prompt(req)
+	if err != nil {
+		return server.Result{}, err
+	}
+	if free := b.rm.userCtx.Size() - len(p.user); free < 1 {
+		return server.Result{}, &server.RequestError{Param: p.param, Message: fmt.Sprintf("the prompt has %d tokens; the context holds %d", len(p.user), b.rm.userCtx.Size())}
+	}
+	opt, err := b.options(req, len(p.user))
+	if err != nil {
+		return server.Result{}, err
+	}
+	if opt.ScorePrompt && b.rm.delta != nil {
+		// Every prompt token is scored, so the delta reads the prompt as
+		// plain text, token by token as it reads generated text, after the
+		// first token's own text (its BOS).
+		first := b.rm.user.Vocab().Piece(p.user[0], false)
+		if p.delta, err = b.rm.deltaVocab.Vocab().Tokenize(first, true, false); err != nil || len(p.delta) == 0 {
+			return server.Result{}, &server.RequestError{Param: "echo", Message: fmt.Sprintf("the delta's tokenizer gives no prompt for the text %q of the first prompt token (%v)", first, err)}
 		}
-		userIDs, deltaIDs, _, err = b.rm.prompts(history, req.Messages[len(req.Messages)-1].Content)
-	} else {
-		userIDs, deltaIDs, err = b.rm.completionPrompts(req.Prompt)
+	}
+	res, err := b.rm.generator(alpha).Generate(ctx, p.user, p.delta, opt, emit)
+	out := server.Result{Text: res.Text, FinishReason: res.FinishReason, PromptTokens: len(p.user), CompletionTokens: len(res.Tokens)}
+	if errors.Is(err, llama.ErrContextFull) {
+		out.FinishReason, err = "length", nil
 	}
 	if err != nil {
-		return server.Result{}, &server.RequestError{Message: err.Error()}
+		return out, err
 	}
-	if free := b.rm.userCtx.Size() - len(userIDs); free < 1 {
-		return server.Result{}, &server.RequestError{Param: "messages", Message: fmt.Sprintf("the prompt has %d tokens; the context holds %d", len(userIDs), b.rm.userCtx.Size())}
+	if req.Echo {
+		out.PromptText = p.text
 	}
+	b.logprobs(&out, req, p, res)
+	return out, nil
+}
+
+// servedPrompt is one request's prompt, rendered and tokenised for both
+// models.
+type servedPrompt struct {
+	user, delta []int32
+	text        string // the prompt's text: what an echo returns
+	param       string // the request field it came from, for errors
+}
+
+func (b *backend) prompt(req server.Request) (servedPrompt, error) {
+	p := servedPrompt{param: "prompt"}
+	var err error
+	switch {
+	case req.Messages != nil:
+		// Every message keeps its role: a last assistant message is a
+		// prefill the model continues, a trailing system message stays one.
+		msgs := make([]llama.Message, len(req.Messages))
+		for i, m := range req.Messages {
+			msgs[i] = llama.Message{Role: m.Role, Content: m.Content}
+		}
+		p.param = "messages"
+		p.user, p.delta, p.text, err = b.rm.chatPrompts(msgs)
+	case req.PromptTokens != nil:
+		v := b.rm.user.Vocab()
+		for i, id := range req.PromptTokens {
+			if id < 0 || int(id) >= v.Size() {
+				return p, &server.RequestError{Param: "prompt", Message: fmt.Sprintf("prompt token %d at index %d is outside the vocabulary of %d tokens", id, i, v.Size())}
+			}
+		}
+		p.user = req.PromptTokens
+		if p.text, err = v.Detokenize(p.user, false, false); err == nil {
+			p.delta, err = b.rm.deltaPrompt(p.text)
+		}
+	default:
+		p.text = req.Prompt
+		p.user, p.delta, err = b.rm.completionPrompts(req.Prompt)
+	}
+	if err != nil {
+		return p, &server.RequestError{Param: p.param, Message: err.Error()}
+	}
+	return p, nil
+}
+
+// options turns a request's sampling, penalty and log-prob fields into the
+// generator's, for a prompt of n tokens.
+func (b *backend) options(req server.Request, n int) (control.Options, error) {
 	seed := uint64(time.Now().UnixNano())
 	if req.Seed != nil {
 		seed = uint64(*req.Seed)
 	}
 	opt := control.Options{
-		MaxTokens: min(req.MaxTokens, b.rm.userCtx.Size()-len(userIDs)),
+		MaxTokens: min(req.MaxTokens, b.rm.userCtx.Size()-n),
 		Stop:      req.Stop,
 		Sample:    control.SampleOptions{Temperature: req.Temperature, TopK: req.TopK, TopP: req.TopP, Seed: seed},
+		Penalties: control.Penalties{
+			Frequency:   float32(req.FrequencyPenalty),
+			Presence:    float32(req.PresencePenalty),
+			Repeat:      float32(req.RepeatPenalty),
+			RepeatLastN: req.RepeatLastN,
+		},
+		Logprobs:    req.Logprobs,
+		TopLogprobs: req.TopLogprobs,
+		ScorePrompt: req.Echo && req.Logprobs,
 	}
-	res, err := b.rm.generator(alpha).Generate(ctx, userIDs, deltaIDs, opt, emit)
-	out := server.Result{Text: res.Text, FinishReason: res.FinishReason, PromptTokens: len(userIDs), CompletionTokens: len(res.Tokens)}
-	if errors.Is(err, llama.ErrContextFull) {
-		out.FinishReason = "length"
-		return out, nil
+	if req.MaxTokens == 0 {
+		opt.MaxTokens = -1 // echo only: score the prompt, generate nothing
 	}
-	return out, err
+	if len(req.LogitBias) > 0 {
+		size := b.rm.user.Vocab().Size()
+		opt.Penalties.LogitBias = make(map[int32]float32, len(req.LogitBias))
+		for id, bias := range req.LogitBias {
+			if int(id) >= size {
+				return opt, &server.RequestError{Param: "logit_bias", Message: fmt.Sprintf("logit_bias names token %d; the vocabulary has %d tokens", id, size)}
+			}
+			opt.Penalties.LogitBias[id] = float32(bias)
+		}
+	}
+	return opt, nil
 }
+
+// logprobs fills out's log-probs from the generator's, with each token's
+// text and where it starts in the returned text.
+func (b *backend) logprobs(out *server.Result, req server.Request, p servedPrompt, res control.Result) {
+	if !req.Logprobs {
+		return
+	}
+	v := b.rm.user.Vocab()
+	token := func(id int32) string { return v.Piece(id, true) }
+	tops := func(l *control.Logprobs, i int) []server.TopLogprob {
+		ids, lps := l.Top(i)
+		top := make([]server.TopLogprob, len(ids))
+		for j, id := range ids {
+			top[j] = server.TopLogprob{Token: token(id), Logprob: float64(lps[j])}
+		}
+		return top
+	}
+	offset := 0
+	if req.Echo {
+		// Offsets count the tokens' text; a SentencePiece tokenizer spells
+		// a space before the first word that the prompt does not have.
+		var spelled []byte
+		for _, id := range p.user {
+			spelled = v.AppendPiece(spelled, id, false)
+		}
+		shift := 0
+		if len(spelled) > 0 && spelled[0] == ' ' && !strings.HasPrefix(p.text, " ") {
+			shift = 1
+		}
+		at := 0
+		for i, id := range p.user {
+			t := server.TokenLogprob{Token: token(id), Logprob: math.NaN(), Offset: min(max(at-shift, 0), len(p.text))}
+			if i > 0 && i-1 < res.PromptLogprobs.Len() {
+				t.Logprob, t.Top = float64(res.PromptLogprobs.Logprob[i-1]), tops(&res.PromptLogprobs, i-1)
+			}
+			out.PromptLogprobs = append(out.PromptLogprobs, t)
+			at += len(v.AppendPiece(nil, id, false))
+		}
+		offset = len(p.text)
+	}
+	for i, id := range res.Logprobs.IDs {
+		end := i >= len(res.Tokens) // the end token, which added no text
+		out.Logprobs = append(out.Logprobs, server.TokenLogprob{Token: token(id), Logprob: float64(res.Logprobs.Logprob[i]),
+			Top: tops(&res.Logprobs, i), Offset: min(offset, len(out.PromptText)+len(out.Text)), End: end})
+		if !end {
+			offset += len(v.AppendPiece(nil, id, false))
+		}
+	}
+}
+
