@@ -515,15 +515,17 @@ func (e *evaluator) tofu(s evalSet) (evalFile, []evalResult, error) {
 	row := func(metric string, u, d float64) evalResult {
 		return evalResult{File: s.path, Metric: metric, User: jsonFloat(u), Delta: jsonFloat(d), Examples: f.Examples, Skipped: len(f.Skipped)}
 	}
-	prob := "Prob. (answer probability per token)"
+	// The names of the rows that meant the same before stay as they were:
+	// scripts read them.
+	prob := "answer probability"
 	if s.scoring == metrics.TOFURealAuthors || s.scoring == metrics.TOFUWorldFacts {
-		prob = "Prob. (normalised over answer + perturbed)"
+		prob = "answer probability, normalised over answer + perturbed"
 	}
 	rs := []evalResult{row(prob, user.Prob, delta.Prob), row("ROUGE-L recall (greedy)", user.RougeL, delta.RougeL)}
 	if !math.IsNaN(user.TruthRatio) {
-		summary := "truth ratio, mean(max(0,1-R))"
+		summary := "truth ratio, retain summary mean(max(0,1-R))"
 		if s.scoring == metrics.TOFUForget {
-			summary = "truth ratio, mean(min(R,1/R))"
+			summary = "truth ratio, forget summary mean(min(R,1/R))"
 		}
 		rs = append(rs, row(summary, user.TruthRatio, delta.TruthRatio))
 	}
