@@ -112,3 +112,23 @@ func TestLlamaReason(t *testing.T) {
 		t.Errorf("no reason logged: %q, want a pointer to %s", got, LogEnv)
 	}
 }
+
+// Ids outside the vocabulary (from a client, a corrupt map) get an empty
+// answer or an error: llama.cpp's own lookups would abort the process.
+func TestVocabOutOfRange(t *testing.T) {
+	v := loadModel(t, "models/stories260K/stories260K.gguf", ModelParams{VocabOnly: true}).Vocab()
+	for _, id := range []int32{-1, int32(v.Size()), 1 << 30} {
+		if a := v.Attr(id); a != AttrUndefined {
+			t.Errorf("Attr(%d) = %v, want AttrUndefined", id, a)
+		}
+		if p := v.Piece(id, true); p != "" {
+			t.Errorf("Piece(%d) = %q, want empty", id, p)
+		}
+		if txt := v.Text(id); txt != "" {
+			t.Errorf("Text(%d) = %q, want empty", id, txt)
+		}
+		if _, err := v.Detokenize([]int32{1, id}, false, false); err == nil || !strings.Contains(err.Error(), "index 1") {
+			t.Errorf("Detokenize with %d: error %v, want one naming index 1", id, err)
+		}
+	}
+}

@@ -16,6 +16,7 @@ type TokenAttr uint32
 
 // Token attributes, as llama.h defines them.
 const (
+	AttrUndefined   TokenAttr = C.LLAMA_TOKEN_ATTR_UNDEFINED
 	AttrUnknown     TokenAttr = C.LLAMA_TOKEN_ATTR_UNKNOWN
 	AttrUnused      TokenAttr = C.LLAMA_TOKEN_ATTR_UNUSED
 	AttrNormal      TokenAttr = C.LLAMA_TOKEN_ATTR_NORMAL
@@ -59,16 +60,24 @@ func (v *Vocab) Type() string {
 // Text is the raw piece of token id as stored in the vocabulary
 // (with "▁" or "Ġ" space markers, "<0x0A>" for byte tokens).
 func (v *Vocab) Text(id int32) string {
-	if id < 0 || int(id) >= v.n {
+	if !v.has(id) {
 		return ""
 	}
 	return C.GoString(C.llama_vocab_get_text(v.c, C.llama_token(id)))
 }
 
-// Attr is the attribute set of token id.
+// Attr is the attribute set of token id, AttrUndefined (none) for an id
+// outside the vocabulary. (llama.cpp indexes its token table with at(),
+// whose exception would abort the process: every id is checked here.)
 func (v *Vocab) Attr(id int32) TokenAttr {
+	if !v.has(id) {
+		return AttrUndefined
+	}
 	return TokenAttr(C.llama_vocab_get_attr(v.c, C.llama_token(id)))
 }
+
+// has reports whether id is a token of the vocabulary.
+func (v *Vocab) has(id int32) bool { return id >= 0 && int(id) < v.n }
 
 // BOS, EOS, EOT and PAD return the special token ids, or -1 where the
 // vocabulary has none.
@@ -128,8 +137,11 @@ func (v *Vocab) AppendTokens(dst []int32, text string, addSpecial, parseSpecial 
 
 // AppendPiece appends the text of token id to dst: the bytes it stands for,
 // with the space markers decoded. Control tokens are rendered only when
-// special is true.
+// special is true; an id outside the vocabulary appends nothing.
 func (v *Vocab) AppendPiece(dst []byte, id int32, special bool) []byte {
+	if !v.has(id) {
+		return dst
+	}
 	var buf [64]byte
 	n := C.llama_token_to_piece(v.c, C.llama_token(id), (*C.char)(unsafe.Pointer(&buf[0])), C.int32_t(len(buf)), 0, C.bool(special))
 	if n >= 0 {
@@ -154,6 +166,11 @@ func (v *Vocab) Piece(id int32, special bool) string {
 func (v *Vocab) Detokenize(ids []int32, removeSpecial, unparseSpecial bool) (string, error) {
 	if len(ids) == 0 {
 		return "", nil
+	}
+	for i, id := range ids {
+		if !v.has(id) {
+			return "", fmt.Errorf("detokenize: token %d at index %d is outside the vocabulary (size %d)", id, i, v.n)
+		}
 	}
 	buf := make([]byte, 8*len(ids)+16)
 	for try := 0; try < 2; try++ {
