@@ -93,6 +93,9 @@ func runChat(c *cli.Context) error {
 }
 
 func chatTurn(c *cli.Context, rm *runtimeModels, history []llama.Message, line string, alpha float32, opt control.Options, out *bufio.Writer) (string, error) {
+	if rm.remote != nil {
+		return rm.remoteChatTurn(c.Context, history, line, alpha, opt, out)
+	}
 	userIDs, deltaIDs, _, err := rm.prompts(history, line)
 	if err != nil {
 		return "", err

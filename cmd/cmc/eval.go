@@ -354,6 +354,9 @@ type evaluator struct {
 }
 
 func newEvaluator(ctx context.Context, rm *runtimeModels, maxTokens int, stop []string) *evaluator {
+	if rm.remote != nil {
+		return &evaluator{ctx: ctx, rm: rm, withDelta: rm.delta != nil && rm.alpha != 0, maxTokens: maxTokens, stop: stop}
+	}
 	g := &control.Generator{
 		User:            batchContext{rm.userCtx},
 		UserTok:         rm.user.Vocab(),
@@ -481,6 +484,9 @@ func (e *evaluator) nll(s evalSet) (evalFile, []evalResult, error) {
 
 // score is the log-probs of response's tokens after query's prompt.
 func (e *evaluator) score(query, response string) (alone, controlled []float64, err error) {
+	if e.rm.remote != nil {
+		return e.remoteScore(query, response)
+	}
 	p, err := e.prompt(query)
 	if err != nil {
 		return nil, nil, err
@@ -536,6 +542,9 @@ func (e *evaluator) tofu(s evalSet) (evalFile, []evalResult, error) {
 // log-probs of its answer, paraphrase and perturbed answers, alone and
 // with the delta, all after one decoded prompt.
 func (e *evaluator) tofuItem(set metrics.TOFUSet, ex data.Example) (tofuItem, error) {
+	if e.rm.remote != nil {
+		return e.remoteTOFUItem(set, ex)
+	}
 	it := tofuItem{Source: ex.Source, Question: ex.Query(), Answer: ex.Output}
 	p, err := e.prompt(ex.Query())
 	if err != nil {

@@ -34,6 +34,9 @@ func runGenerate(c *cli.Context) error {
 		return err
 	}
 	defer rm.close()
+	if rm.remote != nil {
+		return runRemoteGenerate(c, rm)
+	}
 	userIDs, deltaIDs, userText, err := rm.prompts(nil, c.String("prompt"))
 	if err != nil {
 		return err

@@ -19,12 +19,13 @@ import (
 	"github.com/cmc-dev/cmc/llama"
 	"github.com/cmc-dev/cmc/pmmined"
 	"github.com/cmc-dev/cmc/pmmined/vocabfile"
+	"github.com/cmc-dev/cmc/remote"
 )
 
 // Flags shared by the commands that run a user model with a delta.
 func modelFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "the user LLM, a GGUF file llama.cpp can run", Required: true},
+	return append([]cli.Flag{
+		&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Usage: "the user LLM: a GGUF file llama.cpp can run, or http(s)://HOST:PORT/v1, a model served by an OpenAI-compatible engine (see --remote-top-k)", Required: true},
 		&cli.StringFlag{Name: "delta", Aliases: []string{"d"}, Usage: "the trained delta model (GGUF written by cmc train); none: run the user model alone"},
 		&cli.Float64Flag{Name: "alpha", Value: 1, Action: checkAlphaFlag,
 			Usage: fmt.Sprintf("strength of the delta: score = log_softmax(user) + alpha × delta, between %d and %d; 0 gives the user model's own output", -control.MaxAlpha, control.MaxAlpha)},
@@ -37,7 +38,7 @@ func modelFlags() []cli.Flag {
 		&cli.StringFlag{Name: "template", Value: "auto", Usage: "the user model's prompt template: auto (its chat template if it has one, else raw), chat, raw, open-instruct, qa, or a Go template using {{.Instruction}} {{.Input}} {{.Query}}"},
 		&cli.StringFlag{Name: "delta-template", Value: data.TemplateOpenInstruct, Usage: "the delta's prompt template (the one it was trained with)"},
 		&cli.StringFlag{Name: "system", Usage: "system message for chat templates"},
-	}
+	}, remoteFlags()...)
 }
 
 // Flags shared by the commands that sample text.
@@ -89,9 +90,16 @@ type runtimeModels struct {
 	system    string
 	alpha     float32
 	pool      *kernels.Pool
+
+	// remote is set instead of user and userCtx when --model is a URL: the
+	// user model is served by another engine (remote.go).
+	remote *remoteUser
 }
 
 func loadRuntime(c *cli.Context) (*runtimeModels, error) {
+	if remote.IsURL(c.String("model")) {
+		return loadRemoteRuntime(c)
+	}
 	threads := c.Int("threads")
 	rm := &runtimeModels{
 		system: c.String("system"),

@@ -50,6 +50,9 @@ func runServe(c *cli.Context) error {
 	}
 	defer rm.close()
 	b := &backend{rm: rm, name: strings.TrimSuffix(filepath.Base(c.String("model")), ".gguf")}
+	if rm.remote != nil {
+		b.name = rm.remote.client.Model
+	}
 	if rm.delta != nil {
 		b.deltaName = strings.TrimSuffix(filepath.Base(c.String("delta")), ".gguf")
 	}
@@ -94,6 +97,12 @@ func (b *backend) Generate(ctx context.Context, req server.Request, emit func(st
 	}
 	if b.rm.delta == nil && alpha != 0 && req.Alpha != nil {
 		return server.Result{}, &server.RequestError{Param: "alpha", Message: "this server runs without a delta; alpha has no effect"}
+	}
+	if b.rm.remote != nil {
+		if param := remoteUnsupported(req); param != "" {
+			return server.Result{}, &server.RequestError{Param: param, Message: fmt.Sprintf("%s is not supported when the user model is served by another engine (--model URL)", param)}
+		}
+		return b.rm.serveRemote(ctx, req, alpha, emit)
 	}
 
 	p, err := b.prompt(req)
@@ -259,3 +268,24 @@ func (b *backend) logprobs(out *server.Result, req server.Request, p servedPromp
 	}
 }
 
+// remoteUnsupported names a field of req that the top-k loop over a served
+// user model cannot honour, or returns "".
+func remoteUnsupported(req server.Request) string {
+	switch {
+	case req.Logprobs:
+		return "logprobs"
+	case req.Echo:
+		return "echo"
+	case req.PromptTokens != nil:
+		return "prompt"
+	case len(req.LogitBias) > 0:
+		return "logit_bias"
+	case req.FrequencyPenalty != 0:
+		return "frequency_penalty"
+	case req.PresencePenalty != 0:
+		return "presence_penalty"
+	case req.RepeatPenalty != 0 && req.RepeatPenalty != 1:
+		return "repeat_penalty"
+	}
+	return ""
+}
