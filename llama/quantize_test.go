@@ -87,6 +87,9 @@ func TestQuantize(t *testing.T) {
 		{"Q8_0", []gguf.TensorType{gguf.TypeQ8_0}, 0.05},
 		{"Q4_K_M", []gguf.TensorType{gguf.TypeQ4_K, gguf.TypeQ6_K}, 0.3},
 		{"IQ4_XS", []gguf.TensorType{gguf.TypeIQ4_XS, gguf.TypeQ6_K, gguf.TypeQ4_K, gguf.TypeQ5_K}, 0.3},
+		{"Q4_0", []gguf.TensorType{gguf.TypeQ4_0, gguf.TypeQ6_K}, 0.3},
+		{"Q5_K_M", []gguf.TensorType{gguf.TypeQ5_K, gguf.TypeQ6_K}, 0.2},
+		{"Q6_K", []gguf.TensorType{gguf.TypeQ6_K}, 0.1},
 	} {
 		t.Run(tc.typ, func(t *testing.T) {
 			ft, err := llama.ParseFileType(strings.ToLower(tc.typ))
