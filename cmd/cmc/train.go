@@ -167,9 +167,8 @@ func runTrain(c *cli.Context) error {
 			}
 			cache := &control.CachedTemplate{Inner: tmplCtx, Dir: dir, TopK: c.Int("template-cache-k"), Key: key}
 			defer func() { slog.Info("template cache", "dir", dir, "hits", cache.Hits, "misses", cache.Misses) }()
-			template = cache
+			template = abortableTemplate{cache, tmplCtx}
 		}
-		template = abortableTemplate{template, tmplCtx}
 	}
 
 	trainSeqs, retainSeqs, err := loadTrainingData(c, objective, tmplModel.Vocab(), maxLen)
@@ -209,7 +208,7 @@ func runTrain(c *cli.Context) error {
 		}
 		if err := writeLossCSV(paths.history, history); err != nil {
 			checkpointFailed = true
-			return fmt.Errorf("loss history: %w", err)
+			return fmt.Errorf("checkpoint's loss history: %w", err)
 		}
 		return nil
 	}
@@ -270,9 +269,10 @@ func runTrain(c *cli.Context) error {
 	return nil
 }
 
-// abortableTemplate is the training template (the llama.cpp context, or
-// the template cache in front of it) with the context's abort, so that
-// Trainer.Run can cancel a forward pass in progress when training stops.
+// abortableTemplate is the template cache with the abort of the llama.cpp
+// context behind it, so that Trainer.Run can cancel a forward pass in
+// progress when training stops. (The context alone is a
+// control.AbortableTemplate and a control.PositionTemplate itself.)
 type abortableTemplate struct {
 	control.Template
 	llama *llama.Context
@@ -648,3 +648,10 @@ func lastLoss(h []control.Step) float64 {
 	}
 	return h[len(h)-1].Loss
 }
+
+// The llama.cpp context is the training template: it can be aborted and
+// asked for the labelled positions only.
+var (
+	_ control.AbortableTemplate = (*llama.Context)(nil)
+	_ control.PositionTemplate  = (*llama.Context)(nil)
+)
