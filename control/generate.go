@@ -40,6 +40,7 @@ type Generator struct {
 
 	scores, scratch []float32
 	steered         []float32 // the scores before penalties, for log-probs
+	rows            []float32 // a chunk of a scored prompt's user logits
 	lp              logprobState
 	penalties       penaltyState
 	deltaPromptLast [1]int32
@@ -49,6 +50,21 @@ type Generator struct {
 	// where the response was tokenised on its own.
 	deltaSpacePrefix bool
 }
+
+// AbortableLM is an LM whose decode in progress can be abandoned: when the
+// context given is done, Append returns an error wrapping its error soon
+// after (llama.cpp's abort callback), so that a long prefill answers Ctrl-C,
+// a server's timeout or its shutdown. Generate watches its own context so.
+type AbortableLM interface {
+	LM
+	// SetAbortContext watches ctx; nil stops watching.
+	SetAbortContext(ctx context.Context)
+}
+
+// promptChunk is how many prompt positions a BatchLM user model decodes at
+// once when the prompt is scored: few enough that their rows of logits stay
+// small (32 × a 128k vocabulary is 16 MB).
+const promptChunk = 32
 
 // Options bound one generation.
 type Options struct {
@@ -142,6 +158,16 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 		g.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
 		g.deltaSpacePrefix = g.addsSpacePrefix()
 	}
+	if a, ok := g.User.(AbortableLM); ok {
+		a.SetAbortContext(ctx)
+		defer a.SetAbortContext(nil)
+	}
+	// A user model that returns every position's logits decodes a scored
+	// prompt in chunks rather than token by token.
+	batch, _ := g.User.(BatchLM)
+	if batch != nil && len(forced) > 0 && len(g.rows) < promptChunk*nU {
+		g.rows = make([]float32, promptChunk*nU)
+	}
 	// The delta decodes on its own goroutine while the user model decodes:
 	// both need only the token chosen last.
 	var work chan []int32
@@ -172,7 +198,18 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 		if useDelta {
 			work <- deltaNext
 		}
-		if err := g.step(scores, userNext, useDelta, step == 0, done); err != nil {
+		var rows []float32 // this step's user logits, when decoded already
+		if forcing && batch != nil {
+			i := step % promptChunk
+			if i == 0 {
+				chunk := userPrompt[step:min(step+promptChunk, len(forced))]
+				if err := batch.AppendAll(chunk, g.rows[:len(chunk)*nU]); err != nil {
+					return res, fmt.Errorf("generate: user model: %w", err)
+				}
+			}
+			rows = g.rows[i*nU : (i+1)*nU]
+		}
+		if err := g.step(scores, userNext, rows, useDelta, step == 0, done); err != nil {
 			return res, err
 		}
 		var u int32
@@ -240,11 +277,15 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 	return res, nil
 }
 
-// step decodes the user's next tokens (the delta's are already on their
-// way through work) and writes the steered scores. On the first step both
+// step decodes the user's next tokens, unless decoded holds their logits
+// already (the delta's are on their way through work), and writes the
+// steered scores. On the first step both
 // models' logits must be finite.
-func (g *Generator) step(scores []float32, userNext []int32, useDelta, first bool, done <-chan deltaResult) error {
-	logits, userErr := g.User.Append(userNext)
+func (g *Generator) step(scores []float32, userNext []int32, decoded []float32, useDelta, first bool, done <-chan deltaResult) error {
+	logits, userErr := decoded, error(nil)
+	if logits == nil {
+		logits, userErr = g.User.Append(userNext)
+	}
 	if userErr == nil && first {
 		userErr = checkFinite("the user model", logits)
 	}

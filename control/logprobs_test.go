@@ -201,3 +201,45 @@ func TestTopKAllocatesNothing(t *testing.T) {
 		t.Fatalf("top 20 %v, want %v", ids, want)
 	}
 }
+
+// batchFake is a fakeLM that also decodes every position at once, as
+// llama.cpp does for a scored prompt.
+type batchFake struct{ *fakeLM }
+
+func (b batchFake) AppendAll(tokens []int32, rows []float32) error {
+	n := b.VocabSize()
+	for i := range tokens {
+		logits, _ := b.Append(tokens[i : i+1])
+		copy(rows[i*n:(i+1)*n], logits)
+	}
+	b.calls -= len(tokens) - 1 // one batched call
+	return nil
+}
+
+// TestScorePromptBatched: a user model that decodes a prompt in batches
+// (several chunks of it here) gives the same prompt log-probs and the same
+// continuation as token by token, in fewer calls.
+func TestScorePromptBatched(t *testing.T) {
+	user, delta := newFakeLM(8, 41, 1.5), newFakeLM(8, 42, 1)
+	prompt := []int32{0}
+	for i := 0; i < 2*promptChunk+5; i++ {
+		prompt = append(prompt, int32(1+(i*5)%7))
+	}
+	opt := Options{MaxTokens: 6, ScorePrompt: true, Logprobs: true, TopLogprobs: 3}
+	plainUser := user.clone()
+	plain := generate(t, &Generator{User: plainUser, UserTok: letters, Delta: delta.clone(), DeltaTok: letters, Alpha: 0.8}, prompt, prompt[:1], opt)
+	batchUser := batchFake{user.clone()}
+	batched := generate(t, &Generator{User: batchUser, UserTok: letters, Delta: delta.clone(), DeltaTok: letters, Alpha: 0.8}, prompt, prompt[:1], opt)
+	if !slices.Equal(plain.PromptLogprobs.Logprob, batched.PromptLogprobs.Logprob) || !slices.Equal(plain.PromptLogprobs.TopIDs, batched.PromptLogprobs.TopIDs) {
+		t.Fatal("batched prompt log-probs differ from token-by-token ones")
+	}
+	if !slices.Equal(plain.Tokens, batched.Tokens) || !slices.Equal(plain.Logprobs.Logprob, batched.Logprobs.Logprob) {
+		t.Fatalf("continuation after a batched prompt %v, token by token %v", batched.Tokens, plain.Tokens)
+	}
+	if !slices.Equal(plainUser.ctx, batchUser.ctx) {
+		t.Fatalf("user contexts differ:\n%v\n%v", batchUser.ctx, plainUser.ctx)
+	}
+	if batchUser.calls >= plainUser.calls-2*promptChunk {
+		t.Errorf("batched: %d user calls, token by token %d", batchUser.calls, plainUser.calls)
+	}
+}
