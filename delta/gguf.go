@@ -55,6 +55,9 @@ func LoadGGUF(path string) (*Model, error) {
 		return nil, fmt.Errorf("load model: %w", err)
 	}
 	defer f.Close()
+	if err := f.CheckModel(); err != nil {
+		return nil, fmt.Errorf("load model: %w", err)
+	}
 	p, err := f.LlamaParams()
 	if err != nil {
 		return nil, fmt.Errorf("load model: %w", err)
@@ -90,9 +93,10 @@ func LoadGGUF(path string) (*Model, error) {
 		return nil, fmt.Errorf("load model %q: llama.* metadata: %w", path, err)
 	}
 	// Validate bounds the layer count, so listing the expected tensors is
-	// cheap; checking them bounds what the weights will take.
-	ts := layout(c)
-	for _, t := range ts {
+	// cheap; checking them bounds what the weights will take (CheckModel
+	// has checked that no two share data, and gguf that all lie inside
+	// the file).
+	for _, t := range layout(c) {
 		if err := checkGGUFTensor(f, ggufName(t), ggufShape(t)); err != nil {
 			return nil, fmt.Errorf("load model %q: %w (for %d layers, dim %d, hidden %d, vocab %d)", path, err, c.NLayers, c.Dim, c.HiddenDim, c.VocabSize)
 		}

@@ -1,8 +1,10 @@
 package gguf
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -25,9 +27,11 @@ const (
 // ("<arch>.*"), so it applies to any model llama.cpp runs; errors name the
 // file and the key, and say what was expected.
 //
-// What llama.cpp does check itself (tensor shapes against the
-// hyper-parameters, data inside the file, unknown architectures) is left to
-// it: its error then reaches the user through the llama package.
+// It also checks that no two tensors share data, which cmc's own loaders
+// need to bound their memory by the file size. What llama.cpp does check
+// itself (tensor shapes against the hyper-parameters, unknown
+// architectures) is left to it: its error then reaches the user through
+// the llama package.
 func (f *File) CheckModel() error {
 	arch := f.Architecture()
 	if arch == "" {
@@ -63,7 +67,31 @@ func (f *File) CheckModel() error {
 	if err := f.checkBlocks(pre + "block_count"); err != nil {
 		return err
 	}
-	return f.checkHeads(pre)
+	if err := f.checkHeads(pre); err != nil {
+		return err
+	}
+	return f.checkOverlap()
+}
+
+// checkOverlap checks that no two tensors share data. Parse has checked
+// that each lies inside the file; without this, a small file could make
+// every tensor of a huge model point at the same bytes, and a loader that
+// converts tensors to float32 would allocate the model it claims.
+func (f *File) checkOverlap() error {
+	ts := slices.Clone(f.Tensors)
+	slices.SortFunc(ts, func(a, b TensorInfo) int { return cmp.Compare(a.Offset, b.Offset) })
+	var prev TensorInfo // the last tensor with data; no earlier one ends after it
+	var end uint64      // where its data ends
+	for _, t := range ts {
+		if t.Bytes() == 0 {
+			continue
+		}
+		if t.Offset < end {
+			return f.errorf("tensors %q and %q overlap: data at offset %d starts inside [%d, %d)", prev.Name, t.Name, t.Offset, prev.Offset, end)
+		}
+		prev, end = t, t.Offset+t.Bytes()
+	}
+	return nil
 }
 
 // checkFloats checks that a float value (or every element of a float

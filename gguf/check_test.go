@@ -94,3 +94,25 @@ func TestCheckModel(t *testing.T) {
 		}
 	}
 }
+
+// Tensors that share data are refused; the Writer's sequential layout and
+// zero-sized tensors pass.
+func TestCheckModelOverlap(t *testing.T) {
+	b := header(3, 1).str("general.architecture").u32(uint32(ValueString)).str("llama").
+		tensor("a", TypeF32, 0, 8).tensor("empty", TypeF32, 32, 0).tensor("b", TypeF32, 32, 8).data(64)
+	f, err := Parse(bytes.NewReader(b.Bytes()), int64(b.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.CheckModel(); err != nil {
+		t.Fatalf("sequential tensors: %v", err)
+	}
+	b = header(2, 1).str("general.architecture").u32(uint32(ValueString)).str("llama").
+		tensor("a", TypeF32, 0, 16).tensor("b", TypeF32, 32, 8).data(96)
+	if f, err = Parse(bytes.NewReader(b.Bytes()), int64(b.Len())); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.CheckModel(); err == nil || !strings.Contains(err.Error(), `"a" and "b" overlap`) {
+		t.Fatalf("overlapping tensors: error %v, want one naming a and b", err)
+	}
+}

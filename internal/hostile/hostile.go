@@ -86,6 +86,68 @@ func RewriteGGUF(src, dst string, e Edit) error {
 	return w.WriteFile(dst)
 }
 
+// WriteOverlapping writes a GGUF of a llama model with layers blocks of
+// dim 64 (stories260K's shapes, no vocabulary) whose tensors all point at
+// the same data: each lies inside the file, but together they claim
+// layers times more than the file holds. The Writer lays tensors out one
+// after another, so this one is assembled by hand.
+func WriteOverlapping(path string, layers int) error {
+	const dim, hidden, heads, kvHeads, vocab = 64, 172, 8, 4, 512
+	kv := dim / heads * kvHeads
+	type tensor struct {
+		name  string
+		shape []uint64
+	}
+	ts := []tensor{{"token_embd.weight", []uint64{dim, vocab}}, {"output_norm.weight", []uint64{dim}}}
+	for l := range layers {
+		for _, t := range []tensor{
+			{"attn_norm", []uint64{dim}}, {"attn_q", []uint64{dim, dim}}, {"attn_k", []uint64{dim, uint64(kv)}},
+			{"attn_v", []uint64{dim, uint64(kv)}}, {"attn_output", []uint64{dim, dim}}, {"ffn_norm", []uint64{dim}},
+			{"ffn_gate", []uint64{dim, hidden}}, {"ffn_down", []uint64{hidden, dim}}, {"ffn_up", []uint64{dim, hidden}},
+		} {
+			ts = append(ts, tensor{fmt.Sprintf("blk.%d.%s.weight", l, t.name), t.shape})
+		}
+	}
+	var b []byte
+	u32 := func(x uint32) { b = binary.LittleEndian.AppendUint32(b, x) }
+	u64 := func(x uint64) { b = binary.LittleEndian.AppendUint64(b, x) }
+	str := func(s string) { u64(uint64(len(s))); b = append(b, s...) }
+	keys := []struct {
+		key string
+		v   uint32
+	}{
+		{"llama.context_length", 2048}, {"llama.embedding_length", dim}, {"llama.block_count", uint32(layers)},
+		{"llama.feed_forward_length", hidden}, {"llama.attention.head_count", heads},
+		{"llama.attention.head_count_kv", kvHeads}, {"llama.vocab_size", vocab},
+	}
+	b = append(b, gguf.Magic...)
+	u32(3)
+	u64(uint64(len(ts)))
+	u64(uint64(1 + len(keys)))
+	str("general.architecture")
+	u32(uint32(gguf.ValueString))
+	str("llama")
+	for _, k := range keys {
+		str(k.key)
+		u32(uint32(gguf.ValueUint32))
+		u32(k.v)
+	}
+	for _, t := range ts {
+		str(t.name)
+		u32(uint32(len(t.shape)))
+		for _, d := range t.shape {
+			u64(d)
+		}
+		u32(uint32(gguf.TypeF32))
+		u64(0) // every tensor's data starts at the same place
+	}
+	for len(b)%gguf.DefaultAlignment != 0 {
+		b = append(b, 0)
+	}
+	b = append(b, make([]byte, 4*dim*vocab)...) // room for the largest tensor
+	return os.WriteFile(path, b, 0o644)
+}
+
 // Truncate copies the first size bytes of src to dst.
 func Truncate(src, dst string, size int64) error {
 	b, err := os.ReadFile(src)
@@ -145,5 +207,11 @@ func Files(dir, model, vocabOnly string) ([]Case, error) {
 		return nil, err
 	}
 	cases = append(cases, Case{Name: "truncated", Path: truncated, Key: "end of the file"})
+
+	overlapping := filepath.Join(dir, "overlapping.gguf")
+	if err := WriteOverlapping(overlapping, 100); err != nil {
+		return nil, err
+	}
+	cases = append(cases, Case{Name: "overlapping-tensors", Path: overlapping, Key: "overlap"})
 	return cases, nil
 }
