@@ -310,7 +310,13 @@ type split struct {
 // rows divide finely, but then every thread packs all of b. split takes the
 // cut whose slowest thread has the least to do.
 func (pr *product) split(threads int) split {
-	if pr.m*pr.n*pr.k < minParallelWork {
+	work := pr.m * pr.n * pr.k
+	if !pr.tiled() {
+		// Dot products and axpys load an element of b for every
+		// multiply-add, which costs several times a tiled one.
+		work *= untiledCost
+	}
+	if work < minParallelWork {
 		return split{}
 	}
 	g := pr.grain()
@@ -331,11 +337,17 @@ type grain struct {
 	rows, cols, packRows int
 }
 
-// minParallelWork is the number of multiply-adds below which waking the
-// workers costs more than it saves: a parallel call costs about 0.5 µs
-// (BenchmarkFor) and more when the workers sleep, and 128K multiply-adds
-// take about 1.3 µs on one core.
+// minParallelWork is the number of multiply-adds below which a parallel
+// call costs more than it saves: one costs 0.1-0.5 µs when the workers are
+// spinning (BenchmarkFor) and tens of µs when they have parked, and 128K
+// multiply-adds of the tiled kernel take about 1.3 µs on one core.
 const minParallelWork = 128 * 1024
+
+// untiledCost is what a multiply-add of the untiled path (matrix-vector
+// products) costs in those of the tiled one: 8 bytes of b streamed at
+// 15-30 GB/s against 100-200 GFLOP/s. The 288×288 products of decoding a
+// stories15M token take 10-20 µs and so run in parallel.
+const untiledCost = 8
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
