@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -88,5 +91,92 @@ func TestRemoteFlagsChecked(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), c.want) {
 			t.Errorf("%q: %v\n%s\nwant an error containing %q", c.args, err, out, c.want)
 		}
+	}
+}
+
+// TestRemoteEvalChatServe: eval, chat and serve with --model pointing at
+// `cmc serve`. eval's greedy answers are the local ones, and with
+// stories260K as its own delta the steered answers are too (the argmax
+// argument above) while the steered log-probs differ from the engine's;
+// chat prints the local reply; a second cmc serve in front of the first
+// answers what the first answers, and refuses logprobs.
+func TestRemoteEvalChatServe(t *testing.T) {
+	model := fixture(t, "models/stories260K/stories260K.gguf")
+	base := startServe(t, "--model", model, "--no-delta")
+	dir := t.TempDir()
+	forget := filepath.Join(dir, "forget.json")
+	if err := os.WriteFile(forget, []byte(tofuTestSets["forget"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eval := func(m string) evalDoc {
+		t.Helper()
+		out := filepath.Join(dir, "eval.json")
+		args := []string{"eval", "--model", m, "--delta", model, "--template", "qa", "--delta-template", "qa", "--task", "tofu",
+			"--threads", "1", "--max-tokens", "24", "--data", "forget=" + forget, "--json", out}
+		if b, err := cmcCommand(args...).CombinedOutput(); err != nil {
+			t.Fatalf("eval --model %s: %v\n%s", m, err, b)
+		}
+		var doc evalDoc
+		b, err := os.ReadFile(out)
+		if err == nil {
+			err = json.Unmarshal(b, &doc)
+		}
+		if err != nil || len(doc.Files) != 1 || len(doc.Files[0].Items) != 3 {
+			t.Fatalf("eval --model %s: %v %+v", m, err, doc)
+		}
+		return doc
+	}
+	local, remote := eval(model).Files[0].Items, eval(base).Files[0].Items
+	for i, it := range remote {
+		if it.User.Generation != local[i].User.Generation || it.Delta.Generation != it.User.Generation {
+			t.Errorf("question %d: remote answers %q and %q (with the delta), local %q", i, it.User.Generation, it.Delta.Generation, local[i].User.Generation)
+		}
+		a, c := float64(it.User.AnswerLogProb), float64(it.Delta.AnswerLogProb)
+		if !(a < 0) || !(c < 0) || a == c {
+			t.Errorf("question %d: answer log-probs %g alone and %g steered: want two different negative numbers", i, a, c)
+		}
+	}
+
+	chat := func(m string) string {
+		t.Helper()
+		cmd := cmcCommand("chat", "--model", m, "--no-delta", "--template", "raw", "--temp", "0", "--max-tokens", "20", "--threads", "1")
+		cmd.Stdin = strings.NewReader("Once upon a time\n/quit\n")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("chat --model %s: %v", m, err)
+		}
+		// The status line names the model; the reply follows it.
+		_, reply, _ := strings.Cut(string(out), "\n")
+		return reply
+	}
+	if got, want := chat(base), chat(model); got != want || len(want) < 20 {
+		t.Errorf("remote chat printed %q, local %q", got, want)
+	}
+
+	front := startServe(t, "--model", base, "--delta", model, "--alpha", "0")
+	complete := func(url, extra string) (int, string) {
+		t.Helper()
+		body := `{"model":"stories260K","prompt":"Once upon a time","max_tokens":16,"temperature":0` + extra + `}`
+		r, err := http.Post(url+"/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		var res struct {
+			Choices []struct{ Text string } `json:"choices"`
+		}
+		json.NewDecoder(r.Body).Decode(&res)
+		if len(res.Choices) == 0 {
+			return r.StatusCode, ""
+		}
+		return r.StatusCode, res.Choices[0].Text
+	}
+	if code, got := complete(front, ""); code != http.StatusOK || got == "" {
+		t.Fatalf("serve in front of serve: %d %q", code, got)
+	} else if _, want := complete(base, ""); got != want {
+		t.Errorf("serve in front of serve answered %q, the engine %q", got, want)
+	}
+	if code, _ := complete(front, `,"logprobs":2`); code != http.StatusBadRequest {
+		t.Errorf("logprobs through a remote user model: status %d, want 400", code)
 	}
 }
