@@ -2,9 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cmc-dev/cmc/delta"
+	"github.com/cmc-dev/cmc/gguf"
 )
 
 // TestGenerateSelfDeltaPrintsGolden runs the whole delta path, not the
@@ -49,5 +54,37 @@ func TestAlphaFlagRange(t *testing.T) {
 				t.Errorf("%s --alpha %s: %s; want the flag and its range named before the model is opened", cmd, alpha, out)
 			}
 		}
+	}
+}
+
+// TestGenerateNaNDeltaFails: a delta whose weights are NaN is an error
+// naming the file and the NaN (its loader or, failing that, the non-finite
+// logits at the first step), not an empty text and exit 0.
+func TestGenerateNaNDeltaFails(t *testing.T) {
+	model := fixture(t, "models/stories260K/stories260K.gguf")
+	m, err := delta.New(delta.Config{Dim: 16, HiddenDim: 32, NLayers: 1, NHeads: 2, NKVHeads: 2, VocabSize: 512, SeqLen: 64, SharedClassifier: true}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range m.Params {
+		m.Params[i] = float32(math.NaN())
+	}
+	tok, err := gguf.Open(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	nan := filepath.Join(t.TempDir(), "nan.gguf")
+	if err := m.ExportGGUF(nan, delta.ExportOptions{Tokenizer: tok}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmcCommand("generate", "--model", model, "--delta", nan, "--alpha", "1", "--prompt", "Once",
+		"--temp", "0", "--max-tokens", "5", "--threads", "1").CombinedOutput()
+	if err == nil {
+		t.Fatalf("generate with a NaN delta exited 0:\n%s", out)
+	}
+	if !strings.Contains(string(out), "nan.gguf") && !strings.Contains(string(out), "delta model") ||
+		!strings.Contains(string(out), "NaN") && !strings.Contains(string(out), "not finite") {
+		t.Errorf("NaN delta: %s; want the delta and its NaN named", out)
 	}
 }
