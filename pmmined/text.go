@@ -70,3 +70,9 @@ func (x *deltaIndex) mapText(text string, singleByteIsByte bool, s Strategy) (in
 	}
 	return -1, KindNone
 }
+
+// EndsTurn reports whether piece is the name of a token that ends a turn or
+// a text ("</s>", "<|endoftext|>", "<|eot_id|>", "<|im_end|>", ...), the
+// names the rule maps to the delta's EOS. A remote engine that prints
+// special tokens names its end tokens so among its candidates.
+func EndsTurn(piece string) bool { return endsTurn(piece) }

@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/cmc-dev/cmc/control"
+	"github.com/cmc-dev/cmc/pmmined"
 )
 
 // IsURL reports whether a --model value names a served model rather than a
@@ -174,8 +175,10 @@ func (p *chatLogprob) UnmarshalJSON(b []byte) error {
 // most likely first. Engines may add the token they chose to the k (vLLM
 // does when it is not among them), so there may be k+1. A candidate is
 // marked End when it ends the text: the engine stopped on it (finish_reason
-// "stop"), or it stands for no text at all (an end-of-sequence token whose
-// name the engine does not print).
+// "stop"), it is named like an end token ("</s>", "<|eot_id|>", ...:
+// pmmined.EndsTurn), or it stands for no text at all (an end token whose
+// name the engine does not print). A model that writes "</s>" as text is
+// taken to end there.
 func (c *Client) TopK(ctx context.Context, prompt string, k int) ([]control.Candidate, error) {
 	var resp completionResponse
 	req := completionRequest{Model: c.Model, Prompt: prompt, MaxTokens: 1, Logprobs: k}
@@ -194,7 +197,8 @@ func (c *Client) TopK(ctx context.Context, prompt string, k int) ([]control.Cand
 		chosen = cands[0].Text // temperature 0: the engine took the most likely
 	}
 	for i := range cands {
-		if cands[i].Text == "" || (ch.FinishReason == "stop" && cands[i].Text == chosen) {
+		t := cands[i].Text
+		if t == "" || pmmined.EndsTurn(t) || (ch.FinishReason == "stop" && t == chosen) {
 			cands[i].End = true
 		}
 	}

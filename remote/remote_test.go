@@ -15,8 +15,12 @@ import (
 
 // counter is a scripted model whose next token depends on the text: after
 // "... N" it says " N+1" most likely, " N+2" next, and "" (its end token)
-// once the count reaches 5.
+// once the count reaches 5; after "... N </s>" it offers "</s>" second.
 func counter(text string) (best, second string, ended bool) {
+	if t, ok := strings.CutSuffix(text, " </s>"); ok {
+		best, _, _ = counter(t)
+		return best, "</s>", false
+	}
 	fields := strings.Fields(text)
 	var n int
 	fmt.Sscan(fields[len(fields)-1], &n)
@@ -104,6 +108,15 @@ func TestTopKShapes(t *testing.T) {
 		}
 		if !cands[0].End || cands[0].Text != "" || cands[1].End || cands[1].Text != " 6" {
 			t.Fatalf("chat shape %v: at the end, candidates %+v, want the end token first", chat, cands)
+		}
+		// An end token named among the candidates ends the text even when
+		// the engine did not stop on it.
+		cands, err = c.TopK(context.Background(), "Count: 7 </s>", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cands[1].End || cands[1].Text != "</s>" || cands[0].End {
+			t.Fatalf("chat shape %v: candidates %+v, want </s> second and marked End", chat, cands)
 		}
 	}
 }
