@@ -88,3 +88,46 @@ func TestGenerateNaNDeltaFails(t *testing.T) {
 		t.Errorf("NaN delta: %s; want the delta and its NaN named", out)
 	}
 }
+
+// TestGenerateNaNUserFails: a user model whose output weights are NaN
+// (llama.cpp loads it) ends with an error naming the user model's
+// non-finite logits at the first step, not an empty text and exit 0.
+func TestGenerateNaNUserFails(t *testing.T) {
+	model := fixture(t, "models/stories260K/stories260K.gguf")
+	data, err := os.ReadFile(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// stories260K ties its output to the token embeddings: poison those.
+	poisoned := false
+	for _, ti := range f.Tensors {
+		if ti.Name != "token_embd.weight" && ti.Name != "output.weight" || ti.Type != gguf.TypeF32 {
+			continue
+		}
+		start := f.DataOffset + int64(ti.Offset)
+		for i := start; i < start+int64(ti.Elements())*4; i += 4 {
+			copy(data[i:], []byte{0x00, 0x00, 0xc0, 0x7f}) // a float32 NaN
+		}
+		poisoned = true
+	}
+	if !poisoned {
+		t.Fatal("stories260K has no float32 embedding or output tensor to poison")
+	}
+	nan := filepath.Join(t.TempDir(), "nan-user.gguf")
+	if err := os.WriteFile(nan, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmcCommand("generate", "--model", nan, "--prompt", "Once", "--temp", "0", "--max-tokens", "5", "--threads", "1").CombinedOutput()
+	if err == nil {
+		t.Fatalf("generate with a NaN user model exited 0:\n%s", out)
+	}
+	if !strings.Contains(string(out), "NaN") && !strings.Contains(string(out), "not finite") {
+		t.Errorf("NaN user model: %s; want its NaN named", out)
+	}
+	t.Logf("%s", out)
+}
