@@ -63,6 +63,8 @@ type Client struct {
 	// Model is the "model" field of each request (the served name).
 	Model string
 	HTTP  *http.Client
+	// RetryWait is the first pause before asking a busy engine again.
+	RetryWait time.Duration
 }
 
 // New checks baseURL and returns a client for the model it serves. An empty
@@ -79,7 +81,8 @@ func New(ctx context.Context, baseURL, apiKey, model string) (*Client, error) {
 		Model:   model,
 		// No overall timeout: a step is one token, but the first one may
 		// wait for a long prompt; cancellation comes from the context.
-		HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}},
+		HTTP:      &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}},
+		RetryWait: 200 * time.Millisecond,
 	}
 	if model == "" {
 		if c.Model, err = c.onlyModel(ctx); err != nil {
@@ -322,22 +325,55 @@ func tokenText(token string, raw []byte) string {
 	return string(b)
 }
 
+// maxAttempts bounds the tries of one request. A busy engine answers 429
+// or 503 (vLLM's and cmc serve's full queue) and a restarting one refuses
+// connections; every request here is idempotent (one greedy token), so do
+// tries again, waiting Client.RetryWait, then twice as long each time.
+const maxAttempts = 4
+
 // do sends one request and decodes the JSON answer into out; an answer that
 // is not 200 becomes an error carrying the engine's own message.
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+	}
+	wait := c.RetryWait
+	for attempt := 1; ; attempt++ {
+		b, retry, err := c.once(ctx, method, path, payload)
+		if err == nil {
+			if err := json.Unmarshal(b, out); err != nil {
+				return fmt.Errorf("%s %s: the answer is not the expected JSON: %w", method, c.BaseURL+path, err)
+			}
+			return nil
+		}
+		if !retry || attempt == maxAttempts {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// once sends a request and returns the body of a 200 answer, or an error
+// and whether trying again may help.
+func (c *Client) once(ctx context.Context, method, path string, payload []byte) (body []byte, retry bool, err error) {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, rd)
 	if err != nil {
-		return fmt.Errorf("remote model: %w", err)
+		return nil, false, fmt.Errorf("remote model: %w", err)
 	}
-	if body != nil {
+	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.APIKey != "" {
@@ -345,20 +381,21 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("remote model: %w", err)
+		return nil, ctx.Err() == nil, fmt.Errorf("remote model: %w", err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return fmt.Errorf("%s %s: read the answer: %w", method, c.BaseURL+path, err)
+		return nil, ctx.Err() == nil, fmt.Errorf("%s %s: read the answer: %w", method, c.BaseURL+path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %s: %s", method, c.BaseURL+path, resp.Status, errorMessage(b))
+		switch resp.StatusCode {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			retry = true
+		}
+		return nil, retry, fmt.Errorf("%s %s: %s: %s", method, c.BaseURL+path, resp.Status, errorMessage(b))
 	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("%s %s: the answer is not the expected JSON: %w", method, c.BaseURL+path, err)
-	}
-	return nil
+	return b, false, nil
 }
 
 // errorMessage picks the message out of an OpenAI-shaped error body, or

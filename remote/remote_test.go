@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cmc-dev/cmc/control"
 )
@@ -212,5 +213,37 @@ func TestEcho(t *testing.T) {
 	})
 	if got != want {
 		t.Fatalf("echo\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestRetries: a busy engine (503, 429) is asked again; a request it
+// refuses (400) is not.
+func TestRetries(t *testing.T) {
+	var calls int
+	status := []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusOK}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := status[min(calls, len(status)-1)]
+		calls++
+		if code != http.StatusOK {
+			w.WriteHeader(code)
+			fmt.Fprint(w, `{"error":{"message":"busy"}}`)
+			return
+		}
+		fmt.Fprint(w, `{"choices":[{"index":0,"text":" x","finish_reason":"length","logprobs":{"tokens":[" x"],"top_logprobs":[{" x":-0.5}]}}]}`)
+	}))
+	defer srv.Close()
+	c, _ := New(context.Background(), srv.URL+"/v1", "", "m")
+	c.RetryWait = time.Millisecond
+	cands, err := c.TopK(context.Background(), "a", 1)
+	if err != nil || calls != 3 || len(cands) != 1 || cands[0].Text != " x" {
+		t.Fatalf("after 503 and 429: %v %+v in %d calls, want the answer of the third", err, cands, calls)
+	}
+	calls, status = 0, []int{http.StatusBadRequest}
+	if _, err := c.TopK(context.Background(), "a", 1); err == nil || calls != 1 {
+		t.Fatalf("400: %v after %d calls, want an error at once", err, calls)
+	}
+	calls, status = 0, []int{http.StatusServiceUnavailable}
+	if _, err := c.TopK(context.Background(), "a", 1); err == nil || !strings.Contains(err.Error(), "busy") || calls != maxAttempts {
+		t.Fatalf("always 503: %v after %d calls, want the engine's message after %d", err, calls, maxAttempts)
 	}
 }
