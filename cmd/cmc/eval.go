@@ -378,10 +378,11 @@ func (b batchContext) AppendAll(tokens []int32, logits []float32) error {
 
 // evalPrompt is one question rendered for both models.
 type evalPrompt struct {
-	text  string  // the user model's prompt text
-	chat  bool    // rendered by the model's chat template
-	user  []int32 // its tokens, BOS included: the prompt of a generation
-	delta []int32 // the delta's prompt (nil without a delta)
+	text      string  // the user model's prompt text
+	chat      bool    // rendered by the model's chat template
+	user      []int32 // its tokens, BOS included: the prompt of a generation
+	delta     []int32 // the delta's prompt (nil without a delta)
+	deltaText string  // its text
 }
 
 func (e *evaluator) prompt(query string) (evalPrompt, error) {
@@ -390,36 +391,70 @@ func (e *evaluator) prompt(query string) (evalPrompt, error) {
 		return evalPrompt{}, err
 	}
 	// Without a data template the user model's chat template renders.
-	return evalPrompt{text: text, chat: e.rm.userTmpl == nil, user: user, delta: delta}, nil
+	p := evalPrompt{text: text, chat: e.rm.userTmpl == nil, user: user, delta: delta}
+	if e.withDelta {
+		p.deltaText = e.rm.deltaTmpl.Prompt(data.Example{Instruction: query})
+	}
+	return p, nil
 }
 
-// answer returns the user's prompt and target tokens for scoring answer
-// after p: prompt and answer tokenised as one text and split where the
-// answer starts (data.TokenizeJoined), the answer followed by EOS. After a
-// chat template, which ends in its own markup, the answer is tokenised on
-// its own, so that special tokens are parsed in the template's text only.
-func (e *evaluator) answer(p evalPrompt, answer string) (prompt, target []int32, err error) {
+// answer returns the tokens for scoring answer after p: the user's prompt
+// and target, prompt and answer tokenised as one text and split where the
+// answer starts (data.TokenizeJoined), the answer followed by EOS; and the
+// delta's prompt. After a chat template, which ends in its own markup, the
+// answer is tokenised on its own, so that special tokens are parsed in the
+// template's text only.
+func (e *evaluator) answer(p evalPrompt, answer string) (prompt, deltaPrompt, target []int32, err error) {
 	v := e.rm.user.Vocab()
+	deltaPrompt = p.delta
 	if p.chat {
 		prompt = p.user
 		if target, err = v.Tokenize(answer, false, false); err != nil {
-			return nil, nil, fmt.Errorf("tokenise an answer: %w", err)
+			return nil, nil, nil, fmt.Errorf("tokenise an answer: %w", err)
 		}
 	} else {
 		joined, split, err := data.TokenizeJoined(v, p.text, answer)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if v.AddBOS() {
 			prompt = append(prompt, v.BOS())
 		}
 		prompt = append(prompt, joined[:split]...)
 		target = joined[split:]
+		// The prompt's last token may carry the answer's first characters
+		// ("▁The" after "Answer: "): the delta reads them in its prompt too,
+		// so that both models condition on the same text.
+		if carried := textAfter(v, p.text, joined[:split]); carried != "" && e.withDelta {
+			if deltaPrompt, err = e.rm.deltaVocab.Vocab().Tokenize(p.deltaText+carried, true, false); err != nil {
+				return nil, nil, nil, fmt.Errorf("tokenise the delta's prompt: %w", err)
+			}
+		}
 	}
 	if eos := v.EOS(); eos >= 0 {
 		target = append(target, eos)
 	}
-	return prompt, target, nil
+	return prompt, deltaPrompt, target, nil
+}
+
+// textAfter is what tokens spell beyond prompt: the part of an answer that
+// a token straddling the boundary carries ("" when they spell no more, or
+// not the prompt). A leading space that the tokenizer added (SentencePiece)
+// is not part of the text.
+func textAfter(v *llama.Vocab, prompt string, tokens []int32) string {
+	var b []byte
+	for _, id := range tokens {
+		b = v.AppendPiece(b, id, false)
+	}
+	spelled := string(b)
+	if strings.HasPrefix(spelled, " ") && !strings.HasPrefix(prompt, " ") {
+		spelled = spelled[1:]
+	}
+	after, _ := strings.CutPrefix(spelled, prompt)
+	if len(after) == len(spelled) {
+		return ""
+	}
+	return after
 }
 
 // overLongError marks an example that does not fit the user model's
@@ -491,14 +526,14 @@ func (e *evaluator) score(query, response string) (alone, controlled []float64, 
 	if err != nil {
 		return nil, nil, err
 	}
-	prompt, target, err := e.answer(p, response)
+	prompt, deltaPrompt, target, err := e.answer(p, response)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := e.fits(prompt, target); err != nil {
 		return nil, nil, err
 	}
-	return e.sc.Score(e.ctx, prompt, p.delta, target)
+	return e.sc.Score(e.ctx, prompt, deltaPrompt, target)
 }
 
 func (e *evaluator) tofu(s evalSet) (evalFile, []evalResult, error) {
@@ -555,9 +590,9 @@ func (e *evaluator) tofuItem(set metrics.TOFUSet, ex data.Example) (tofuItem, er
 		answers = append(answers, ex.Paraphrased)
 	}
 	answers = append(answers, ex.Perturbed...)
-	prompts, targets := make([][]int32, len(answers)), make([][]int32, len(answers))
+	prompts, deltaPrompts, targets := make([][]int32, len(answers)), make([][]int32, len(answers)), make([][]int32, len(answers))
 	for i, a := range answers {
-		if prompts[i], targets[i], err = e.answer(p, a); err != nil {
+		if prompts[i], deltaPrompts[i], targets[i], err = e.answer(p, a); err != nil {
 			return it, err
 		}
 		if err := e.fits(prompts[i], targets[i]); err != nil {
@@ -583,7 +618,7 @@ func (e *evaluator) tofuItem(set metrics.TOFUSet, ex data.Example) (tofuItem, er
 	}
 	meanA, meanC := make([]float64, len(answers)), make([]float64, len(answers))
 	for i := range answers {
-		a, c, err := e.sc.Score(e.ctx, prompts[i], p.delta, targets[i])
+		a, c, err := e.sc.Score(e.ctx, prompts[i], deltaPrompts[i], targets[i])
 		if err != nil {
 			return it, err
 		}

@@ -158,24 +158,31 @@ func TestEvalTOFUHeadlineNumbers(t *testing.T) {
 			t.Fatal(err)
 		}
 		ex := examples[0]
-		got := []jsonFloat{it.User.AnswerLogProb}
+		got, gotDelta := []jsonFloat{it.User.AnswerLogProb}, []jsonFloat{it.Delta.AnswerLogProb}
 		answers := []string{it.Answer}
 		if ex.Paraphrased != "" {
-			got, answers = append(got, it.User.ParaphrasedLogProb), append(answers, ex.Paraphrased)
+			got, gotDelta, answers = append(got, it.User.ParaphrasedLogProb), append(gotDelta, it.Delta.ParaphrasedLogProb), append(answers, ex.Paraphrased)
 		}
-		got, answers = append(got, it.User.PerturbedLogProbs...), append(answers, ex.Perturbed...)
+		got, gotDelta, answers = append(got, it.User.PerturbedLogProbs...), append(gotDelta, it.Delta.PerturbedLogProbs...), append(answers, ex.Perturbed...)
 		for i, a := range answers {
-			want := meanAnswerLogProb(t, ctx, "Question: "+it.Question+"\nAnswer: ", a)
+			want, wantDelta := meanAnswerLogProb(t, ctx, "Question: "+it.Question+"\nAnswer: ", a)
 			if math.Abs(float64(got[i])-want) > 1e-3 {
 				t.Errorf("%s: log-prob of %q is %v, a plain decode gives %v", it.Source, a, got[i], want)
+			}
+			// The delta runs in Go with a float32 cache, llama.cpp with a
+			// float16 one: their logits differ by up to about 1e-2.
+			if math.Abs(float64(gotDelta[i])-wantDelta) > 2e-2 {
+				t.Errorf("%s: log-prob of %q with the model as its own delta is %v, a plain decode gives %v", it.Source, a, gotDelta[i], wantDelta)
 			}
 		}
 	}
 }
 
 // meanAnswerLogProb decodes BOS + prompt + answer + EOS in one pass and
-// averages the log-probabilities of the answer's tokens and EOS.
-func meanAnswerLogProb(t *testing.T, ctx *llama.Context, prompt, answer string) float64 {
+// averages the log-probabilities of the answer's tokens and EOS: the
+// model's own, and with the model as its own delta at alpha 1,
+// log_softmax(log_softmax(x) + x).
+func meanAnswerLogProb(t *testing.T, ctx *llama.Context, prompt, answer string) (alone, controlled float64) {
 	t.Helper()
 	v := ctx.Model().Vocab()
 	joined, split, err := data.TokenizeJoined(v, prompt, answer)
@@ -188,21 +195,35 @@ func meanAnswerLogProb(t *testing.T, ctx *llama.Context, prompt, answer string) 
 	if err := ctx.SequenceLogits(tokens, logits); err != nil {
 		t.Fatal(err)
 	}
-	sum, count := 0.0, 0
-	for i := 1 + split; i < len(tokens); i++ {
-		row := logits[(i-1)*n : i*n]
+	count := 0
+	logSoftmax := func(row []float64) {
 		best := math.Inf(-1)
 		for _, x := range row {
-			best = max(best, float64(x))
+			best = max(best, x)
 		}
 		z := 0.0
 		for _, x := range row {
-			z += math.Exp(float64(x) - best)
+			z += math.Exp(x - best)
 		}
-		sum += float64(row[tokens[i]]) - best - math.Log(z)
+		for j := range row {
+			row[j] -= best + math.Log(z)
+		}
+	}
+	x, mixed := make([]float64, n), make([]float64, n)
+	for i := 1 + split; i < len(tokens); i++ {
+		for j, v := range logits[(i-1)*n : i*n] {
+			x[j] = float64(v)
+		}
+		logSoftmax(x)
+		for j, v := range logits[(i-1)*n : i*n] {
+			mixed[j] = x[j] + float64(v)
+		}
+		logSoftmax(mixed)
+		alone += x[tokens[i]]
+		controlled += mixed[tokens[i]]
 		count++
 	}
-	return sum / float64(count)
+	return alone / float64(count), controlled / float64(count)
 }
 
 // ksPValueByEnumeration is the exact two-sample KS p-value: the share of
