@@ -146,6 +146,11 @@ func runTrain(c *cli.Context) error {
 	defer pool.Close()
 	model.Pool = pool
 
+	// Loading cannot be interrupted part-way; a Ctrl-C during one phase
+	// stops before the next.
+	if err := interruptedBefore(c, "loading the template"); err != nil {
+		return err
+	}
 	tmplModel, err := llama.LoadModel(tokenizerPath, llama.ModelParams{GPULayers: c.Int("gpu-layers"), VocabOnly: pretrain})
 	if err != nil {
 		return fmt.Errorf("template: %w", err)
@@ -171,6 +176,9 @@ func runTrain(c *cli.Context) error {
 		}
 	}
 
+	if err := interruptedBefore(c, "reading the data"); err != nil {
+		return err
+	}
 	trainSeqs, retainSeqs, err := loadTrainingData(c, objective, tmplModel.Vocab(), maxLen)
 	if err != nil {
 		return err
@@ -265,7 +273,19 @@ func runTrain(c *cli.Context) error {
 	if err := lossplot.WritePNG(paths.lossPNG, lossSeries(history)); err != nil {
 		slog.Warn("loss plot", "err", err)
 	}
-	fmt.Printf("wrote %s (%d steps, final loss %.4f); loss curve %s\n", paths.out, opt.Step, lastLoss(history), paths.lossCSV)
+	final := ""
+	if len(history) > 0 {
+		final = fmt.Sprintf(", final loss %.4f", history[len(history)-1].Loss)
+	}
+	fmt.Printf("wrote %s (%d steps%s); loss curve %s\n", paths.out, opt.Step, final, paths.lossCSV)
+	return nil
+}
+
+// interruptedBefore reports a Ctrl-C that arrived before phase began.
+func interruptedBefore(c *cli.Context, phase string) error {
+	if err := c.Context.Err(); err != nil {
+		return fmt.Errorf("interrupted before %s; nothing to save: %w", phase, err)
+	}
 	return nil
 }
 
@@ -640,13 +660,6 @@ func (p *progress) done() {
 	if p.tty {
 		fmt.Fprintln(os.Stderr)
 	}
-}
-
-func lastLoss(h []control.Step) float64 {
-	if len(h) == 0 {
-		return math.NaN()
-	}
-	return h[len(h)-1].Loss
 }
 
 // The llama.cpp context is the training template: it can be aborted and

@@ -50,16 +50,22 @@ func (f trainFixture) args(out string, epochs int, extra ...string) []string {
 
 // training is a `cmc train` child process whose stderr is watched.
 type training struct {
-	cmd     *exec.Cmd
-	mu      sync.Mutex
-	stderr  bytes.Buffer
-	stepped chan struct{} // closed when the first step's progress line appears
-	exited  chan error
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	marked chan struct{} // closed when a line holding the marker appears
+	exited chan error
 }
 
-func startTraining(t *testing.T, args []string) *training {
+// startTraining starts cmc with args and watches its stderr for marker:
+// "step 1/", the first step's progress line, unless told otherwise.
+func startTraining(t *testing.T, args []string, marker ...string) *training {
 	t.Helper()
-	r := &training{cmd: cmcCommand(args...), stepped: make(chan struct{}), exited: make(chan error, 1)}
+	mark := "step 1/"
+	if len(marker) > 0 {
+		mark = marker[0]
+	}
+	r := &training{cmd: cmcCommand(args...), marked: make(chan struct{}), exited: make(chan error, 1)}
 	pipe, err := r.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -76,8 +82,8 @@ func startTraining(t *testing.T, args []string) *training {
 			r.mu.Lock()
 			r.stderr.WriteString(sc.Text() + "\n")
 			r.mu.Unlock()
-			if strings.HasPrefix(sc.Text(), "step 1/") {
-				once.Do(func() { close(r.stepped) })
+			if strings.Contains(sc.Text(), mark) {
+				once.Do(func() { close(r.marked) })
 			}
 		}
 	}()
@@ -89,15 +95,15 @@ func startTraining(t *testing.T, args []string) *training {
 	return r
 }
 
-// waitStep waits for the first optimiser step.
-func (r *training) waitStep(t *testing.T) {
+// waitMarker waits for the marker line (by default the first step).
+func (r *training) waitMarker(t *testing.T) {
 	t.Helper()
 	select {
-	case <-r.stepped:
+	case <-r.marked:
 	case err := <-r.exited:
-		t.Fatalf("training ended (%v) before its first step:\n%s", err, r.output())
+		t.Fatalf("cmc ended (%v) before its marker line:\n%s", err, r.output())
 	case <-time.After(2 * time.Minute):
-		t.Fatalf("no training step in 2 minutes:\n%s", r.output())
+		t.Fatalf("no marker line in 2 minutes:\n%s", r.output())
 	}
 }
 
@@ -149,7 +155,7 @@ func TestTrainInterruptSavesCheckpoint(t *testing.T) {
 	f := newTrainFixture(t)
 	out := filepath.Join(f.dir, "d.gguf")
 	r := startTraining(t, f.args(out, 8))
-	r.waitStep(t)
+	r.waitMarker(t)
 	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -195,13 +201,32 @@ func TestTrainInterruptSavesCheckpoint(t *testing.T) {
 func TestTrainSecondInterruptExitsAtOnce(t *testing.T) {
 	f := newTrainFixture(t)
 	r := startTraining(t, f.args(filepath.Join(f.dir, "d.gguf"), 8))
-	r.waitStep(t)
+	r.waitMarker(t)
 	r.cmd.Process.Signal(os.Interrupt)
 	r.cmd.Process.Signal(os.Interrupt)
 	code, stderr := r.wait(t)
 	assertClean(t, stderr)
 	if code != 130 {
 		t.Fatalf("exit status %d after two Ctrl-Cs, want 130:\n%s", code, stderr)
+	}
+}
+
+// TestTrainInterruptBeforeTraining: Ctrl-C while the data are read (or the
+// template loads) stops before training with status 130 and writes
+// nothing.
+func TestTrainInterruptBeforeTraining(t *testing.T) {
+	f := newTrainFixture(t)
+	out := filepath.Join(f.dir, "d.gguf")
+	r := startTraining(t, f.args(out, 8), "msg=data")
+	r.waitMarker(t)
+	r.cmd.Process.Signal(os.Interrupt)
+	code, stderr := r.wait(t)
+	assertClean(t, stderr)
+	if code != 130 || !strings.Contains(stderr, "interrupted") {
+		t.Fatalf("exit status %d after Ctrl-C, want 130 and a word of it:\n%s", code, stderr)
+	}
+	if exists(out) {
+		t.Fatal("an interrupted run wrote its model")
 	}
 }
 
@@ -216,7 +241,7 @@ func TestTrainCheckpointFailureIsAnError(t *testing.T) {
 	}
 	out := filepath.Join(f.dir, "d.gguf")
 	r := startTraining(t, f.args(out, 8, "--checkpoint", filepath.Join(ckDir, "d.ckpt"), "--checkpoint-every", "1"))
-	r.waitStep(t)
+	r.waitMarker(t)
 	if err := os.RemoveAll(ckDir); err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +271,7 @@ func TestTrainFailedExportKeepsLossFiles(t *testing.T) {
 		}
 	}
 	r := startTraining(t, f.args(out, 4))
-	r.waitStep(t)
+	r.waitMarker(t)
 	// The export's rename cannot replace a directory that is not empty.
 	if err := os.MkdirAll(filepath.Join(out, "in-the-way"), 0o755); err != nil {
 		t.Fatal(err)
