@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -75,9 +76,9 @@ type RemoteResult struct {
 
 // Generate continues prompt, the user model's prompt as text, and, when a
 // delta is set, deltaPrompt (the delta's own prompt ids). It calls emit with
-// each new piece of text as Generator.Generate does. Candidates whose text is
-// not valid UTF-8 (part of a character) are never chosen: the next request
-// could not carry the text in JSON.
+// each new piece of text as Generator.Generate does. Candidates that hold
+// part of a character (invalid UTF-8, or U+FFFD where the engine printed
+// one) are never chosen: the next request could not carry the text in JSON.
 func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaPrompt []int32, opt Options, emit func(piece string) error) (RemoteResult, error) {
 	var res RemoteResult
 	if g.K < 1 {
@@ -186,7 +187,7 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 // scoreCandidates returns the candidates' scores: the engine's
 // log-probabilities plus Alpha × the delta's logits (dl, nil without a
 // delta) through this step's map, and with wholeText -Inf for text that is
-// not whole UTF-8. It leaves this step's map in g.stepMap for advanceDelta.
+// not whole characters (wholeUTF8). It leaves this step's map in g.stepMap for advanceDelta.
 func (g *RemoteGenerator) scoreCandidates(cands []Candidate, dl []float32, wholeText bool) []float32 {
 	s := &g.step
 	scores := s.buffers(len(cands))
@@ -201,11 +202,17 @@ func (g *RemoteGenerator) scoreCandidates(cands []Candidate, dl []float32, whole
 		s.addDelta(scores, dl)
 	}
 	for i, c := range cands {
-		if wholeText && !c.End && !utf8.ValidString(c.Text) {
+		if wholeText && !c.End && !wholeUTF8(c.Text) {
 			scores[i] = float32(math.Inf(-1))
 		}
 	}
 	return scores
+}
+
+// wholeUTF8 reports whether text is whole characters: valid UTF-8 without
+// U+FFFD, which engines print for a token that holds part of a character.
+func wholeUTF8(text string) bool {
+	return utf8.ValidString(text) && !strings.ContainsRune(text, utf8.RuneError)
 }
 
 // mapCandidate is the delta token of a candidate, remembered by text: an

@@ -169,7 +169,7 @@ func (s scripted) TopK(_ context.Context, text string, _ int) ([]Candidate, erro
 func TestRemoteStops(t *testing.T) {
 	eng := scripted{
 		"Q:":         {{Text: " one", LogProb: -0.1}, {Text: " two", LogProb: -2}},
-		"Q: one":     {{Text: "\xe2\x82", LogProb: -0.01}, {Text: " two", LogProb: -3}}, // half a character first
+		"Q: one":     {{Text: "\xe2\x82", LogProb: -0.01}, {Text: "\ufffd", LogProb: -0.02}, {Text: " two", LogProb: -3}}, // half a character, as bytes and as U+FFFD
 		"Q: one two": {{Text: "", LogProb: -0.5, End: true}, {Text: " three", LogProb: -1}},
 	}
 	var pieces []string
@@ -181,8 +181,8 @@ func TestRemoteStops(t *testing.T) {
 	if res.Text != " one two" || res.FinishReason != "stop" || strings.Join(pieces, "") != res.Text {
 		t.Fatalf("text %q (pieces %q) finish %s, want \" one two\" stop", res.Text, pieces, res.FinishReason)
 	}
-	if !slices.Equal(res.Ranks, []int{0, 1}) {
-		t.Fatalf("ranks %v, want [0 1] (half a character is never chosen)", res.Ranks)
+	if !slices.Equal(res.Ranks, []int{0, 2}) {
+		t.Fatalf("ranks %v, want [0 2] (half a character is never chosen)", res.Ranks)
 	}
 	res, err = g.Generate(context.Background(), "Q:", nil, Options{MaxTokens: 10, Stop: []string{" tw"}}, nil)
 	if err != nil || res.Text != " one" || res.FinishReason != "stop" {
