@@ -309,23 +309,36 @@ func BenchmarkSample(b *testing.B) {
 	}
 }
 
-// TestExpNonPositive: the sampler's exponential agrees with math.Exp to a
-// few ulps over the whole range it is used on, including its edges.
-func TestExpNonPositive(t *testing.T) {
+// TestWeighAll: the sampler's exponential agrees with math.Exp to a few
+// ulps over the whole range it is used on, including its edges, and gives
+// 0 for −Inf and NaN scores.
+func TestWeighAll(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 4))
-	xs := []float64{0, -1e-300, -0.5 * math.Ln2, -math.Ln2, -1, -707.9, -708, -708.1, -745, -800, math.Inf(-1)}
+	scores := []float32{0, -1e-30, -0.5 * math.Ln2, -math.Ln2, -1, -707.9, -708, -708.1, -745, -800, float32(math.Inf(-1)), float32(math.NaN())}
 	for range 200000 {
-		xs = append(xs, -rng.Float64()*40, -rng.Float64()*710)
+		scores = append(scores, -rng.Float32()*40, -rng.Float32()*710)
 	}
 	tab := newExpTable()
-	for _, x := range xs {
-		got, want := tab.expNonPositive(x), math.Exp(x)
-		if got != want && math.Abs(got-want) > 1e-15*want {
-			t.Fatalf("exp(%v) = %v, math.Exp says %v (relative error %.2g)", x, got, want, math.Abs(got-want)/want)
+	got := make([]float64, len(scores))
+	sum := tab.weighAll(got, scores, 0, 1)
+	var want float64
+	for i, v := range scores {
+		w := math.Exp(float64(v))
+		if math.IsNaN(w) {
+			w = 0
+		}
+		want += w
+		if got[i] != w && math.Abs(got[i]-w) > 1e-15*w {
+			t.Fatalf("exp(%v) = %v, math.Exp says %v (relative error %.2g)", v, got[i], w, math.Abs(got[i]-w)/w)
 		}
 	}
-	if got := tab.expNonPositive(math.NaN()); !math.IsNaN(got) {
-		t.Fatalf("exp(NaN) = %v", got)
+	if math.Abs(sum-want) > 1e-12*want {
+		t.Fatalf("sum %v, want %v", sum, want)
+	}
+	// Temperature and shift: e^((v − best)·inv).
+	tab.weighAll(got[:1], []float32{-3}, 1, 0.5)
+	if w := math.Exp(-2); math.Abs(got[0]-w) > 1e-15*w {
+		t.Fatalf("e^((−3 − 1)/2) = %v, want %v", got[0], w)
 	}
 }
 
