@@ -92,22 +92,10 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 		return res, errors.New("remote generate: a delta needs a text map")
 	}
 	s := &g.step
-	*s = Generator{Delta: g.Delta, DeltaTok: g.DeltaTok, Alpha: g.Alpha, Map: &g.stepMap,
-		scores: s.scores, scratch: s.scratch}
-	if g.cache == nil {
-		g.cache = make(map[string]mappedText)
-	}
+	deltaNext, deltaBase := g.begin(useDelta, deltaPrompt)
+	var deltaGen []int32
 	sampler := NewSampler(opt.Sample, g.K+1)
 	out := newStopWriter(opt.Stop, emit)
-
-	var deltaNext, deltaGen []int32
-	deltaBase := 0
-	if useDelta {
-		deltaNext = deltaPrompt
-		deltaBase = g.Delta.Len() + len(deltaPrompt)
-		s.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
-		s.deltaSpacePrefix = s.addsSpacePrefix()
-	}
 	// The delta decodes while the engine answers: both need only the text
 	// chosen last.
 	var work chan []int32
@@ -182,6 +170,24 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 	}
 	res.Text = out.kept()
 	return res, nil
+}
+
+// begin readies the per-step generator for a new text and returns the
+// delta tokens to decode first (its prompt) and the delta's context length
+// after them.
+func (g *RemoteGenerator) begin(useDelta bool, deltaPrompt []int32) (deltaNext []int32, deltaBase int) {
+	s := &g.step
+	*s = Generator{Delta: g.Delta, DeltaTok: g.DeltaTok, Alpha: g.Alpha, Map: &g.stepMap,
+		scores: s.scores, scratch: s.scratch}
+	if g.cache == nil {
+		g.cache = make(map[string]mappedText)
+	}
+	if !useDelta {
+		return nil, 0
+	}
+	s.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
+	s.deltaSpacePrefix = s.addsSpacePrefix()
+	return deltaPrompt, g.Delta.Len() + len(deltaPrompt)
 }
 
 // scoreCandidates returns the candidates' scores: the engine's
@@ -264,20 +270,9 @@ func (g *RemoteGenerator) RemoteScore(ctx context.Context, prompt, response stri
 		return nil, nil, errors.New("remote score: a delta needs its prompt and a text map")
 	}
 	s := &g.step
-	*s = Generator{Delta: g.Delta, DeltaTok: g.DeltaTok, Alpha: g.Alpha, Map: &g.stepMap,
-		scores: s.scores, scratch: s.scratch}
-	if g.cache == nil {
-		g.cache = make(map[string]mappedText)
-	}
-	var deltaNext, deltaGen []int32
+	deltaNext, deltaBase := g.begin(useDelta, deltaPrompt)
+	var deltaGen []int32
 	var res Result
-	deltaBase := 0
-	if useDelta {
-		deltaNext = deltaPrompt
-		deltaBase = g.Delta.Len() + len(deltaPrompt)
-		s.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
-		s.deltaSpacePrefix = s.addsSpacePrefix()
-	}
 	text := prompt + response
 	first := true
 	for _, tok := range echo {

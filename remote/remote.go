@@ -251,7 +251,8 @@ func (c *Client) Echo(ctx context.Context, text string, k int) ([]control.Echoed
 			t.LogProb = *p
 		}
 		for tt, v := range lp.TopLogprobs[i] {
-			t.Top = append(t.Top, control.Candidate{Text: tokenText(tt, nil), LogProb: v})
+			text := tokenText(tt, nil)
+			t.Top = append(t.Top, control.Candidate{Text: text, LogProb: v, End: text == "" || pmmined.EndsTurn(text)})
 		}
 		sortCandidates(t.Top)
 		out[i] = t
