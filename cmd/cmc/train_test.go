@@ -132,8 +132,8 @@ func (r *training) output() string {
 	return r.stderr.String()
 }
 
-// assertClean fails on any sign of a crash in a command's output.
-func assertClean(t *testing.T, out string) {
+// assertNoCrash fails on any sign of a crash in a command's output.
+func assertNoCrash(t *testing.T, out string) {
 	t.Helper()
 	for _, bad := range []string{"panic", "SIGSEGV", "fatal error", "GGML_ASSERT", "goroutine "} {
 		if strings.Contains(out, bad) {
@@ -142,7 +142,7 @@ func assertClean(t *testing.T, out string) {
 	}
 }
 
-func exists(path string) bool {
+func onDisk(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
@@ -160,7 +160,7 @@ func TestTrainInterruptSavesCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stderr := r.wait(t)
-	assertClean(t, stderr)
+	assertNoCrash(t, stderr)
 	if code != 130 {
 		t.Fatalf("exit status %d after Ctrl-C, want 130:\n%s", code, stderr)
 	}
@@ -175,7 +175,7 @@ func TestTrainInterruptSavesCheckpoint(t *testing.T) {
 	if opt.Step < 1 || len(m.Params) == 0 {
 		t.Fatalf("checkpoint at step %d", opt.Step)
 	}
-	if exists(out) || exists(filepath.Join(f.dir, "d.loss.csv")) {
+	if onDisk(out) || onDisk(filepath.Join(f.dir, "d.loss.csv")) {
 		t.Fatal("the interrupted run wrote its model or loss curve")
 	}
 
@@ -188,10 +188,10 @@ func TestTrainInterruptSavesCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resume: %v\n%s", err, resumed)
 	}
-	if exists(stale) {
+	if onDisk(stale) {
 		t.Error("the stale temporary checkpoint is still there")
 	}
-	if !exists(out) || !exists(filepath.Join(f.dir, "d.loss.csv")) {
+	if !onDisk(out) || !onDisk(filepath.Join(f.dir, "d.loss.csv")) {
 		t.Fatal("the resumed run wrote no model or loss curve")
 	}
 }
@@ -205,7 +205,7 @@ func TestTrainSecondInterruptExitsAtOnce(t *testing.T) {
 	r.cmd.Process.Signal(os.Interrupt)
 	r.cmd.Process.Signal(os.Interrupt)
 	code, stderr := r.wait(t)
-	assertClean(t, stderr)
+	assertNoCrash(t, stderr)
 	if code != 130 {
 		t.Fatalf("exit status %d after two Ctrl-Cs, want 130:\n%s", code, stderr)
 	}
@@ -221,11 +221,11 @@ func TestTrainInterruptBeforeTraining(t *testing.T) {
 	r.waitMarker(t)
 	r.cmd.Process.Signal(os.Interrupt)
 	code, stderr := r.wait(t)
-	assertClean(t, stderr)
+	assertNoCrash(t, stderr)
 	if code != 130 || !strings.Contains(stderr, "interrupted") {
 		t.Fatalf("exit status %d after Ctrl-C, want 130 and a word of it:\n%s", code, stderr)
 	}
-	if exists(out) {
+	if onDisk(out) {
 		t.Fatal("an interrupted run wrote its model")
 	}
 }
@@ -246,14 +246,14 @@ func TestTrainCheckpointFailureIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stderr := r.wait(t)
-	assertClean(t, stderr)
+	assertNoCrash(t, stderr)
 	if code != 1 {
 		t.Fatalf("exit status %d, want 1:\n%s", code, stderr)
 	}
 	if !strings.Contains(stderr, "checkpoint") || !strings.Contains(stderr, "no such file or directory") {
 		t.Fatalf("stderr does not give the checkpoint's real error:\n%s", stderr)
 	}
-	if exists(out) {
+	if onDisk(out) {
 		t.Fatal("a run whose checkpoint failed wrote its model")
 	}
 }
@@ -277,7 +277,7 @@ func TestTrainFailedExportKeepsLossFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stderr := r.wait(t)
-	assertClean(t, stderr)
+	assertNoCrash(t, stderr)
 	if code != 1 || !strings.Contains(stderr, "--resume") {
 		t.Fatalf("exit status %d, want 1 and a hint to export with --resume:\n%s", code, stderr)
 	}
@@ -337,7 +337,7 @@ func TestTrainRejectsBadFlags(t *testing.T) {
 			t.Errorf("%v: %v, want exit status 1:\n%s", tc.extra, err, b)
 			continue
 		}
-		assertClean(t, string(b))
+		assertNoCrash(t, string(b))
 		if !strings.Contains(string(b), tc.want) {
 			t.Errorf("%v: error %q does not say %q", tc.extra, b, tc.want)
 		}
@@ -348,7 +348,7 @@ func TestTrainRejectsBadFlags(t *testing.T) {
 	if b, _ := os.ReadFile(deltaFile); string(b) != "not read" {
 		t.Fatal("the input delta was overwritten")
 	}
-	if exists(out) || exists(out+".ckpt") {
+	if onDisk(out) || onDisk(out+".ckpt") {
 		t.Fatal("a refused run wrote files")
 	}
 }
@@ -363,11 +363,11 @@ func TestTrainStopsOnNonFinite(t *testing.T) {
 	if err == nil {
 		t.Fatalf("training at lr 1e30 succeeded:\n%s", b)
 	}
-	assertClean(t, string(b))
+	assertNoCrash(t, string(b))
 	if !strings.Contains(string(b), "not finite") || !strings.Contains(string(b), "step ") {
 		t.Errorf("lr 1e30: error does not name the non-finite step:\n%s", b)
 	}
-	if strings.Contains(string(b), "final loss") || exists(out) {
+	if strings.Contains(string(b), "final loss") || onDisk(out) {
 		t.Errorf("lr 1e30: a diverged model was written:\n%s", b)
 	}
 
@@ -392,11 +392,11 @@ func TestTrainStopsOnNonFinite(t *testing.T) {
 	if err == nil {
 		t.Fatalf("training a NaN delta succeeded:\n%s", b)
 	}
-	assertClean(t, string(b))
+	assertNoCrash(t, string(b))
 	if !strings.Contains(string(b), "nan.gguf") || !strings.Contains(string(b), "NaN") {
 		t.Errorf("NaN delta: error does not name the file and the NaN:\n%s", b)
 	}
-	if strings.Contains(string(b), "final loss") || exists(out) {
+	if strings.Contains(string(b), "final loss") || onDisk(out) {
 		t.Errorf("NaN delta: a model was written:\n%s", b)
 	}
 }
@@ -417,7 +417,7 @@ func TestResumeRefusesAnotherRun(t *testing.T) {
 			t.Errorf("%s: resumed", what)
 			return
 		}
-		assertClean(t, string(b))
+		assertNoCrash(t, string(b))
 		for _, w := range want {
 			if !strings.Contains(string(b), w) {
 				t.Errorf("%s: error does not say %q:\n%s", what, w, b)
