@@ -14,6 +14,11 @@ func (f *File) ReadTensorBytes(name string) ([]byte, error) {
 	// Parse checked that the data lies inside the file, so the allocation
 	// is bounded by the file size.
 	b := make([]byte, t.Bytes())
+	if len(b) == 0 {
+		// A tensor with a zero dimension may sit at the very end of the
+		// file, where even an empty ReadAt reports io.EOF.
+		return b, nil
+	}
 	off := f.DataOffset + int64(t.Offset)
 	if _, err := f.r.ReadAt(b, off); err != nil {
 		return nil, f.errorf("tensor %q: reading %d bytes at offset %d: %w", name, len(b), off, err)
