@@ -1,7 +1,6 @@
 package delta
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -244,31 +243,4 @@ func (m *Model) ExportGGUF(path string, o ExportOptions) error {
 		return fmt.Errorf("export %q: %w", path, err)
 	}
 	return nil
-}
-
-// Vocab converts the tokenizer to the tokenizer.ggml.* vocabulary of a
-// SentencePiece ("llama") GGUF, as llama.cpp's llama2.c converter does:
-// "▁" for spaces, <unk>/<s>/</s> for ids 0–2, byte tokens typed as bytes.
-func (t *Tokenizer) Vocab() (*gguf.Vocab, error) {
-	if len(t.Pieces) < 3+256 {
-		return nil, errors.New("tokenizer vocabulary: fewer than 259 tokens, want the 3 specials and 256 byte tokens")
-	}
-	v := &gguf.Vocab{
-		Model:  "llama",
-		Tokens: make([]string, len(t.Pieces)),
-		Scores: slices.Clone(t.Scores),
-		Types:  make([]gguf.TokenType, len(t.Pieces)),
-		BOS:    BOS, EOS: EOS, UNK: 0, PAD: -1,
-		AddBOS: true,
-	}
-	for i, p := range t.Pieces {
-		v.Tokens[i] = strings.ReplaceAll(p, " ", "▁")
-		v.Types[i] = gguf.TokenNormal
-		if i >= 3 && i < 3+256 {
-			v.Types[i] = gguf.TokenByte
-		}
-	}
-	v.Tokens[0], v.Tokens[BOS], v.Tokens[EOS] = "<unk>", "<s>", "</s>"
-	v.Types[0], v.Types[BOS], v.Types[EOS] = gguf.TokenUnknown, gguf.TokenControl, gguf.TokenControl
-	return v, nil
 }

@@ -46,24 +46,15 @@ func TestGGUFMatchesLlama2C(t *testing.T) {
 func TestExportGGUF(t *testing.T) {
 	g := loadGolden(t)
 	m := load260KBin(t)
-	tok := loadTok512(t)
-	vocab, err := tok.Vocab()
-	if err != nil {
-		t.Fatal(err)
-	}
 	needFile(t, stories260KGGUF)
 	src, err := gguf.Open(stories260KGGUF)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	// llama2.c's tokenizer converted as llama.cpp's converter did it
-	ref, err := src.Vocab()
+	vocab, err := src.Vocab()
 	if err != nil {
 		t.Fatal(err)
-	}
-	if !slices.Equal(vocab.Tokens, ref.Tokens) || !slices.Equal(vocab.Types, ref.Types) || !slices.Equal(vocab.Scores, ref.Scores) {
-		t.Error("tok512.bin converted to a GGUF vocabulary differs from stories260K.gguf's")
 	}
 
 	dir := t.TempDir()

@@ -16,7 +16,6 @@ const fixtures = "../../shared/fixtures/"
 const (
 	stories260KBin  = fixtures + "models/stories260K/stories260K.bin"
 	stories260KGGUF = fixtures + "models/stories260K/stories260K.gguf"
-	tok512          = fixtures + "models/stories260K/tok512.bin"
 	goldenFile      = fixtures + "models/stories260K/golden_greedy_once_upon_a_time.json"
 )
 

@@ -8,14 +8,22 @@ import (
 	"testing"
 
 	"github.com/cmc-dev/cmc/delta/kernels"
+	"github.com/cmc-dev/cmc/llama"
 )
 
 const tinyStories = fixtures + "datasets/tinystories/tinystories_val_sample.txt"
 
 // storyTokens tokenizes the stories (one per line) of the TinyStories sample
-// into two streams: the first nTrain stories and the last nHeld.
-func storyTokens(t *testing.T, tok *Tokenizer, nTrain, nHeld int) (train, held []int32) {
+// with stories260K's vocabulary, as llama.cpp does it, into two streams:
+// the first nTrain stories and the last nHeld, each story after a BOS.
+func storyTokens(t *testing.T, nTrain, nHeld int) (train, held []int32) {
 	t.Helper()
+	needFile(t, stories260KGGUF)
+	vm, err := llama.LoadModel(stories260KGGUF, llama.ModelParams{VocabOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
 	needFile(t, tinyStories)
 	b, err := os.ReadFile(tinyStories)
 	if err != nil {
@@ -31,10 +39,14 @@ func storyTokens(t *testing.T, tok *Tokenizer, nTrain, nHeld int) (train, held [
 		t.Fatalf("%s: %d stories, want %d", tinyStories, len(stories), nTrain+nHeld)
 	}
 	for _, s := range stories[:nTrain] {
-		train = append(train, tok.Encode(s, true, false)...)
+		if train, err = vm.Vocab().AppendTokens(train, s, true, false); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, s := range stories[len(stories)-nHeld:] {
-		held = append(held, tok.Encode(s, true, false)...)
+		if held, err = vm.Vocab().AppendTokens(held, s, true, false); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return train, held
 }
@@ -74,8 +86,7 @@ func TestTrainingLowersHeldOutLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains for a few seconds; skipped with -short")
 	}
-	tok := loadTok512(t)
-	train, held := storyTokens(t, tok, 600, 40)
+	train, held := storyTokens(t, 600, 40)
 	cfg := Config{Dim: 64, HiddenDim: 128, NLayers: 2, NHeads: 4, NKVHeads: 2, VocabSize: 512, SeqLen: 64, SharedClassifier: true}
 	m, err := New(cfg, 1)
 	if err != nil {
