@@ -20,7 +20,8 @@ import (
 // BenchmarkRemoteTinyWorld measures on the tiny world what steering a
 // served model over its top k candidates costs against steering the same
 // model locally over its whole vocabulary. For each user model (T, A, B) it
-// answers the first CMC_BENCH_N forget questions (default 40) greedily with
+// answers the first CMC_BENCH_N questions (default 40) of CMC_BENCH_DATA
+// (default tinyworld/data/forget.jsonl) greedily with
 // the delta CMC_BENCH_DELTA (default tinyworld/D0.gguf) at alpha 1, as
 // scripts/reproduce.sh evaluates them (qa templates, 48 tokens, stop at a
 // newline), and reports:
@@ -48,7 +49,11 @@ func BenchmarkRemoteTinyWorld(b *testing.B) {
 			b.Fatalf("CMC_BENCH_N=%q: %v", s, err)
 		}
 	}
-	examples, err := data.Read(filepath.Join(world, "data/forget.jsonl"), "tofu")
+	questions := filepath.Join(world, "data/forget.jsonl")
+	if p := os.Getenv("CMC_BENCH_DATA"); p != "" {
+		questions = p
+	}
+	examples, err := data.Read(questions, "tofu")
 	if err != nil {
 		b.Fatal(err)
 	}
