@@ -208,7 +208,8 @@ func runTrain(c *cli.Context) error {
 	}
 	firstStep := opt.Step
 	progress := newProgress(total, opt.Step)
-	checkpointFailed := false
+	// checkpointed: this run has written (or resumed) a checkpoint.
+	checkpointed, checkpointFailed := c.Bool("resume"), false
 	save := func() error {
 		if err := delta.SaveCheckpoint(paths.checkpoint, model, opt, run); err != nil {
 			checkpointFailed = true
@@ -218,6 +219,7 @@ func runTrain(c *cli.Context) error {
 			checkpointFailed = true
 			return fmt.Errorf("checkpoint's loss history: %w", err)
 		}
+		checkpointed = true
 		return nil
 	}
 	every := c.Int("checkpoint-every")
@@ -237,10 +239,8 @@ func runTrain(c *cli.Context) error {
 	case runErr == nil:
 	case errors.Is(runErr, control.ErrNonFinite):
 		// The weights in memory are garbage now: keep the last checkpoint.
-		if opt.Step > firstStep || c.Bool("resume") {
-			if _, err := os.Stat(paths.checkpoint); err == nil {
-				return fmt.Errorf("%w; nothing written, the last checkpoint %s is kept", runErr, paths.checkpoint)
-			}
+		if checkpointed {
+			return fmt.Errorf("%w; nothing written, the last checkpoint %s is kept", runErr, paths.checkpoint)
 		}
 		return fmt.Errorf("%w; nothing written", runErr)
 	case checkpointFailed:
