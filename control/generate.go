@@ -96,6 +96,9 @@ type Result struct {
 	Tokens       []int32 // the user tokens generated
 	FinishReason string  // "stop" (end token or stop string), "length" (MaxTokens) or "cancelled"
 	PromptTokens int
+	// CachedTokens is how many prompt tokens the user model's KV cache
+	// held already (the OpenAI API's prompt_tokens_details.cached_tokens).
+	CachedTokens int
 	// Logprobs and PromptLogprobs are recorded when Options ask for them.
 	Logprobs, PromptLogprobs Logprobs
 	// DeltaRetokenised counts the tokens after which the delta's context had
@@ -105,7 +108,10 @@ type Result struct {
 }
 
 // Generate continues userPrompt (user token ids, BOS included) and, when a
-// delta is set, deltaPrompt (the delta's own prompt ids). It calls emit with
+// delta is set, deltaPrompt (the delta's own prompt ids). Each model's
+// context keeps the longest prefix it shares with its prompt when the model
+// knows what it holds (a TokenLM: Tracked, DeltaLM), and starts empty
+// otherwise. It calls emit with
 // each new piece of text, in whole UTF-8 characters, holding back what could
 // be the start of a stop string.
 func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int32, opt Options, emit func(piece string) error) (Result, error) {
@@ -141,23 +147,41 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 		res.Logprobs.reserve(opt.MaxTokens + 1)
 	}
 
-	// With ScorePrompt the prompt after its first token is forced, one
-	// token per step, instead of sampled.
+	// Both contexts keep what they share with the new prompts (a chat's
+	// earlier turns, a completion that extends an earlier one): only the
+	// rest is decoded. With ScorePrompt the prompt after its first token is
+	// forced, one token per step, instead of sampled, from an empty context.
 	userNext := userPrompt
 	var forced []int32
 	if opt.ScorePrompt {
+		if err := g.User.Trim(0); err != nil {
+			return res, fmt.Errorf("generate: user model: %w", err)
+		}
 		userNext, forced = userPrompt[:1], userPrompt[1:]
 		res.PromptLogprobs.reserve(len(forced))
+	} else {
+		keep, err := reusePrefix(g.User, userPrompt)
+		if err != nil {
+			return res, fmt.Errorf("generate: user model: %w", err)
+		}
+		res.CachedTokens, userNext = keep, userPrompt[keep:]
 	}
 	var deltaNext []int32
-	deltaBase := 0       // delta context length before the generated part
 	var deltaGen []int32 // delta tokens of the generated text, as in its context
 	if useDelta {
-		deltaNext = deltaPrompt
-		deltaBase = g.Delta.Len() + len(deltaPrompt)
+		keep, err := 0, error(nil)
+		if opt.ScorePrompt {
+			if err := g.Delta.Trim(0); err != nil {
+				return res, fmt.Errorf("generate: delta model: %w", err)
+			}
+		} else if keep, err = reusePrefix(g.Delta, deltaPrompt); err != nil {
+			return res, fmt.Errorf("generate: delta model: %w", err)
+		}
+		deltaNext = deltaPrompt[keep:]
 		g.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
 		g.deltaSpacePrefix = g.addsSpacePrefix()
 	}
+	deltaBase := len(deltaPrompt) // delta context length before the generated part
 	if a, ok := g.User.(AbortableLM); ok {
 		a.SetAbortContext(ctx)
 		defer a.SetAbortContext(nil)

@@ -1,6 +1,9 @@
 package control
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // TokenLM is an LM that knows the token ids its context holds, so that a
 // new prompt decodes only what it does not share with them. DeltaLM is
@@ -38,6 +41,27 @@ func (t *Tracked) Append(tokens []int32) ([]float32, error) {
 	}
 	t.tokens = append(t.tokens, tokens...)
 	return logits, nil
+}
+
+// AppendAll is BatchLM's all-positions decode: in one batch when the
+// wrapped LM has it, token by token otherwise.
+func (t *Tracked) AppendAll(tokens []int32, rows []float32) error {
+	if err := appendAll(t.LM, tokens, rows); err != nil {
+		t.tokens = t.tokens[:0]
+		if terr := t.LM.Trim(0); terr != nil {
+			return fmt.Errorf("%w (and emptying the context failed: %v)", err, terr)
+		}
+		return err
+	}
+	t.tokens = append(t.tokens, tokens...)
+	return nil
+}
+
+// SetAbortContext passes the abort context on, when the wrapped LM takes one.
+func (t *Tracked) SetAbortContext(ctx context.Context) {
+	if a, ok := t.LM.(AbortableLM); ok {
+		a.SetAbortContext(ctx)
+	}
 }
 
 func (t *Tracked) Trim(pos int) error {

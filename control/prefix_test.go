@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -88,5 +89,73 @@ func TestReusePrefixWithoutARecordStartsOver(t *testing.T) {
 	lm.Append([]int32{1, 2, 3})
 	if keep, err := reusePrefix(lm, []int32{1, 2, 3, 4}); err != nil || keep != 0 || lm.Len() != 0 {
 		t.Errorf("keep %d, context %d, %v; want 0, 0", keep, lm.Len(), err)
+	}
+}
+
+// TestGenerateReusesTheCacheAcrossTurns: the second turn of a conversation
+// (its prompt extends the first turn's prompt and answer) decodes only the
+// new tokens of both models, and gives the same text as a generation on
+// empty contexts; also when inexact map entries re-tokenise the delta's text.
+func TestGenerateReusesTheCacheAcrossTurns(t *testing.T) {
+	const vocab = 7
+	identity := &TokenMap{ToDelta: []int32{0, 1, 2, 3, 4, 5, 6}, Same: []bool{true, true, false, true, false, true, true}}
+	for _, m := range []*TokenMap{nil, identity} {
+		newGen := func() (*Generator, *historyLM, *historyLM) {
+			u, d := newHistoryLM(vocab, 3), newHistoryLM(vocab, 4)
+			return &Generator{User: Track(u), UserTok: alphabet{}, Delta: Track(d), DeltaTok: alphabet{}, Map: m, Alpha: 1.5}, u, d
+		}
+		opt := Options{MaxTokens: 8}
+		g, user, delta := newGen()
+		p1 := []int32{0, 1, 2, 3, 4, 5, 6, 1, 2, 3}
+		d1 := []int32{0, 6, 5, 4}
+		r1, err := g.Generate(context.Background(), p1, d1, opt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r1.CachedTokens != 0 {
+			t.Errorf("first turn: %d cached tokens, want 0", r1.CachedTokens)
+		}
+		p2 := append(append(slices.Clone(p1), r1.Tokens...), 4, 4, 0)
+		d2 := append(append(slices.Clone(d1), r1.Tokens...), 4, 4, 0)
+		user.decoded, delta.decoded = 0, 0
+		r2, err := g.Generate(context.Background(), p2, d2, opt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r2.CachedTokens < len(p1)*9/10 {
+			t.Errorf("map %v: second turn reused %d of the first prompt's %d tokens, want at least 90%%", m != nil, r2.CachedTokens, len(p1))
+		}
+		fresh, _, _ := newGen()
+		want, err := fresh.Generate(context.Background(), p2, d2, opt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r2.Text != want.Text || !slices.Equal(r2.Tokens, want.Tokens) {
+			t.Errorf("map %v: second turn %q with the cache, %q on empty contexts", m != nil, r2.Text, want.Text)
+		}
+		if newTokens := len(p2) - r2.CachedTokens; user.decoded > newTokens+len(r2.Tokens) {
+			t.Errorf("map %v: the user model decoded %d tokens for %d new prompt tokens and %d generated", m != nil, user.decoded, newTokens, len(r2.Tokens))
+		}
+		if delta.decoded >= len(d2) {
+			t.Errorf("map %v: the delta decoded %d tokens, its whole prompt has %d: nothing was reused", m != nil, delta.decoded, len(d2))
+		}
+
+		// A prompt that leaves the cached text after the first turn's
+		// prompt (an edited message) keeps only what they share.
+		other := (r1.Tokens[0] + 1) % vocab
+		p3 := append(slices.Clone(p1), other, other)
+		d3 := append(slices.Clone(d1), other)
+		r3, err := g.Generate(context.Background(), p3, d3, opt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh, _, _ = newGen()
+		want3, err := fresh.Generate(context.Background(), p3, d3, opt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r3.CachedTokens != len(p1) || r3.Text != want3.Text {
+			t.Errorf("map %v: an edited turn: %d cached (want %d), %q (want %q)", m != nil, r3.CachedTokens, len(p1), r3.Text, want3.Text)
+		}
 	}
 }

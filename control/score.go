@@ -19,20 +19,14 @@ type BatchLM interface {
 
 // Scorer measures answers the way `cmc eval` needs: many answers (the
 // right one, a paraphrase, perturbed wrong ones) and greedy generations
-// after one prompt. It remembers which prompt each model's KV cache starts
-// with, so every answer rewinds to the end of the prompt instead of
+// after one prompt. With models that know what their KV caches hold
+// (TokenLM) every answer rewinds to the end of the prompt instead of
 // decoding it again, and it reads the user model's log-probabilities of a
 // whole answer from one batched decode when the user model is a BatchLM.
-//
-// The Scorer owns its Generator's contexts: nothing else may decode into
-// them between its calls.
 type Scorer struct {
 	G *Generator
 
-	// Prompts known to sit at the start of the user's and the delta's
-	// contexts (nil: nothing known, start from an empty context).
-	userCached, deltaCached []int32
-	logits                  []float32 // rows of the user's logits over an answer
+	logits []float32 // rows of the user's logits over an answer
 }
 
 // Score feeds target after the prompts and returns each target token's
@@ -65,7 +59,7 @@ func (s *Scorer) Score(ctx context.Context, userPrompt, deltaPrompt, target []in
 	// The user model: rewind to the prompt's last token, then decode it and
 	// the answer but its last token in one batch. Row i of the logits
 	// predicts target[i].
-	keep, err := rewind(g.User, &s.userCached, userPrompt)
+	keep, err := reusePrefix(g.User, userPrompt)
 	if err != nil {
 		return nil, nil, fmt.Errorf("score: user model: %w", err)
 	}
@@ -82,11 +76,10 @@ func (s *Scorer) Score(ctx context.Context, userPrompt, deltaPrompt, target []in
 	if err := appendAll(g.User, batch, rows); err != nil {
 		return nil, nil, fmt.Errorf("score: user model: %w", err)
 	}
-	s.userCached = append(s.userCached[:0], userPrompt...)
 
 	var deltaNext, deltaGen []int32
 	if useDelta {
-		keep, err := rewind(g.Delta, &s.deltaCached, deltaPrompt)
+		keep, err := reusePrefix(g.Delta, deltaPrompt)
 		if err != nil {
 			return nil, nil, fmt.Errorf("score: delta model: %w", err)
 		}
@@ -110,18 +103,13 @@ func (s *Scorer) Score(ctx context.Context, userPrompt, deltaPrompt, target []in
 		}
 		dl, err := g.Delta.Append(deltaNext)
 		if err != nil {
-			s.deltaCached = nil
 			return nil, nil, fmt.Errorf("score: delta model: %w", err)
-		}
-		if i == 0 {
-			s.deltaCached = append(s.deltaCached[:0], deltaPrompt...)
 		}
 		g.addDelta(scores, dl)
 		controlled[i] = float64(scores[u]) - g.logSumExp(scores)
 		text = g.UserTok.AppendPiece(text, u, false)
 		if i+1 < len(target) {
 			if deltaNext, deltaGen, err = g.advanceDelta(u, text, len(deltaPrompt), deltaGen, &res); err != nil {
-				s.deltaCached = nil
 				return nil, nil, err
 			}
 		}
@@ -130,58 +118,15 @@ func (s *Scorer) Score(ctx context.Context, userPrompt, deltaPrompt, target []in
 }
 
 // Generate runs the Generator after the prompts (alone: without the delta,
-// whatever Alpha says), rewinding both contexts to the prompts as Score
-// does, so that a greedy answer and the scores of every answer share one
-// decoded prompt.
+// whatever Alpha says). Like Score it keeps what the contexts share with
+// the prompts, so that a greedy answer and the scores of every answer share
+// one decoded prompt.
 func (s *Scorer) Generate(ctx context.Context, userPrompt, deltaPrompt []int32, opt Options, alone bool) (Result, error) {
 	g := *s.G
 	if alone {
 		g.Delta = nil
 	}
-	if len(userPrompt) == 0 {
-		return Result{}, errors.New("generate: empty prompt")
-	}
-	// Generate continues whatever its contexts hold: hand it the part of
-	// each prompt that is not there yet (at least the last token, whose
-	// logits start the generation).
-	keep, err := rewind(g.User, &s.userCached, userPrompt)
-	if err != nil {
-		return Result{}, fmt.Errorf("generate: user model: %w", err)
-	}
-	userTail := userPrompt[keep:]
-	var deltaTail []int32
-	if g.Delta != nil && g.Alpha != 0 && len(deltaPrompt) > 0 {
-		keep, err := rewind(g.Delta, &s.deltaCached, deltaPrompt)
-		if err != nil {
-			return Result{}, fmt.Errorf("generate: delta model: %w", err)
-		}
-		deltaTail = deltaPrompt[keep:]
-	}
-	res, err := g.Generate(ctx, userTail, deltaTail, opt, nil)
-	res.PromptTokens = len(userPrompt)
-	if err != nil {
-		s.userCached, s.deltaCached = nil, nil
-		return res, err
-	}
-	s.userCached = append(s.userCached[:0], userPrompt...)
-	if deltaTail != nil {
-		s.deltaCached = append(s.deltaCached[:0], deltaPrompt...)
-	}
-	return res, nil
-}
-
-// rewind trims lm back to the longest prefix of prompt that *cached says
-// it holds, keeping at least the prompt's last token out so that decoding it
-// gives fresh logits, and returns that length. *cached is cleared first, so
-// that a failure before the caller records the new prompt leaves nothing
-// trusted.
-func rewind(lm LM, cached *[]int32, prompt []int32) (int, error) {
-	keep := min(commonPrefix(*cached, prompt), len(prompt)-1, lm.Len())
-	*cached = (*cached)[:0]
-	if err := lm.Trim(keep); err != nil {
-		return 0, err
-	}
-	return keep, nil
+	return g.Generate(ctx, userPrompt, deltaPrompt, opt, nil)
 }
 
 // appendAll decodes tokens after lm's context into rows of logits, in one

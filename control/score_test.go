@@ -131,11 +131,11 @@ func TestScorerMatchesReference(t *testing.T) {
 	targets := [][]int32{{2, 2, 6, 1}, {5}, {1, 0, 4}, {3, 3}}
 	for _, batched := range []bool{true, false} {
 		user, delta := newHistoryLM(vocab, 11), newHistoryLM(vocab, 29)
-		var userLM LM = user
+		userLM := Track(user)
 		if batched {
-			userLM = batchLM{user}
+			userLM = Track(batchLM{user})
 		}
-		s := &Scorer{G: &Generator{User: userLM, UserTok: alphabet{}, Delta: delta, DeltaTok: alphabet{}, Alpha: alpha}}
+		s := &Scorer{G: &Generator{User: userLM, UserTok: alphabet{}, Delta: Track(delta), DeltaTok: alphabet{}, Alpha: alpha}}
 		for i := range prompts {
 			alone, ctl, err := s.Score(context.Background(), prompts[i], deltaPrompts[i], targets[i])
 			if err != nil {
@@ -161,7 +161,7 @@ func TestScorerMatchesReference(t *testing.T) {
 // own tokens (and the prompt's last one), in one batch.
 func TestScorerRewinds(t *testing.T) {
 	user := newHistoryLM(7, 3)
-	s := &Scorer{G: &Generator{User: batchLM{user}, UserTok: alphabet{}}}
+	s := &Scorer{G: &Generator{User: Track(batchLM{user}), UserTok: alphabet{}}}
 	prompt := []int32{0, 1, 2, 3, 4, 5}
 	if _, _, err := s.Score(context.Background(), prompt, nil, []int32{1, 2, 3}); err != nil {
 		t.Fatal(err)
@@ -193,7 +193,7 @@ func TestScorerGenerate(t *testing.T) {
 		t.Fatal(err)
 	}
 	user, delta := newHistoryLM(vocab, 5), newHistoryLM(vocab, 8)
-	s := &Scorer{G: &Generator{User: batchLM{user}, UserTok: alphabet{}, Delta: delta, DeltaTok: alphabet{}, Alpha: alpha}}
+	s := &Scorer{G: &Generator{User: Track(batchLM{user}), UserTok: alphabet{}, Delta: Track(delta), DeltaTok: alphabet{}, Alpha: alpha}}
 	for round := range 2 {
 		if _, err := s.Generate(context.Background(), prompt, deltaPrompt, opt, true); err != nil {
 			t.Fatal(err)
