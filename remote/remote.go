@@ -229,23 +229,13 @@ func (c *Client) Echo(ctx context.Context, text string, k int) ([]control.Echoed
 		return nil, fmt.Errorf("%s/completions with echo: want tokens, token_logprobs, top_logprobs and text_offset of one length, got %d, %d, %d, %d",
 			c.BaseURL, n, len(lp.TokenLogprobs), len(lp.TopLogprobs), len(lp.TextOffset))
 	}
-	// OpenAI's offsets count characters; Go indexes bytes.
-	runeStarts := make([]int, 0, len(text)+1)
-	for i := range text {
-		runeStarts = append(runeStarts, i)
+	offsets, err := byteOffsets(text, lp.Tokens, lp.TextOffset)
+	if err != nil {
+		return nil, fmt.Errorf("%s/completions with echo: %w", c.BaseURL, err)
 	}
-	runeStarts = append(runeStarts, len(text))
 	out := make([]control.EchoedToken, n)
 	for i := range n {
-		off := lp.TextOffset[i]
-		if off < 0 {
-			return nil, fmt.Errorf("%s/completions with echo: token %d has offset %d", c.BaseURL, i, off)
-		}
-		if off < len(runeStarts) {
-			off = runeStarts[off]
-		} else {
-			off = len(text) + off - (len(runeStarts) - 1) // past the text: the new token
-		}
+		off := offsets[i]
 		t := control.EchoedToken{Offset: off, Text: tokenText(lp.Tokens[i], nil), LogProb: math.NaN()}
 		if p := lp.TokenLogprobs[i]; p != nil {
 			t.LogProb = *p
@@ -258,6 +248,42 @@ func (c *Client) Echo(ctx context.Context, text string, k int) ([]control.Echoed
 		out[i] = t
 	}
 	return out, nil
+}
+
+// byteOffsets turns an echo's text_offset into byte offsets in text.
+// OpenAI and vLLM count characters; some engines (cmc serve among them)
+// count bytes. The two agree on ASCII text; otherwise the reading under
+// which more tokens are found at their offsets wins. Offsets past the text
+// (the engine's new token) keep their distance from its end.
+func byteOffsets(text string, tokens []string, offsets []int) ([]int, error) {
+	runeStarts := make([]int, 0, len(text)+1)
+	for i := range text {
+		runeStarts = append(runeStarts, i)
+	}
+	runeStarts = append(runeStarts, len(text))
+	asChars := make([]int, len(offsets))
+	matchChars, matchBytes := 0, 0
+	for i, off := range offsets {
+		if off < 0 {
+			return nil, fmt.Errorf("token %d has offset %d", i, off)
+		}
+		if off < len(runeStarts) {
+			asChars[i] = runeStarts[off]
+		} else {
+			asChars[i] = len(text) + off - (len(runeStarts) - 1)
+		}
+		tok := tokenText(tokens[i], nil)
+		if strings.HasPrefix(text[min(asChars[i], len(text)):], tok) {
+			matchChars++
+		}
+		if strings.HasPrefix(text[min(off, len(text)):], tok) {
+			matchBytes++
+		}
+	}
+	if matchBytes > matchChars {
+		return offsets, nil
+	}
+	return asChars, nil
 }
 
 // parseLogprobs reads the first position's candidates from either shape,

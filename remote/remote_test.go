@@ -247,3 +247,19 @@ func TestRetries(t *testing.T) {
 		t.Fatalf("always 503: %v after %d calls, want the engine's message after %d", err, calls, maxAttempts)
 	}
 }
+
+// TestByteOffsets: character offsets (OpenAI, vLLM) and byte offsets (cmc
+// serve) of the same echo both come out as bytes.
+func TestByteOffsets(t *testing.T) {
+	tokens := []string{"h", "é", "llo", " world", " !"}
+	want := []int{0, 1, 3, 6, 12}
+	for _, offsets := range [][]int{{0, 1, 2, 5, 11}, {0, 1, 3, 6, 12}} {
+		got, err := byteOffsets("héllo world", tokens, offsets)
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("offsets %v: %v %v, want %v", offsets, got, err, want)
+		}
+	}
+	if _, err := byteOffsets("a", []string{"a"}, []int{-1}); err == nil {
+		t.Error("a negative offset was accepted")
+	}
+}
