@@ -87,6 +87,8 @@ type Trainer struct {
 	// OnStep is called after every optimiser step; returning an error stops
 	// training (e.g. a failed checkpoint).
 	OnStep func(Step) error
+
+	chunkRows int // rows of delta logits alive at once; 0: lossChunk floats' worth
 }
 
 // TotalSteps is the number of optimiser steps of the whole run.
@@ -97,7 +99,8 @@ func (t *Trainer) TotalSteps() int {
 // microBatch is B sequences padded to one length T, with the template's
 // logits at the labelled positions once they are ready. Only labelled
 // positions get vocabulary-wide rows (template logits, delta logits and
-// their gradient): a prompt costs the transformer, not the classifier.
+// their gradient, the latter a chunk at a time): a prompt costs the
+// transformer, not the classifier.
 type microBatch struct {
 	ids     []int32 // [B·T] tokens
 	B, T    int
@@ -122,6 +125,10 @@ type AbortableTemplate interface {
 	// called during a SequenceLogits.
 	SetAbortContext(ctx context.Context)
 }
+
+// lossChunk is the number of delta logits alive at once in a training
+// pass: 16 MiB of them.
+const lossChunk = 4 << 20
 
 // ErrNonFinite reports a loss or gradient that is NaN or infinite: training
 // diverged (a learning rate far too high) or a model holds non-finite
@@ -175,6 +182,13 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 		per *= 2
 	}
 	spe := t.Config.StepsPerEpoch(len(t.Train))
+	// The delta's logits live a chunk of rows at a time: lossChunk floats,
+	// and never fewer than 8 rows, so the classifier's products stay
+	// efficient.
+	chunk := max(8, lossChunk/t.Model.Config.VocabSize)
+	if t.chunkRows > 0 {
+		chunk = t.chunkRows
+	}
 	for step := t.Opt.Step; step < total; step++ {
 		st := Step{Step: step + 1, Epoch: step/spe + 1}
 		stepStart := time.Now()
@@ -197,12 +211,15 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 			}
 			st.TemplateTime += mb.wait
 			start := time.Now()
-			logits := t.Model.ForwardAt(mb.ids, mb.B, mb.T, mb.rows)
-			ce, n := controlledCE(t.Model, logits, mb)
+			var ce float64
+			var n int
+			t.Model.TrainRows(mb.ids, mb.B, mb.T, mb.rows, chunk, func(lo, hi int, logits []float32) {
+				sum, k := controlledCE(t.Model, logits, mb, lo, hi)
+				ce, n = ce+sum, n+k
+			})
 			if math.IsNaN(ce) || math.IsInf(ce, 0) {
 				return t.nonFinite(st, mb)
 			}
-			t.Model.Backward(logits)
 			st.DeltaTime += time.Since(start)
 			if mb.logT != nil {
 				free <- mb.logT
@@ -458,15 +475,22 @@ func (t *Trainer) pad(p plannedBatch) (*microBatch, error) {
 	return mb, nil
 }
 
-// controlledCE computes the CMC loss of a micro-batch's labelled rows,
+// controlledCE computes the CMC loss of a micro-batch's labelled rows
+// [lo, hi),
 //
 //	z = log_softmax(template) + delta;  CE(z, label),
 //
-// and overwrites logits ([rows × vocab]) with scale · d(CE)/d(delta logits),
-// so that a step's micro-batches sum to the gradient of its per-token mean.
-// The template's raw logits serve as well as its log-probs: log_softmax
-// only shifts each row by a constant, which the softmax cancels. It returns
-// the sum of CE over the rows and their number.
-func controlledCE(m *delta.Model, logits []float32, mb *microBatch) (float64, int) {
-	return delta.BiasedCrossEntropySum(m.Pool, logits, mb.logT, mb.targets, m.Config.VocabSize, mb.scale)
+// and overwrites logits (the delta's, [hi−lo × vocab]) with
+// scale · d(CE)/d(delta logits), so that a step's micro-batches sum to the
+// gradient of its per-token mean. The template's raw logits serve as well
+// as its log-probs: log_softmax only shifts each row by a constant, which
+// the softmax cancels. It returns the sum of CE over the rows and their
+// number.
+func controlledCE(m *delta.Model, logits []float32, mb *microBatch, lo, hi int) (float64, int) {
+	v := m.Config.VocabSize
+	var bias []float32
+	if mb.logT != nil {
+		bias = mb.logT[lo*v : hi*v]
+	}
+	return delta.BiasedCrossEntropySum(m.Pool, logits, bias, mb.targets[lo:hi], v, mb.scale)
 }

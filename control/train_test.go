@@ -94,11 +94,11 @@ func TestControlledCEGradient(t *testing.T) {
 	}
 	loss := func(d []float32) float64 {
 		buf := slices.Clone(d)
-		l, _ := controlledCE(m, buf, mb)
+		l, _ := controlledCE(m, buf, mb, 0, R)
 		return l
 	}
 	grad := slices.Clone(delt)
-	base, count := controlledCE(m, grad, mb)
+	base, count := controlledCE(m, grad, mb, 0, R)
 	if count != R {
 		t.Fatalf("counted %d positions, want %d", count, R)
 	}
@@ -124,7 +124,7 @@ func TestControlledCEGradient(t *testing.T) {
 	// The forget set's sign flips the gradient.
 	mb.sign, mb.scale = -1, -mb.scale
 	neg := slices.Clone(delt)
-	controlledCE(m, neg, mb)
+	controlledCE(m, neg, mb, 0, R)
 	for i := range neg {
 		if math.Abs(float64(neg[i]+grad[i])) > 1e-6 {
 			t.Fatalf("forget gradient %g is not the negated %g", neg[i], grad[i])
@@ -218,7 +218,7 @@ func heldOutLoss(t testing.TB, tmpl Template, m *delta.Model, seqs []data.Sequen
 		}
 		mb.scale = 1
 		logits := m.ForwardAt(mb.ids, 1, mb.T, mb.rows)
-		l, n := controlledCE(m, logits, mb)
+		l, n := controlledCE(m, logits, mb, 0, len(mb.rows))
 		sum += l / float64(n)
 	}
 	return sum / float64(len(seqs))
@@ -359,5 +359,37 @@ func TestPositionTemplateTrainsAlike(t *testing.T) {
 	}
 	if !slices.Equal(whole.Model.Params, at.Model.Params) {
 		t.Fatal("training with the template's labelled positions only differs")
+	}
+}
+
+// TestLossChunksTrainAlike: the delta's logits computed a few rows at a
+// time give the training of all rows at once (up to rounding), the
+// template's rows and the labels going with their chunk.
+func TestLossChunksTrainAlike(t *testing.T) {
+	const vocab = 16
+	tmpl := randomTemplate(vocab, 4)
+	seqs := sequences(12, 10, vocab, 3)
+	cfg := TrainConfig{Objective: GradDiff, BatchSize: 3, Accumulate: 2, Epochs: 2, Seed: 2}
+	run := func(chunkRows int) ([]float64, []float32) {
+		tr := newTrainer(t, tmpl, tinyDelta(t, vocab, 3), seqs[:6], cfg)
+		tr.Retain, tr.chunkRows = seqs[6:], chunkRows
+		var losses []float64
+		tr.OnStep = func(s Step) error { losses = append(losses, s.Loss); return nil }
+		if err := tr.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return losses, tr.Model.Params
+	}
+	l1, p1 := run(0)
+	l2, p2 := run(5)
+	for i := range l1 {
+		if math.Abs(l1[i]-l2[i]) > 1e-5 {
+			t.Fatalf("step %d: loss %.7f at once, %.7f in chunks of 5 rows", i+1, l1[i], l2[i])
+		}
+	}
+	for i := range p1 {
+		if math.Abs(float64(p1[i]-p2[i])) > 1e-5 {
+			t.Fatalf("parameter %d: %g at once, %g in chunks", i, p1[i], p2[i])
+		}
 	}
 }

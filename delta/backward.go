@@ -18,7 +18,7 @@ func (m *Model) Backward(dlogits []float32) {
 		panic("delta: Backward without a Forward")
 	}
 	c := m.Config
-	N, T, dim, kv, hid, p := st.B*st.T, st.T, c.Dim, c.KVDim(), c.HiddenDim, m.Pool
+	N, dim, p := st.B*st.T, c.Dim, m.Pool
 	if len(dlogits) != len(st.logits) {
 		panic(fmt.Sprintf("delta: Backward got %d dlogits for %d logits", len(dlogits), len(st.logits)))
 	}
@@ -39,6 +39,16 @@ func (m *Model) Backward(dlogits []float32) {
 			}
 		}
 	}
+
+	m.backwardFromNorm(dxn)
+}
+
+// backwardFromNorm is Backward below the classifier: it propagates dxn =
+// d(loss)/d(final RMSNorm output) [B·T × dim] through the model.
+func (m *Model) backwardFromNorm(dxn []float32) {
+	st := m.train
+	c := m.Config
+	N, T, dim, kv, hid, p := st.B*st.T, st.T, c.Dim, c.KVDim(), c.HiddenDim, m.Pool
 
 	// final norm; dx is d(loss)/d(residual stream) from here on
 	dx := st.dx
