@@ -12,6 +12,10 @@ import (
 // the CMC paper.
 var stories15M = Config{Dim: 288, HiddenDim: 768, NLayers: 6, NHeads: 6, NKVHeads: 6, VocabSize: 32000, SeqLen: 256, SharedClassifier: true}
 
+// stories110M is the shape of karpathy's stories110M, the largest delta of
+// the CMC paper.
+var stories110M = Config{Dim: 768, HiddenDim: 2048, NLayers: 12, NHeads: 12, NKVHeads: 12, VocabSize: 32000, SeqLen: 1024, SharedClassifier: true}
+
 // reportTokens reports tokens per second of wall-clock time and per
 // CPU-second of the whole process (all threads): on a machine shared with
 // other work the first measures the load, the second still the code.
@@ -22,8 +26,8 @@ func reportTokens(b *testing.B, tokens int, cpu0 time.Duration) {
 	}
 }
 
-func newBenchModel(b *testing.B) *Model {
-	m, err := New(stories15M, 1)
+func newBenchModel(b *testing.B, c Config) *Model {
+	m, err := New(c, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,9 +39,20 @@ func newBenchModel(b *testing.B) *Model {
 // BenchmarkTrainStep15M is one training step of a stories15M-shaped model
 // on a batch of 4×256 random tokens: forward, cross-entropy, backward and
 // an AdamW update. scripts/bench-delta.sh compares it with PyTorch.
-func BenchmarkTrainStep15M(b *testing.B) {
+func BenchmarkTrainStep15M(b *testing.B) { benchmarkTrainStep(b, stories15M) }
+
+// BenchmarkTrainStep110M is BenchmarkTrainStep15M at the stories110M shape
+// (1.7 GB of parameters, gradients and AdamW moments; a few seconds a step).
+func BenchmarkTrainStep110M(b *testing.B) { benchmarkTrainStep(b, stories110M) }
+
+// benchmarkTrainStep times training steps on 4×256 random tokens and also
+// reports the matrix products' rate, 6 flops per token per weight of a
+// matrix (2 forward, 4 backward) as the usual accounting has it, leaving
+// out attention's own products and the elementwise work: the figure to set
+// against the machine's peak.
+func benchmarkTrainStep(b *testing.B, c Config) {
 	const B, T = 4, 256
-	m := newBenchModel(b)
+	m := newBenchModel(b, c)
 	V := m.Config.VocabSize
 	rng := rand.New(rand.NewPCG(1, 2))
 	ids, targets := randomIDs(rng, B*T, V), randomIDs(rng, B*T, V)
@@ -54,13 +69,20 @@ func BenchmarkTrainStep15M(b *testing.B) {
 	for range b.N {
 		step()
 	}
+	cpu := processCPU() - cpu0
 	reportTokens(b, B*T*b.N, cpu0)
+	perLayer := 2*c.Dim*c.Dim + 2*c.Dim*c.KVDim() + 3*c.Dim*c.HiddenDim
+	flops := 6 * float64(c.NLayers*perLayer+c.VocabSize*c.Dim) * float64(B*T*b.N)
+	b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	if cpu > 0 {
+		b.ReportMetric(flops/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+	}
 }
 
 // BenchmarkDecode15M is incremental inference of a stories15M-shaped model,
 // one token at a time with the KV cache, over positions 0…255.
 func BenchmarkDecode15M(b *testing.B) {
-	m := newBenchModel(b)
+	m := newBenchModel(b, stories15M)
 	s := m.NewSession(256)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -76,7 +98,7 @@ func BenchmarkDecode15M(b *testing.B) {
 
 // BenchmarkPrefill15M decodes a 256-token prompt at once.
 func BenchmarkPrefill15M(b *testing.B) {
-	m := newBenchModel(b)
+	m := newBenchModel(b, stories15M)
 	s := m.NewSession(256)
 	prompt := randomIDs(rand.New(rand.NewPCG(3, 4)), 256, m.Config.VocabSize)
 	b.ResetTimer()
