@@ -84,9 +84,16 @@ type format interface {
 }
 
 type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens        int                 `json:"prompt_tokens"`
+	CompletionTokens    int                 `json:"completion_tokens"`
+	TotalTokens         int                 `json:"total_tokens"`
+	PromptTokensDetails promptTokensDetails `json:"prompt_tokens_details"`
+}
+
+// promptTokensDetails is OpenAI's breakdown of the prompt tokens: how many
+// came from the cache of earlier requests' prompts.
+type promptTokensDetails struct {
+	CachedTokens int `json:"cached_tokens"`
 }
 
 func usageOf(results ...Result) usage {
@@ -94,6 +101,7 @@ func usageOf(results ...Result) usage {
 	for _, r := range results {
 		u.PromptTokens += r.PromptTokens
 		u.CompletionTokens += r.CompletionTokens
+		u.PromptTokensDetails.CachedTokens += r.CachedTokens
 	}
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
 	return u

@@ -100,6 +100,9 @@ type Result struct {
 	FinishReason     string // "stop" or "length"
 	PromptTokens     int
 	CompletionTokens int
+	// CachedTokens is how many prompt tokens the model's KV cache already
+	// held from an earlier request (usage.prompt_tokens_details).
+	CachedTokens int
 
 	// Logprobs are the generated tokens', with Request.Logprobs; the end
 	// token that stopped generation comes last, marked End.

@@ -357,23 +357,8 @@ func newEvaluator(ctx context.Context, rm *runtimeModels, maxTokens int, stop []
 	if rm.remote != nil {
 		return &evaluator{ctx: ctx, rm: rm, withDelta: rm.delta != nil && rm.alpha != 0, maxTokens: maxTokens, stop: stop}
 	}
-	g := &control.Generator{
-		User:            batchContext{rm.userCtx},
-		UserTok:         rm.user.Vocab(),
-		EndOfGeneration: rm.user.Vocab().IsEOG,
-	}
-	withDelta := rm.delta != nil && rm.alpha != 0
-	if withDelta {
-		g.Delta, g.DeltaTok, g.Map, g.Alpha = rm.deltaLM, rm.deltaVocab.Vocab(), rm.tokenMap, rm.alpha
-	}
-	return &evaluator{ctx: ctx, rm: rm, sc: &control.Scorer{G: g}, withDelta: withDelta, maxTokens: maxTokens, stop: stop}
-}
-
-// batchContext gives the Scorer llama.cpp's all-positions decode.
-type batchContext struct{ *llama.Context }
-
-func (b batchContext) AppendAll(tokens []int32, logits []float32) error {
-	return b.Decode(tokens, llama.OutputAll, logits)
+	g := rm.generator(rm.alpha)
+	return &evaluator{ctx: ctx, rm: rm, sc: &control.Scorer{G: g}, withDelta: g.Delta != nil, maxTokens: maxTokens, stop: stop}
 }
 
 // evalPrompt is one question rendered for both models.

@@ -75,6 +75,10 @@ func defaultCacheDir(sub string) string {
 type runtimeModels struct {
 	user    *llama.Model
 	userCtx *llama.Context
+	// userLM decodes into userCtx and records what it holds, so that each
+	// request decodes only what its prompt does not share with the cache.
+	// Every decode of the user model goes through it.
+	userLM *control.Tracked
 
 	delta      *delta.Model
 	deltaVocab *llama.Model // the delta's tokenizer, loaded vocab-only
@@ -114,8 +118,7 @@ func loadRuntime(c *cli.Context) (*runtimeModels, error) {
 		rm.close()
 		return nil, err
 	}
-	rm.userCtx, err = rm.user.NewContext(llama.ContextParams{Size: c.Int("ctx"), Threads: threads})
-	if err != nil {
+	if err := rm.openUserContext(llama.ContextParams{Size: c.Int("ctx"), Threads: threads}); err != nil {
 		rm.close()
 		return nil, err
 	}
@@ -195,19 +198,39 @@ func (rm *runtimeModels) close() {
 	}
 }
 
-// generator returns a Generator over fresh contexts of both models.
+// openUserContext creates the user model's context (its KV cache) and the
+// record of what it holds.
+func (rm *runtimeModels) openUserContext(p llama.ContextParams) error {
+	var err error
+	if rm.userCtx, err = rm.user.NewContext(p); err != nil {
+		return err
+	}
+	rm.userLM = control.Track(allPositions{rm.userCtx})
+	return nil
+}
+
+// generator returns a Generator over both models' contexts, which keep
+// what earlier requests left in them: Generate decodes only the part of a
+// prompt that the caches do not hold.
 func (rm *runtimeModels) generator(alpha float32) *control.Generator {
-	rm.userCtx.Clear()
 	g := &control.Generator{
-		User:            rm.userCtx,
+		User:            rm.userLM,
 		UserTok:         rm.user.Vocab(),
 		EndOfGeneration: rm.user.Vocab().IsEOG,
 	}
 	if rm.delta != nil && alpha != 0 {
-		rm.deltaLM.Trim(0)
 		g.Delta, g.DeltaTok, g.Map, g.Alpha = rm.deltaLM, rm.deltaVocab.Vocab(), rm.tokenMap, alpha
 	}
 	return g
+}
+
+// allPositions gives llama.cpp's context the all-positions decode of
+// control.BatchLM: scoring an answer or a prompt reads every row of logits
+// from one batch.
+type allPositions struct{ *llama.Context }
+
+func (a allPositions) AppendAll(tokens []int32, logits []float32) error {
+	return a.Decode(tokens, llama.OutputAll, logits)
 }
 
 // resolveTemplates parses the --template and --delta-template flags.
@@ -247,11 +270,6 @@ func (rm *runtimeModels) chatPrompts(msgs []llama.Message) (userIDs, deltaIDs []
 	if len(msgs) == 0 {
 		return nil, nil, "", errors.New("no messages")
 	}
-	var prefill string
-	turns := msgs
-	if last := msgs[len(msgs)-1]; last.Role == "assistant" {
-		prefill, turns = last.Content, msgs[:len(msgs)-1]
-	}
 	if rm.userChat != nil {
 		if rm.system != "" && msgs[0].Role != "system" {
 			msgs = append([]llama.Message{{Role: "system", Content: rm.system}}, msgs...)
@@ -263,7 +281,7 @@ func (rm *runtimeModels) chatPrompts(msgs []llama.Message) (userIDs, deltaIDs []
 			return nil, nil, "", err
 		}
 	} else {
-		userText = rm.userTmpl.Prompt(data.Example{Instruction: flatten(turns)}) + prefill
+		userText = renderTurns(rm.userTmpl, msgs)
 		if userIDs, err = rm.user.Vocab().Tokenize(userText, true, false); err != nil {
 			return nil, nil, "", fmt.Errorf("tokenise the prompt: %w", err)
 		}
@@ -271,8 +289,9 @@ func (rm *runtimeModels) chatPrompts(msgs []llama.Message) (userIDs, deltaIDs []
 	if rm.delta == nil {
 		return userIDs, nil, userText, nil
 	}
-	// The delta sees the conversation the way it was trained: one query.
-	deltaText := rm.deltaTmpl.Prompt(data.Example{Instruction: flatten(turns)}) + prefill
+	// The delta sees the conversation in the template it was trained with,
+	// turn by turn, so that its prompt for the next turn extends this one.
+	deltaText := renderTurns(rm.deltaTmpl, msgs)
 	deltaIDs, err = rm.deltaVocab.Vocab().Tokenize(deltaText, true, false)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("tokenise the delta's prompt: %w", err)
@@ -287,7 +306,7 @@ func (rm *runtimeModels) chatPrompts(msgs []llama.Message) (userIDs, deltaIDs []
 func (rm *runtimeModels) renderUser(chat *llama.Chat, tmpl data.Template, history []llama.Message, query string) (text string, special bool, err error) {
 	msgs := append(slices.Clip(history), llama.Message{Role: "user", Content: query})
 	if chat == nil {
-		return tmpl.Prompt(data.Example{Instruction: flatten(msgs)}), false, nil
+		return renderTurns(tmpl, msgs), false, nil
 	}
 	if rm.system != "" && msgs[0].Role != "system" {
 		msgs = append([]llama.Message{{Role: "system", Content: rm.system}}, msgs...)
@@ -318,9 +337,38 @@ func (rm *runtimeModels) deltaPrompt(query string) ([]int32, error) {
 	return ids, nil
 }
 
-// flatten writes a conversation as one query for templates without turns:
-// a lone user message as it is, more turns one "role: content" line each,
-// the last user message bare.
+// renderTurns writes a conversation in a data template, which knows one
+// query and its response, turn by turn: each assistant message is the
+// response to the messages before it (since the previous one), closed by a
+// newline, and the messages after the last one make the open query. A last
+// assistant message is a prefill, left open. So the text of a conversation
+// starts with the text of every earlier state of it, and a KV cache that
+// holds turn N is reused for turn N+1.
+func renderTurns(tmpl data.Template, msgs []llama.Message) string {
+	var b strings.Builder
+	start := 0
+	for i, m := range msgs {
+		if m.Role != "assistant" {
+			continue
+		}
+		if start < i {
+			b.WriteString(tmpl.Prompt(data.Example{Instruction: flatten(msgs[start:i])}))
+		}
+		b.WriteString(m.Content)
+		if i < len(msgs)-1 {
+			b.WriteByte('\n')
+		}
+		start = i + 1
+	}
+	if start < len(msgs) {
+		b.WriteString(tmpl.Prompt(data.Example{Instruction: flatten(msgs[start:])}))
+	}
+	return b.String()
+}
+
+// flatten writes the messages of one turn as one query: a lone user
+// message as it is, more messages one "role: content" line each, a last
+// user message bare.
 func flatten(msgs []llama.Message) string {
 	var b strings.Builder
 	for i, m := range msgs {

@@ -117,12 +117,8 @@ func (rm *runtimeModels) remotePrompts(msgs []llama.Message) (text string, delta
 	if len(msgs) == 0 {
 		return "", nil, errors.New("no messages")
 	}
-	var prefill string
-	if last := msgs[len(msgs)-1]; last.Role == "assistant" {
-		prefill, msgs = last.Content, msgs[:len(msgs)-1]
-	}
-	text = rm.userTmpl.Prompt(data.Example{Instruction: flatten(msgs)}) + prefill
-	deltaIDs, err = rm.remoteDeltaPrompt(rm.deltaTmpl.Prompt(data.Example{Instruction: flatten(msgs)}) + prefill)
+	text = renderTurns(rm.userTmpl, msgs)
+	deltaIDs, err = rm.remoteDeltaPrompt(renderTurns(rm.deltaTmpl, msgs))
 	return text, deltaIDs, err
 }
 

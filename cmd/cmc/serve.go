@@ -125,12 +125,8 @@ func (b *backend) Generate(ctx context.Context, req server.Request, emit func(st
 			return server.Result{}, &server.RequestError{Param: "echo", Message: fmt.Sprintf("the delta's tokenizer gives no prompt for the text %q of the first prompt token (%v)", first, err)}
 		}
 	}
-	g := b.rm.generator(alpha)
-	if opt.ScorePrompt {
-		g.User = allPositions{b.rm.userCtx}
-	}
-	res, err := g.Generate(ctx, p.user, p.delta, opt, emit)
-	out := server.Result{Text: res.Text, FinishReason: res.FinishReason, PromptTokens: len(p.user), CompletionTokens: len(res.Tokens)}
+	res, err := b.rm.generator(alpha).Generate(ctx, p.user, p.delta, opt, emit)
+	out := server.Result{Text: res.Text, FinishReason: res.FinishReason, PromptTokens: len(p.user), CompletionTokens: len(res.Tokens), CachedTokens: res.CachedTokens}
 	if errors.Is(err, llama.ErrContextFull) {
 		out.FinishReason, err = "length", nil
 	}
@@ -146,11 +142,6 @@ func (b *backend) Generate(ctx context.Context, req server.Request, emit func(st
 
 // allPositions lets the generator decode a scored prompt in batches,
 // reading every position's logits.
-type allPositions struct{ *llama.Context }
-
-func (a allPositions) AppendAll(tokens []int32, logits []float32) error {
-	return a.Decode(tokens, llama.OutputAll, logits)
-}
 
 // servedPrompt is one request's prompt, rendered and tokenised for both
 // models.

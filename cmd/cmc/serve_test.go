@@ -29,7 +29,7 @@ func storiesBackend(t *testing.T) (*backend, *httptest.Server) {
 	if err := rm.resolveTemplates("raw", "raw"); err != nil {
 		t.Fatal(err)
 	}
-	if rm.userCtx, err = rm.user.NewContext(llama.ContextParams{Size: 256, Threads: 1}); err != nil {
+	if err := rm.openUserContext(llama.ContextParams{Size: 256, Threads: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if err := rm.loadDelta(path, path, pmmined.PMMinED, ""); err != nil {
@@ -221,5 +221,97 @@ func TestServeOverflowNamesPrompt(t *testing.T) {
 		if resp.StatusCode != http.StatusBadRequest || e.Error.Param == nil || *e.Error.Param != c.param || !strings.Contains(e.Error.Message, "context holds 256") {
 			t.Errorf("%s: status %d, error %+v; want 400 blaming %q", c.path, resp.StatusCode, e.Error, c.param)
 		}
+	}
+}
+
+type chatReply struct {
+	Choices []struct {
+		Message struct {
+			Content string `json:"content"`
+		} `json:"message"`
+	} `json:"choices"`
+	Usage struct {
+		PromptTokens        int `json:"prompt_tokens"`
+		PromptTokensDetails struct {
+			CachedTokens int `json:"cached_tokens"`
+		} `json:"prompt_tokens_details"`
+	} `json:"usage"`
+}
+
+func postChat(t *testing.T, url string, messages ...string) chatReply {
+	t.Helper()
+	var msgs []map[string]string
+	for i, m := range messages {
+		role := "user"
+		if i%2 == 1 {
+			role = "assistant"
+		}
+		msgs = append(msgs, map[string]string{"role": role, "content": m})
+	}
+	body, _ := json.Marshal(map[string]any{"model": "stories260K", "messages": msgs, "temperature": 0, "max_tokens": 24})
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out chatReply
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || len(out.Choices) != 1 {
+		t.Fatalf("status %d: %v %+v", resp.StatusCode, err, out)
+	}
+	return out
+}
+
+// TestServeReusesTheCache: the second turn of a conversation, with the
+// delta on, finds the first turn's prompt in both KV caches
+// (usage.prompt_tokens_details.cached_tokens) and answers exactly what a
+// server with empty caches answers; so does a completion whose prompt
+// extends an earlier one.
+func TestServeReusesTheCache(t *testing.T) {
+	_, ts := storiesBackend(t)
+	q1 := "Once upon a time, there was a little girl named Lily. She loved to play in the park with her friends."
+	first := postChat(t, ts.URL, q1)
+	if first.Usage.PromptTokensDetails.CachedTokens != 0 {
+		t.Errorf("first request: %d cached tokens, want 0", first.Usage.PromptTokensDetails.CachedTokens)
+	}
+	reply := first.Choices[0].Message.Content
+	second := postChat(t, ts.URL, q1, reply, "One day, she saw a big dog.")
+	if cached, want := second.Usage.PromptTokensDetails.CachedTokens, first.Usage.PromptTokens*9/10; cached < want {
+		t.Errorf("second turn: %d of the first turn's %d prompt tokens cached, want at least %d", cached, first.Usage.PromptTokens, want)
+	}
+	_, fresh := storiesBackend(t)
+	want := postChat(t, fresh.URL, q1, reply, "One day, she saw a big dog.")
+	if got := second.Choices[0].Message.Content; got != want.Choices[0].Message.Content || want.Usage.PromptTokensDetails.CachedTokens != 0 {
+		t.Errorf("second turn with the cache %q, on empty caches %q (%d cached)", got, want.Choices[0].Message.Content, want.Usage.PromptTokensDetails.CachedTokens)
+	}
+
+	complete := func(url, prompt string) (text string, promptTokens, cached int) {
+		body, _ := json.Marshal(map[string]any{"model": "stories260K", "prompt": prompt, "temperature": 0, "max_tokens": 16})
+		resp, err := http.Post(url+"/v1/completions", "application/json", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Choices []struct{ Text string } `json:"choices"`
+			Usage   struct {
+				PromptTokens        int `json:"prompt_tokens"`
+				PromptTokensDetails struct {
+					CachedTokens int `json:"cached_tokens"`
+				} `json:"prompt_tokens_details"`
+			} `json:"usage"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || len(out.Choices) != 1 {
+			t.Fatalf("completion: %v %+v", err, out)
+		}
+		return out.Choices[0].Text, out.Usage.PromptTokens, out.Usage.PromptTokensDetails.CachedTokens
+	}
+	_, n1, _ := complete(ts.URL, q1)
+	text, _, cached := complete(ts.URL, q1+" One day")
+	if cached < n1*9/10 {
+		t.Errorf("extended completion: %d cached of the earlier prompt's %d tokens", cached, n1)
+	}
+	_, clean := storiesBackend(t)
+	if wantText, _, c := complete(clean.URL, q1+" One day"); wantText != text || c != 0 {
+		t.Errorf("extended completion with the cache %q, on empty caches %q (%d cached)", text, wantText, c)
 	}
 }
