@@ -87,3 +87,26 @@ func TestChatPromptsRawTemplate(t *testing.T) {
 		t.Errorf("typed </s> became EOS: %v", ids)
 	}
 }
+
+// TestRenderTurnsExtends: in a data template a conversation's text starts
+// with the text of every earlier state of it (so a KV cache holding turn N
+// serves turn N+1), each assistant message answers the messages before it,
+// and a last assistant message is left open as a prefill.
+func TestRenderTurnsExtends(t *testing.T) {
+	msgs := []llama.Message{
+		{Role: "system", Content: "Be kind."}, {Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello!"},
+		{Role: "user", Content: "A story?"}, {Role: "assistant", Content: "Once"},
+	}
+	tmpl := data.OpenInstruct{}
+	want := "<|user|>\nsystem: Be kind.\nHi\n<|assistant|>\nHello!\n<|user|>\nA story?\n<|assistant|>\nOnce"
+	if got := renderTurns(tmpl, msgs); got != want {
+		t.Errorf("renderTurns = %q, want %q", got, want)
+	}
+	// Every state that ends with a user or an assistant message (a prompt
+	// the model answers, or continues) is a prefix of the whole.
+	for n := 1; n <= len(msgs); n++ {
+		if earlier := renderTurns(tmpl, msgs[:n]); msgs[n-1].Role != "system" && !strings.HasPrefix(want, earlier) {
+			t.Errorf("the first %d messages render %q, which the whole conversation does not start with", n, earlier)
+		}
+	}
+}
