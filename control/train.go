@@ -104,15 +104,24 @@ func (t *Trainer) TotalSteps() int {
 type microBatch struct {
 	ids     []int32 // [B·T] tokens
 	B, T    int
-	rows    []int32   // the labelled positions b·T+t, ascending
-	targets []int32   // the label of each row
-	logT    []float32 // [len(rows) × vocab] the template's logits at rows
-	sign    float32   // +1: minimise CE; −1: maximise it (forget set)
+	rows    []int32 // the labelled positions b·T+t, ascending
+	targets []int32 // the label of each row
+	sign    float32 // +1: minimise CE; −1: maximise it (forget set)
 	// scale is sign / the labelled tokens of this sign in the whole step:
 	// the gradient factor that makes the step's loss a per-token mean.
 	scale float32
-	wait  time.Duration
 	err   error
+}
+
+// seqLogits are the template's logits at the labelled rows of sequence seq
+// of the current micro-batch ([its rows × vocab]). The template streams
+// them one sequence at a time, so that its memory is one sequence's rows,
+// not a micro-batch's.
+type seqLogits struct {
+	seq  int
+	logT []float32
+	wait time.Duration
+	err  error
 }
 
 // AbortableTemplate is a Template that can abandon a SequenceLogits in
@@ -165,16 +174,18 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 		}
 	}()
 	plan := t.plan(ctx, &workers, t.Opt.Step, total)
-	// The hand-over is unbuffered, so that two buffers of template logits
-	// (rows·vocab floats each) are alive, not three: the one the delta
-	// uses and the one the template fills. They are recycled rather than
-	// left to the garbage collector.
+	// The hand-overs are unbuffered: the template works at most one
+	// sequence ahead of the delta's loss, and two buffers of one sequence's
+	// template logits are alive, the one the loss reads and the one the
+	// template fills. They are recycled rather than left to the garbage
+	// collector.
 	batches := make(chan *microBatch)
+	seqs := make(chan seqLogits)
 	free := make(chan []float32, 2)
 	workers.Add(1)
 	go func() {
 		defer workers.Done()
-		t.runTemplate(ctx, plan, batches, free)
+		t.runTemplate(ctx, plan, batches, seqs, free)
 	}()
 
 	per := t.Config.Accumulate
@@ -209,21 +220,13 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 			if mb.err != nil {
 				return mb.err
 			}
-			st.TemplateTime += mb.wait
 			start := time.Now()
-			var ce float64
-			var n int
-			t.Model.TrainRows(mb.ids, mb.B, mb.T, mb.rows, chunk, func(lo, hi int, logits []float32) {
-				sum, k := controlledCE(t.Model, logits, mb, lo, hi)
-				ce, n = ce+sum, n+k
-			})
-			if math.IsNaN(ce) || math.IsInf(ce, 0) {
-				return t.nonFinite(st, mb)
+			ce, n, wait, err := t.trainMicroBatch(ctx, &st, mb, chunk, seqs, free)
+			if err != nil {
+				return err
 			}
-			st.DeltaTime += time.Since(start)
-			if mb.logT != nil {
-				free <- mb.logT
-			}
+			st.TemplateTime += wait
+			st.DeltaTime += time.Since(start) - wait
 			st.Tokens += n
 			if mb.sign < 0 {
 				forget, nForget = forget+ce, nForget+n
@@ -254,18 +257,87 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 	return nil
 }
 
-// nonFinite explains a NaN or infinite micro-batch loss: whose logits were
-// not finite, at which step.
-func (t *Trainer) nonFinite(st Step, mb *microBatch) error {
+// trainMicroBatch runs the delta's forward, loss and backward on mb, its
+// classifier chunk by chunk of labelled rows, each chunk within one
+// sequence; the template's logits of each sequence arrive on seqs as the
+// loss reaches it. It returns the sum of the cross-entropies, the number of
+// labelled tokens and the time spent waiting for the template.
+func (t *Trainer) trainMicroBatch(ctx context.Context, st *Step, mb *microBatch, chunk int, seqs <-chan seqLogits, free chan<- []float32) (ce float64, n int, wait time.Duration, err error) {
+	v := t.Model.Config.VocabSize
+	var cur seqLogits // the sequence whose template logits the loss reads
+	curFirst := 0     // its first row
+	release := func() {
+		if cur.logT != nil {
+			select {
+			case free <- cur.logT:
+			default:
+			}
+			cur.logT = nil
+		}
+	}
+	defer release()
+	err = t.Model.TrainRows(mb.ids, mb.B, mb.T, mb.rows, chunkEnds(mb, chunk), func(lo, hi int, logits []float32) error {
+		var bias []float32
+		if t.Template != nil {
+			if b := int(mb.rows[lo]) / mb.T; cur.logT == nil || cur.seq != b {
+				release()
+				start := time.Now()
+				select {
+				case cur = <-seqs:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				wait += time.Since(start)
+				if err := ctx.Err(); err != nil {
+					return err // the template may have been aborted by it
+				}
+				if cur.err != nil {
+					return cur.err
+				}
+				if cur.seq != b {
+					return fmt.Errorf("train: the template sent the logits of sequence %d where the loss needs sequence %d", cur.seq, b)
+				}
+				curFirst = lo
+			}
+			bias = cur.logT[(lo-curFirst)*v : (hi-curFirst)*v]
+		}
+		sum, k := controlledCE(t.Model, logits, bias, mb, lo, hi)
+		if math.IsNaN(sum) || math.IsInf(sum, 0) {
+			return t.nonFinite(*st, bias)
+		}
+		ce, n = ce+sum, n+k
+		return nil
+	})
+	return ce, n, wait, err
+}
+
+// chunkEnds cuts mb's rows into chunks of at most chunk rows that each lie
+// within one sequence, and returns where each chunk ends.
+func chunkEnds(mb *microBatch, chunk int) []int {
+	var ends []int
+	for lo := 0; lo < len(mb.rows); {
+		seq, hi := int(mb.rows[lo])/mb.T, lo+1
+		for hi < len(mb.rows) && hi-lo < chunk && int(mb.rows[hi])/mb.T == seq {
+			hi++
+		}
+		ends = append(ends, hi)
+		lo = hi
+	}
+	return ends
+}
+
+// nonFinite explains a NaN or infinite loss: whose logits were not finite
+// (bias holds the template's of the rows at fault), at which step.
+func (t *Trainer) nonFinite(st Step, bias []float32) error {
 	whose := "the delta's logits or their sum with the template's"
 	if t.Opt.Step > 0 {
 		whose += fmt.Sprintf(" (lr %.3g; training diverged?)", t.Opt.Config.LearningRate(t.Opt.Step-1))
 	} else {
 		whose += " (the delta's weights?)"
 	}
-	for i, v := range mb.logT {
+	for i, v := range bias {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			whose = fmt.Sprintf("the template's logits (%v at row %d)", v, i/t.Model.Config.VocabSize)
+			whose = fmt.Sprintf("the template's logits (%v for token %d)", v, i%t.Model.Config.VocabSize)
 			break
 		}
 	}
@@ -383,72 +455,80 @@ func (t *Trainer) plan(ctx context.Context, workers *sync.WaitGroup, from, to in
 	return out
 }
 
-// runTemplate pads each planned micro-batch and fills in the template's
-// logits at its labelled positions, one batch ahead of the delta, until the
-// plan ends or ctx is done. It checks ctx before every sequence, so that a
-// template that cannot be aborted still stops within one sequence.
-func (t *Trainer) runTemplate(ctx context.Context, plan <-chan plannedBatch, out chan<- *microBatch, free <-chan []float32) {
+// runTemplate pads each planned micro-batch and hands it over, then the
+// template's logits at the labelled rows of each of its sequences, one
+// sequence at a time, until the plan ends or ctx is done. It checks ctx
+// before every sequence, so that a template that cannot be aborted still
+// stops within one sequence.
+func (t *Trainer) runTemplate(ctx context.Context, plan <-chan plannedBatch, batches chan<- *microBatch, seqs chan<- seqLogits, free <-chan []float32) {
 	vocab := t.Model.Config.VocabSize
 	positional, _ := t.Template.(PositionTemplate)
 	var whole []float32 // one sequence's logits, for a template without positions
+	var positions []int32
 	for p := range plan {
-		start := time.Now()
 		mb, err := t.pad(p)
 		if err != nil {
 			mb = &microBatch{err: err}
 		}
-		if t.Template != nil && mb.err == nil {
-			var buf []float32
-			select {
-			case buf = <-free:
-			default:
-			}
-			if need := len(mb.rows) * vocab; cap(buf) >= need {
-				mb.logT = buf[:need]
-			} else {
-				mb.logT = make([]float32, need)
-			}
-			// Sequence b's rows are the run of mb.rows in [b·T, (b+1)·T).
-			var positions []int32
-			r := 0
-			for b, i := range p.idx {
-				if ctx.Err() != nil {
-					return
-				}
-				s := p.from[i]
-				first := r
-				positions = positions[:0]
-				for ; r < len(mb.rows) && int(mb.rows[r]) < (b+1)*mb.T; r++ {
-					positions = append(positions, mb.rows[r]-int32(b*mb.T))
-				}
-				if r == first {
-					continue
-				}
-				dst := mb.logT[first*vocab : r*vocab]
-				if positional != nil {
-					err = positional.SequenceLogitsAt(s.Tokens, positions, dst)
-				} else {
-					whole = slices.Grow(whole[:0], len(s.Tokens)*vocab)[:len(s.Tokens)*vocab]
-					if err = t.Template.SequenceLogits(s.Tokens, whole); err == nil {
-						for j, pos := range positions {
-							copy(dst[j*vocab:(j+1)*vocab], whole[int(pos)*vocab:])
-						}
-					}
-				}
-				if err != nil {
-					mb.err = fmt.Errorf("template logits for %s: %w", s.Source, err)
-					break
-				}
-			}
-			mb.wait = time.Since(start)
-		}
 		select {
-		case out <- mb:
+		case batches <- mb:
 		case <-ctx.Done():
 			return
 		}
 		if mb.err != nil {
 			return
+		}
+		if t.Template == nil {
+			continue
+		}
+		// Sequence b's rows are the run of mb.rows in [b·T, (b+1)·T).
+		r := 0
+		for b, i := range p.idx {
+			if ctx.Err() != nil {
+				return
+			}
+			first := r
+			positions = positions[:0]
+			for ; r < len(mb.rows) && int(mb.rows[r]) < (b+1)*mb.T; r++ {
+				positions = append(positions, mb.rows[r]-int32(b*mb.T))
+			}
+			if r == first {
+				continue // no labels: the loss never asks for this sequence
+			}
+			start := time.Now()
+			var buf []float32
+			select {
+			case buf = <-free:
+			default:
+			}
+			if need := len(positions) * vocab; cap(buf) >= need {
+				buf = buf[:need]
+			} else {
+				buf = make([]float32, need)
+			}
+			s := p.from[i]
+			if positional != nil {
+				err = positional.SequenceLogitsAt(s.Tokens, positions, buf)
+			} else {
+				whole = slices.Grow(whole[:0], len(s.Tokens)*vocab)[:len(s.Tokens)*vocab]
+				if err = t.Template.SequenceLogits(s.Tokens, whole); err == nil {
+					for j, pos := range positions {
+						copy(buf[j*vocab:(j+1)*vocab], whole[int(pos)*vocab:])
+					}
+				}
+			}
+			out := seqLogits{seq: b, logT: buf, wait: time.Since(start)}
+			if err != nil {
+				out.err = fmt.Errorf("template logits for %s: %w", s.Source, err)
+			}
+			select {
+			case seqs <- out:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
 		}
 	}
 }
@@ -480,17 +560,13 @@ func (t *Trainer) pad(p plannedBatch) (*microBatch, error) {
 //
 //	z = log_softmax(template) + delta;  CE(z, label),
 //
-// and overwrites logits (the delta's, [hi−lo × vocab]) with
+// given the template's logits there (bias, nil without a template), and
+// overwrites logits (the delta's, [hi−lo × vocab]) with
 // scale · d(CE)/d(delta logits), so that a step's micro-batches sum to the
 // gradient of its per-token mean. The template's raw logits serve as well
 // as its log-probs: log_softmax only shifts each row by a constant, which
 // the softmax cancels. It returns the sum of CE over the rows and their
 // number.
-func controlledCE(m *delta.Model, logits []float32, mb *microBatch, lo, hi int) (float64, int) {
-	v := m.Config.VocabSize
-	var bias []float32
-	if mb.logT != nil {
-		bias = mb.logT[lo*v : hi*v]
-	}
-	return delta.BiasedCrossEntropySum(m.Pool, logits, bias, mb.targets[lo:hi], v, mb.scale)
+func controlledCE(m *delta.Model, logits, bias []float32, mb *microBatch, lo, hi int) (float64, int) {
+	return delta.BiasedCrossEntropySum(m.Pool, logits, bias, mb.targets[lo:hi], m.Config.VocabSize, mb.scale)
 }

@@ -86,19 +86,19 @@ func TestControlledCEGradient(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 5))
 	// three labelled rows of a step that holds 5 labelled tokens in all
 	mb := &microBatch{B: 1, T: 4, sign: 1, scale: 1.0 / 5, rows: []int32{0, 2, 3}, targets: []int32{3, 0, 6}}
-	mb.logT = make([]float32, R*vocab)
+	logT := make([]float32, R*vocab)
 	delt := make([]float32, R*vocab)
 	for i := range delt {
-		mb.logT[i] = float32(r.NormFloat64())
+		logT[i] = float32(r.NormFloat64())
 		delt[i] = float32(r.NormFloat64())
 	}
 	loss := func(d []float32) float64 {
 		buf := slices.Clone(d)
-		l, _ := controlledCE(m, buf, mb, 0, R)
+		l, _ := controlledCE(m, buf, logT, mb, 0, R)
 		return l
 	}
 	grad := slices.Clone(delt)
-	base, count := controlledCE(m, grad, mb, 0, R)
+	base, count := controlledCE(m, grad, logT, mb, 0, R)
 	if count != R {
 		t.Fatalf("counted %d positions, want %d", count, R)
 	}
@@ -115,8 +115,8 @@ func TestControlledCEGradient(t *testing.T) {
 	}
 	// log_softmax is a per-row shift: shifting the template's logits of a
 	// row by a constant changes nothing.
-	for i := range mb.logT {
-		mb.logT[i] += float32(i / vocab)
+	for i := range logT {
+		logT[i] += float32(i / vocab)
 	}
 	if shifted := loss(delt); math.Abs(shifted-base) > 1e-5 {
 		t.Errorf("loss %g after shifting template rows, want %g", shifted, base)
@@ -124,7 +124,7 @@ func TestControlledCEGradient(t *testing.T) {
 	// The forget set's sign flips the gradient.
 	mb.sign, mb.scale = -1, -mb.scale
 	neg := slices.Clone(delt)
-	controlledCE(m, neg, mb, 0, R)
+	controlledCE(m, neg, logT, mb, 0, R)
 	for i := range neg {
 		if math.Abs(float64(neg[i]+grad[i])) > 1e-6 {
 			t.Fatalf("forget gradient %g is not the negated %g", neg[i], grad[i])
@@ -213,12 +213,13 @@ func heldOutLoss(t testing.TB, tmpl Template, m *delta.Model, seqs []data.Sequen
 		if err := tmpl.SequenceLogits(s.Tokens, whole); err != nil {
 			t.Fatal(err)
 		}
+		var logT []float32
 		for _, r := range mb.rows {
-			mb.logT = append(mb.logT, whole[int(r)*v:int(r+1)*v]...)
+			logT = append(logT, whole[int(r)*v:int(r+1)*v]...)
 		}
 		mb.scale = 1
 		logits := m.ForwardAt(mb.ids, 1, mb.T, mb.rows)
-		l, n := controlledCE(m, logits, mb, 0, len(mb.rows))
+		l, n := controlledCE(m, logits, logT, mb, 0, len(mb.rows))
 		sum += l / float64(n)
 	}
 	return sum / float64(len(seqs))
