@@ -152,9 +152,11 @@ func checkGGUFTensor(f *gguf.File, name string, want []uint64) error {
 		return fmt.Errorf("tensor %s has shape %v, want %v", name, info.Shape, want)
 	}
 	switch info.Type {
-	case gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16, gguf.TypeQ8_0:
+	case gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16:
 	default:
-		return fmt.Errorf("tensor %s has type %s, want F32, F16, BF16 or Q8_0", name, info.Type)
+		if !gguf.CanDequantize(info.Type) {
+			return fmt.Errorf("tensor %s has type %s, want F32, F16, BF16 or a type llama.cpp's quantiser writes (Q4_0-Q8_0, Q2_K-Q6_K, IQ4_NL, IQ4_XS)", name, info.Type)
+		}
 	}
 	return nil
 }

@@ -33,6 +33,13 @@ var dequantizers = map[TensorType]func(out []float32, b []byte){
 	TypeIQ4_XS: dequantizeIQ4XS,
 }
 
+// CanDequantize reports whether Dequantize (and so ReadTensorF32) expands
+// tensors of type t.
+func CanDequantize(t TensorType) bool {
+	_, ok := dequantizers[t]
+	return ok
+}
+
 // Dequantize expands n elements of type t stored in b into float32. It
 // fails for a type it cannot expand, or when b is not exactly n elements'
 // worth of blocks.
