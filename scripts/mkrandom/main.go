@@ -25,15 +25,16 @@ func main() {
 	hidden := flag.Int("hidden", 768, "feed-forward width")
 	ctx := flag.Int("ctx", 2048, "context length recorded in the file")
 	f16 := flag.Bool("f16", false, "store weight matrices as float16")
+	tied := flag.Bool("tied", false, "no output matrix: the classifier is the token embedding (as in Llama-3.2-1B)")
 	seed := flag.Uint64("seed", 1, "random seed")
 	flag.Parse()
-	if err := run(*vocab, *out, *dim, *layers, *heads, *kvHeads, *hidden, *ctx, *f16, *seed); err != nil {
+	if err := run(*vocab, *out, *dim, *layers, *heads, *kvHeads, *hidden, *ctx, *f16, *tied, *seed); err != nil {
 		fmt.Fprintln(os.Stderr, "mkrandom:", err)
 		os.Exit(1)
 	}
 }
 
-func run(vocabPath, out string, dim, layers, heads, kvHeads, hidden, ctx int, f16 bool, seed uint64) error {
+func run(vocabPath, out string, dim, layers, heads, kvHeads, hidden, ctx int, f16, tied bool, seed uint64) error {
 	if vocabPath == "" || out == "" {
 		return fmt.Errorf("--vocab and --out are required")
 	}
@@ -50,7 +51,7 @@ func run(vocabPath, out string, dim, layers, heads, kvHeads, hidden, ctx int, f1
 		kvHeads = heads
 	}
 	m, err := delta.New(delta.Config{Dim: dim, HiddenDim: hidden, NLayers: layers, NHeads: heads, NKVHeads: kvHeads,
-		VocabSize: len(v.Tokens), SeqLen: ctx, SharedClassifier: false}, seed)
+		VocabSize: len(v.Tokens), SeqLen: ctx, SharedClassifier: tied}, seed)
 	if err != nil {
 		return err
 	}
