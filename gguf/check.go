@@ -70,7 +70,57 @@ func (f *File) CheckModel() error {
 	if err := f.checkHeads(pre); err != nil {
 		return err
 	}
+	if err := f.checkVocab(); err != nil {
+		return err
+	}
 	return f.checkOverlap()
+}
+
+// checkVocab checks the tokenizer arrays that llama.cpp reads as raw C
+// arrays of the type it expects, indexed by token id without a bound
+// check, or asserts on: tokens (strings, at least one, no duplicates),
+// scores (float32) and token types (int32), one per token, and merges
+// (strings). Special token ids out of range are llama.cpp's to ignore.
+func (f *File) checkVocab() error {
+	val, ok := f.Lookup(KeyTokens)
+	if !ok {
+		return nil
+	}
+	tokens, ok := val.Strings()
+	if !ok {
+		return f.errorf("key %s has type %s, want array of string", KeyTokens, val.typeName())
+	}
+	if len(tokens) == 0 {
+		return f.errorf("key %s is empty, want the vocabulary", KeyTokens)
+	}
+	seen := make(map[string]int, len(tokens))
+	for i, t := range tokens {
+		if j, dup := seen[t]; dup {
+			return f.errorf("key %s: tokens %d and %d are both %q, want each piece once", KeyTokens, j, i, t)
+		}
+		seen[t] = i
+	}
+	for _, a := range []struct {
+		key  string
+		elem ValueType
+	}{{KeyScores, ValueFloat32}, {KeyTokenTypes, ValueInt32}} {
+		v, ok := f.Lookup(a.key)
+		if !ok {
+			continue
+		}
+		if elem, _ := v.ElemType(); v.Type != ValueArray || elem != a.elem {
+			return f.errorf("key %s has type %s, want array of %s", a.key, v.typeName(), a.elem)
+		}
+		if v.Len() != len(tokens) {
+			return f.errorf("key %s has %d entries, want one per token (%d)", a.key, v.Len(), len(tokens))
+		}
+	}
+	if v, ok := f.Lookup(KeyMerges); ok {
+		if _, isStrings := v.Strings(); !isStrings {
+			return f.errorf("key %s has type %s, want array of string", KeyMerges, v.typeName())
+		}
+	}
+	return nil
 }
 
 // checkOverlap checks that no two tensors share data. Parse has checked

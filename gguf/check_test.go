@@ -116,3 +116,34 @@ func TestCheckModelOverlap(t *testing.T) {
 		t.Fatalf("overlapping tensors: error %v, want one naming a and b", err)
 	}
 }
+
+// Tokenizer arrays that llama.cpp would read out of bounds, or assert on.
+func TestCheckModelVocab(t *testing.T) {
+	vocab := func(w *Writer) {
+		w.SetStrings(KeyTokens, []string{"<unk>", "<s>", "a", "b"})
+		w.SetFloat32s(KeyScores, []float32{0, 0, -1, -2})
+		w.SetInt32s(KeyTokenTypes, []int32{2, 3, 1, 1})
+		w.SetStrings(KeyMerges, []string{"a b"})
+	}
+	if err := checkModelFile(t, vocab).CheckModel(); err != nil {
+		t.Fatalf("a sound vocabulary: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		edit func(w *Writer)
+		want string
+	}{
+		{"no tokens", func(w *Writer) { w.SetStrings(KeyTokens, nil) }, "tokens is empty"},
+		{"duplicate", func(w *Writer) { w.SetStrings(KeyTokens, []string{"<unk>", "a", "<s>", "a"}) }, `tokens 1 and 3 are both "a"`},
+		{"tokens not strings", func(w *Writer) { w.SetInt32s(KeyTokens, []int32{1, 2}) }, "tokens has type array of int32"},
+		{"short scores", func(w *Writer) { w.SetFloat32s(KeyScores, []float32{0}) }, "scores has 1 entries, want one per token (4)"},
+		{"short types", func(w *Writer) { w.SetInt32s(KeyTokenTypes, []int32{1, 1, 1}) }, "token_type has 3 entries"},
+		{"uint8 types", func(w *Writer) { w.Set(KeyTokenTypes, NewArray([]uint8{1, 1, 1, 1})) }, "token_type has type array of uint8, want array of int32"},
+		{"merges not strings", func(w *Writer) { w.SetInt32s(KeyMerges, []int32{1}) }, "merges has type array of int32"},
+	} {
+		err := checkModelFile(t, func(w *Writer) { vocab(w); c.edit(w) }).CheckModel()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
+		}
+	}
+}
