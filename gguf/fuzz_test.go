@@ -12,7 +12,8 @@ import (
 // and the hostile-* files: a tiny llama model whose metadata lies the ways
 // issue 10 found (rms_norm_eps NaN or -1, block_count 0 or 1e8,
 // feed_forward_length 1e9, context_length 4e9, 7 heads), NaN weights,
-// truncated tensor data, and 7B metadata over a vocabulary and no tensors.
+// truncated tensor data, 7B metadata over a vocabulary and no tensors, an
+// empty or duplicated vocabulary.
 //
 // Whatever Parse accepts must be safe to use: the accessors do not panic,
 // every tensor can be read, and rewriting the file through the Writer gives
