@@ -70,10 +70,67 @@ func (f *File) CheckModel() error {
 	if err := f.checkHeads(pre); err != nil {
 		return err
 	}
+	if err := f.checkExperts(pre); err != nil {
+		return err
+	}
+	if v, ok := f.Lookup(pre + "rope.scaling.type"); ok {
+		if name, _ := v.String(); !ropeScalingTypes[name] {
+			return f.errorf("key %srope.scaling.type is %s, want none, linear, yarn or longrope", pre, v.Describe(summaryLimit))
+		}
+	}
 	if err := f.checkVocab(); err != nil {
 		return err
 	}
 	return f.checkOverlap()
+}
+
+// ropeScalingTypes are the values of rope.scaling.type llama.cpp knows; it
+// asserts on any other.
+var ropeScalingTypes = map[string]bool{"none": true, "linear": true, "yarn": true, "longrope": true}
+
+// maxExperts is llama.cpp's LLAMA_MAX_EXPERTS.
+const maxExperts = 512
+
+// checkExperts checks the mixture-of-experts counts as llama.cpp asserts
+// them while reading its hyper-parameters: at most 512 experts, at least
+// one and at most all of them used per token, groups that divide them.
+func (f *File) checkExperts(pre string) error {
+	count := func(key string) (uint64, error) {
+		v, ok := f.Lookup(pre + key)
+		if !ok {
+			return 0, nil
+		}
+		n, ok := v.Uint64()
+		if !ok || n > math.MaxUint32 {
+			return 0, f.errorf("key %s%s is %s, want a count", pre, key, v.Describe(summaryLimit))
+		}
+		return n, nil
+	}
+	var n [4]uint64
+	for i, key := range []string{"expert_count", "expert_used_count", "expert_group_count", "expert_group_used_count"} {
+		var err error
+		if n[i], err = count(key); err != nil {
+			return err
+		}
+	}
+	experts, used, groups, groupsUsed := n[0], n[1], n[2], n[3]
+	bad := func(why string) error {
+		return f.errorf("keys %sexpert_count %d, expert_used_count %d, expert_group_count %d, expert_group_used_count %d: %s",
+			pre, experts, used, groups, groupsUsed, why)
+	}
+	switch {
+	case experts > maxExperts:
+		return bad(fmt.Sprintf("want at most %d experts", maxExperts))
+	case experts == 0 && (used != 0 || groups != 0):
+		return bad("experts used or grouped, but none")
+	case experts > 0 && (used == 0 || used > experts):
+		return bad("want 1 to expert_count experts used per token")
+	case experts > 0 && groups >= experts:
+		return bad("want fewer groups than experts")
+	case groups > 1 && (experts%groups != 0 || groupsUsed == 0 || groupsUsed >= groups):
+		return bad("want groups that divide the experts, and 1 to expert_group_count-1 of them used")
+	}
+	return nil
 }
 
 // checkVocab checks the tokenizer arrays that llama.cpp reads as raw C

@@ -147,3 +147,40 @@ func TestCheckModelVocab(t *testing.T) {
 		}
 	}
 }
+
+// Mixture-of-experts counts and a RoPE scaling type that llama.cpp asserts on.
+func TestCheckModelExperts(t *testing.T) {
+	moe := func(experts, used, groups, groupsUsed uint32) func(w *Writer) {
+		return func(w *Writer) {
+			w.SetUint32("llama.expert_count", experts)
+			w.SetUint32("llama.expert_used_count", used)
+			w.SetUint32("llama.expert_group_count", groups)
+			w.SetUint32("llama.expert_group_used_count", groupsUsed)
+		}
+	}
+	for _, ok := range []func(w *Writer){moe(8, 2, 0, 0), moe(256, 8, 8, 4), moe(0, 0, 0, 0),
+		func(w *Writer) { w.SetString("llama.rope.scaling.type", "yarn") }} {
+		if err := checkModelFile(t, ok).CheckModel(); err != nil {
+			t.Errorf("refused: %v", err)
+		}
+	}
+	for _, c := range []struct {
+		edit func(w *Writer)
+		want string
+	}{
+		{moe(1000, 2, 0, 0), "at most 512 experts"},
+		{moe(8, 9, 0, 0), "1 to expert_count experts used"},
+		{moe(8, 0, 0, 0), "1 to expert_count experts used"},
+		{moe(0, 2, 0, 0), "none"},
+		{moe(8, 2, 8, 1), "fewer groups than experts"},
+		{moe(8, 2, 3, 1), "groups that divide the experts"},
+		{moe(8, 2, 4, 4), "groups that divide the experts"},
+		{func(w *Writer) { w.SetString("llama.rope.scaling.type", "cubic") }, `rope.scaling.type is "cubic"`},
+		{func(w *Writer) { w.SetUint32("llama.rope.scaling.type", 1) }, "rope.scaling.type is 1"},
+	} {
+		err := checkModelFile(t, c.edit).CheckModel()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("error %v, want one containing %q", err, c.want)
+		}
+	}
+}
