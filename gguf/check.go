@@ -51,6 +51,11 @@ func (f *File) CheckModel() error {
 			return f.errorf("key %srope.freq_base is %g, want a positive number", pre, x)
 		}
 	}
+	if v, ok := f.Lookup(pre + "rope.scaling.factor"); ok {
+		if x, _ := v.Float64(); x < 0 { // 0 means no scaling
+			return f.errorf("key %srope.scaling.factor is %g, want a positive number (or 0: none)", pre, x)
+		}
+	}
 	for _, b := range []struct {
 		key      string
 		min, max uint64

@@ -55,6 +55,7 @@ func TestCheckModel(t *testing.T) {
 		{"eps +Inf", func(w *Writer) { w.SetFloat32(eps, float32(math.Inf(1))) }, eps + " is +Inf"},
 		{"NaN in a float array", func(w *Writer) { w.SetFloat32s("llama.rope.scaling.factors", []float32{1, float32(math.NaN())}) }, "factors element 1 is NaN"},
 		{"rope base 0", func(w *Writer) { w.SetFloat32("llama.rope.freq_base", 0) }, "rope.freq_base is 0"},
+		{"rope scaling negative", func(w *Writer) { w.SetFloat32("llama.rope.scaling.factor", -2) }, "rope.scaling.factor is -2"},
 		{"block_count 0", func(w *Writer) { w.SetUint32("llama.block_count", 0) }, "block_count is 0, want 1 to"},
 		{"block_count 1e8", func(w *Writer) { w.SetUint32("llama.block_count", 1e8) }, "block_count is 100000000"},
 		{"tensors beyond block_count", func(w *Writer) { w.SetUint32("llama.block_count", 1) }, "tensors of block blk.1"},
