@@ -21,17 +21,19 @@ const (
 
 // CheckModel reports the model metadata that llama.cpp trusts without
 // checking, and on which it aborts the process (GGML_ASSERT: a NaN or
-// negative norm epsilon, block_count 0) or computes garbage (a NaN RoPE
-// base) instead of returning an error. Call it before handing a file to
-// llama.cpp. It reads the keys of the file's own architecture
-// ("<arch>.*"), so it applies to any model llama.cpp runs; errors name the
-// file and the key, and say what was expected.
+// negative norm epsilon, block_count 0, 1000 experts, a duplicated
+// vocabulary piece), reads past an array (scores shorter than the
+// vocabulary) or computes garbage (a NaN RoPE base) instead of returning
+// an error. Call it before handing a file to llama.cpp. It reads the keys
+// of the file's own architecture ("<arch>.*") and the tokenizer arrays, so
+// it applies to any model llama.cpp runs; errors name the file and the key,
+// and say what was expected.
 //
 // It also checks that no two tensors share data, which cmc's own loaders
 // need to bound their memory by the file size. What llama.cpp does check
 // itself (tensor shapes against the hyper-parameters, unknown
-// architectures) is left to it: its error then reaches the user through
-// the llama package.
+// architectures and tokenizers) is left to it: its error then reaches the
+// user through the llama package.
 func (f *File) CheckModel() error {
 	arch := f.Architecture()
 	if arch == "" {
