@@ -21,16 +21,19 @@ type Template interface {
 	SequenceLogits(tokens []int32, dst []float32) error
 }
 
-// PositionTemplate is a Template that can compute its logits at chosen
-// positions only. Training needs them at the labelled positions alone, and
-// the prompt's would cost the template's classifier and a vocabulary-wide
-// row of memory each.
-type PositionTemplate interface {
+// StreamingTemplate is a Template that computes its logits at chosen
+// positions only and hands them over as it goes. Training needs them at the
+// labelled positions alone (the prompt's would cost the template's
+// classifier and a vocabulary-wide row of memory each), and a few rows at a
+// time rather than a whole sequence's.
+type StreamingTemplate interface {
 	Template
-	// SequenceLogitsAt decodes tokens from an empty context and writes the
-	// logits of the given positions (ascending, each below len(tokens))
-	// into dst ([len(positions) × VocabSize()]).
-	SequenceLogitsAt(tokens, positions []int32, dst []float32) error
+	// SequenceLogitsEach decodes tokens from an empty context and calls
+	// emit with the logits of the next of the given positions (ascending,
+	// each below len(tokens)) as they are ready: [n × VocabSize()] for n
+	// positions, valid until emit returns. An error from emit stops the
+	// decode and is returned.
+	SequenceLogitsEach(tokens, positions []int32, emit func(rows []float32) error) error
 }
 
 // Objective names what training minimises.
@@ -113,15 +116,15 @@ type microBatch struct {
 	err   error
 }
 
-// seqLogits are the template's logits at the labelled rows of sequence seq
-// of the current micro-batch ([its rows × vocab]). The template streams
-// them one sequence at a time, so that its memory is one sequence's rows,
-// not a micro-batch's.
-type seqLogits struct {
-	seq  int
-	logT []float32
-	wait time.Duration
-	err  error
+// rowLogits are the template's logits at rows [first, first+n) of the
+// current micro-batch, all of sequence seq ([n × vocab]): one chunk of the
+// delta's loss. The template streams them chunk by chunk, so that its
+// memory is a few chunks' rows, not a sequence's or a micro-batch's.
+type rowLogits struct {
+	seq, first int
+	logT       []float32
+	wait       time.Duration // the template's time on them
+	err        error
 }
 
 // AbortableTemplate is a Template that can abandon a SequenceLogits in
@@ -174,18 +177,24 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 		}
 	}()
 	plan := t.plan(ctx, &workers, t.Opt.Step, total)
-	// The hand-overs are unbuffered: the template works at most one
-	// sequence ahead of the delta's loss, and two buffers of one sequence's
-	// template logits are alive, the one the loss reads and the one the
-	// template fills. They are recycled rather than left to the garbage
-	// collector.
+	// The delta's loss reads the logits a chunk of rows at a time:
+	// lossChunk floats, and never fewer than 8 rows, so the classifier's
+	// products stay efficient.
+	chunk := max(8, lossChunk/t.Model.Config.VocabSize)
+	if t.chunkRows > 0 {
+		chunk = t.chunkRows
+	}
+	// The hand-overs are unbuffered: the template works at most one chunk
+	// ahead of the delta's loss, and two chunks of template logits are
+	// alive, the one the loss reads and the one the template fills. They
+	// are recycled rather than left to the garbage collector.
 	batches := make(chan *microBatch)
-	seqs := make(chan seqLogits)
+	rows := make(chan rowLogits)
 	free := make(chan []float32, 2)
 	workers.Add(1)
 	go func() {
 		defer workers.Done()
-		t.runTemplate(ctx, plan, batches, seqs, free)
+		t.runTemplate(ctx, plan, chunk, batches, rows, free)
 	}()
 
 	per := t.Config.Accumulate
@@ -193,13 +202,6 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 		per *= 2
 	}
 	spe := t.Config.StepsPerEpoch(len(t.Train))
-	// The delta's logits live a chunk of rows at a time: lossChunk floats,
-	// and never fewer than 8 rows, so the classifier's products stay
-	// efficient.
-	chunk := max(8, lossChunk/t.Model.Config.VocabSize)
-	if t.chunkRows > 0 {
-		chunk = t.chunkRows
-	}
 	for step := t.Opt.Step; step < total; step++ {
 		st := Step{Step: step + 1, Epoch: step/spe + 1}
 		stepStart := time.Now()
@@ -221,12 +223,12 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 				return mb.err
 			}
 			start := time.Now()
-			ce, n, wait, err := t.trainMicroBatch(ctx, &st, mb, chunk, seqs, free)
+			ce, n, tmpl, blocked, err := t.trainMicroBatch(ctx, &st, mb, chunk, rows, free)
 			if err != nil {
 				return err
 			}
-			st.TemplateTime += wait
-			st.DeltaTime += time.Since(start) - wait
+			st.TemplateTime += tmpl
+			st.DeltaTime += time.Since(start) - blocked
 			st.Tokens += n
 			if mb.sign < 0 {
 				forget, nForget = forget+ce, nForget+n
@@ -259,13 +261,13 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 
 // trainMicroBatch runs the delta's forward, loss and backward on mb, its
 // classifier chunk by chunk of labelled rows, each chunk within one
-// sequence; the template's logits of each sequence arrive on seqs as the
-// loss reaches it. It returns the sum of the cross-entropies, the number of
-// labelled tokens and the time spent waiting for the template.
-func (t *Trainer) trainMicroBatch(ctx context.Context, st *Step, mb *microBatch, chunk int, seqs <-chan seqLogits, free chan<- []float32) (ce float64, n int, wait time.Duration, err error) {
+// sequence; the template's logits of each chunk arrive on rows as the loss
+// reaches it. It returns the sum of the cross-entropies, the number of
+// labelled tokens, the template's time on them and the time the delta was
+// blocked waiting for it.
+func (t *Trainer) trainMicroBatch(ctx context.Context, st *Step, mb *microBatch, chunk int, rows <-chan rowLogits, free chan<- []float32) (ce float64, n int, tmpl, blocked time.Duration, err error) {
 	v := t.Model.Config.VocabSize
-	var cur seqLogits // the sequence whose template logits the loss reads
-	curFirst := 0     // its first row
+	var cur rowLogits // the chunk of template logits the loss reads
 	release := func() {
 		if cur.logT != nil {
 			select {
@@ -279,27 +281,25 @@ func (t *Trainer) trainMicroBatch(ctx context.Context, st *Step, mb *microBatch,
 	err = t.Model.TrainRows(mb.ids, mb.B, mb.T, mb.rows, chunkEnds(mb, chunk), func(lo, hi int, logits []float32) error {
 		var bias []float32
 		if t.Template != nil {
-			if b := int(mb.rows[lo]) / mb.T; cur.logT == nil || cur.seq != b {
-				release()
-				start := time.Now()
-				select {
-				case cur = <-seqs:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				wait += time.Since(start)
-				if err := ctx.Err(); err != nil {
-					return err // the template may have been aborted by it
-				}
-				if cur.err != nil {
-					return cur.err
-				}
-				if cur.seq != b {
-					return fmt.Errorf("train: the template sent the logits of sequence %d where the loss needs sequence %d", cur.seq, b)
-				}
-				curFirst = lo
+			release()
+			start := time.Now()
+			select {
+			case cur = <-rows:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-			bias = cur.logT[(lo-curFirst)*v : (hi-curFirst)*v]
+			blocked += time.Since(start)
+			tmpl += cur.wait
+			if err := ctx.Err(); err != nil {
+				return err // the template may have been aborted by it
+			}
+			if cur.err != nil {
+				return cur.err
+			}
+			if seq := int(mb.rows[lo]) / mb.T; cur.seq != seq || cur.first != lo || len(cur.logT) != (hi-lo)*v {
+				return fmt.Errorf("train: the template sent rows %d+%d of sequence %d where the loss needs rows %d-%d of sequence %d", cur.first, len(cur.logT)/v, cur.seq, lo, hi, seq)
+			}
+			bias = cur.logT
 		}
 		sum, k := controlledCE(t.Model, logits, bias, mb, lo, hi)
 		if math.IsNaN(sum) || math.IsInf(sum, 0) {
@@ -308,11 +308,12 @@ func (t *Trainer) trainMicroBatch(ctx context.Context, st *Step, mb *microBatch,
 		ce, n = ce+sum, n+k
 		return nil
 	})
-	return ce, n, wait, err
+	return ce, n, tmpl, blocked, err
 }
 
 // chunkEnds cuts mb's rows into chunks of at most chunk rows that each lie
-// within one sequence, and returns where each chunk ends.
+// within one sequence, from its first row on, and returns where each chunk
+// ends: the cuts runTemplate makes too.
 func chunkEnds(mb *microBatch, chunk int) []int {
 	var ends []int
 	for lo := 0; lo < len(mb.rows); {
@@ -456,14 +457,14 @@ func (t *Trainer) plan(ctx context.Context, workers *sync.WaitGroup, from, to in
 }
 
 // runTemplate pads each planned micro-batch and hands it over, then the
-// template's logits at the labelled rows of each of its sequences, one
-// sequence at a time, until the plan ends or ctx is done. It checks ctx
-// before every sequence, so that a template that cannot be aborted still
-// stops within one sequence.
-func (t *Trainer) runTemplate(ctx context.Context, plan <-chan plannedBatch, batches chan<- *microBatch, seqs chan<- seqLogits, free <-chan []float32) {
+// template's logits at its labelled rows, chunk by chunk as chunkEnds cuts
+// them, until the plan ends or ctx is done. It checks ctx before every
+// sequence, so that a template that cannot be aborted still stops within
+// one sequence.
+func (t *Trainer) runTemplate(ctx context.Context, plan <-chan plannedBatch, chunk int, batches chan<- *microBatch, rows chan<- rowLogits, free <-chan []float32) {
 	vocab := t.Model.Config.VocabSize
-	positional, _ := t.Template.(PositionTemplate)
-	var whole []float32 // one sequence's logits, for a template without positions
+	streaming, _ := t.Template.(StreamingTemplate)
+	var whole []float32 // one sequence's logits, for a template that does not stream
 	var positions []int32
 	for p := range plan {
 		mb, err := t.pad(p)
@@ -495,42 +496,89 @@ func (t *Trainer) runTemplate(ctx context.Context, plan <-chan plannedBatch, bat
 			if r == first {
 				continue // no labels: the loss never asks for this sequence
 			}
-			start := time.Now()
-			var buf []float32
-			select {
-			case buf = <-free:
-			default:
-			}
-			if need := len(positions) * vocab; cap(buf) >= need {
-				buf = buf[:need]
-			} else {
-				buf = make([]float32, need)
-			}
+			out := chunker{seq: b, first: first, size: min(chunk, r-first), vocab: vocab, rows: rows, free: free, ctx: ctx, start: time.Now()}
 			s := p.from[i]
-			if positional != nil {
-				err = positional.SequenceLogitsAt(s.Tokens, positions, buf)
+			if streaming != nil {
+				err = streaming.SequenceLogitsEach(s.Tokens, positions, out.add)
 			} else {
 				whole = slices.Grow(whole[:0], len(s.Tokens)*vocab)[:len(s.Tokens)*vocab]
 				if err = t.Template.SequenceLogits(s.Tokens, whole); err == nil {
-					for j, pos := range positions {
-						copy(buf[j*vocab:(j+1)*vocab], whole[int(pos)*vocab:])
+					for _, pos := range positions {
+						if err = out.add(whole[int(pos)*vocab : int(pos+1)*vocab]); err != nil {
+							break
+						}
 					}
 				}
 			}
-			out := seqLogits{seq: b, logT: buf, wait: time.Since(start)}
-			if err != nil {
-				out.err = fmt.Errorf("template logits for %s: %w", s.Source, err)
-			}
-			select {
-			case seqs <- out:
-			case <-ctx.Done():
-				return
+			if err == nil {
+				err = out.flush()
 			}
 			if err != nil {
+				if ctx.Err() == nil {
+					select {
+					case rows <- rowLogits{err: fmt.Errorf("template logits for %s: %w", s.Source, err)}:
+					case <-ctx.Done():
+					}
+				}
 				return
 			}
 		}
 	}
+}
+
+// chunker gathers one sequence's template rows into chunks of size rows
+// (the last may be shorter) and hands each over when full.
+type chunker struct {
+	seq, first, size, vocab int
+	rows                    chan<- rowLogits
+	free                    <-chan []float32
+	ctx                     context.Context
+	start                   time.Time
+
+	buf    []float32
+	filled int // rows in buf
+}
+
+// add takes rows ([n × vocab]), handing over every chunk it completes.
+func (c *chunker) add(rows []float32) error {
+	for len(rows) > 0 {
+		if c.buf == nil {
+			select {
+			case c.buf = <-c.free:
+			default:
+			}
+			if cap(c.buf) < c.size*c.vocab {
+				c.buf = make([]float32, c.size*c.vocab)
+			}
+			c.buf = c.buf[:c.size*c.vocab]
+		}
+		n := min(c.size-c.filled, len(rows)/c.vocab)
+		copy(c.buf[c.filled*c.vocab:], rows[:n*c.vocab])
+		c.filled += n
+		rows = rows[n*c.vocab:]
+		if c.filled == c.size {
+			if err := c.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flush hands over the rows gathered so far.
+func (c *chunker) flush() error {
+	if c.filled == 0 {
+		return nil
+	}
+	out := rowLogits{seq: c.seq, first: c.first, logT: c.buf[:c.filled*c.vocab], wait: time.Since(c.start)}
+	select {
+	case c.rows <- out:
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
+	c.first += c.filled
+	c.buf, c.filled, c.start = nil, 0, time.Now()
+	return nil
 }
 
 func (t *Trainer) pad(p plannedBatch) (*microBatch, error) {

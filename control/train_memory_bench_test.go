@@ -22,9 +22,18 @@ func (w wideTemplate) SequenceLogits(tokens []int32, dst []float32) error {
 	}
 	return nil
 }
-func (w wideTemplate) SequenceLogitsAt(tokens, positions []int32, dst []float32) error {
-	for j, p := range positions {
-		dst[j*w.vocab+int(tokens[p])%w.vocab] = 1
+func (w wideTemplate) SequenceLogitsEach(tokens, positions []int32, emit func([]float32) error) error {
+	rows := make([]float32, 64*w.vocab) // as llama.cpp's buffer of one batch
+	for len(positions) > 0 {
+		n := min(64, len(positions))
+		clear(rows)
+		for j, p := range positions[:n] {
+			rows[j*w.vocab+int(tokens[p])%w.vocab] = 1
+		}
+		if err := emit(rows[:n*w.vocab]); err != nil {
+			return err
+		}
+		positions = positions[n:]
 	}
 	return nil
 }

@@ -323,43 +323,54 @@ func TestPretrainWithoutTemplate(t *testing.T) {
 	}
 }
 
-// positionalTemplate answers only at the positions asked for, and refuses
-// to compute whole sequences.
-type positionalTemplate struct {
+// streamingTemplate answers only at the positions asked for, two rows at a
+// time, and refuses to compute whole sequences.
+type streamingTemplate struct {
 	bigramTemplate
 	t *testing.T
 }
 
-func (p positionalTemplate) SequenceLogits([]int32, []float32) error {
-	p.t.Error("a PositionTemplate was asked for every position")
+func (p streamingTemplate) SequenceLogits([]int32, []float32) error {
+	p.t.Error("a StreamingTemplate was asked for every position")
 	return nil
 }
 
-func (p positionalTemplate) SequenceLogitsAt(tokens, positions []int32, dst []float32) error {
+func (p streamingTemplate) SequenceLogitsEach(tokens, positions []int32, emit func([]float32) error) error {
 	v := len(p.table)
-	for j, pos := range positions {
-		copy(dst[j*v:(j+1)*v], p.table[tokens[pos]])
+	for len(positions) > 0 {
+		n := min(2, len(positions))
+		rows := make([]float32, n*v)
+		for j, pos := range positions[:n] {
+			copy(rows[j*v:(j+1)*v], p.table[tokens[pos]])
+		}
+		if err := emit(rows); err != nil {
+			return err
+		}
+		positions = positions[n:]
 	}
 	return nil
 }
 
-// TestPositionTemplateTrainsAlike: a template asked for the labelled
-// positions only gives exactly the training of one that computes them all.
-func TestPositionTemplateTrainsAlike(t *testing.T) {
+// TestStreamingTemplateTrainsAlike: a template that streams the labelled
+// positions only, in pieces that do not match the loss's chunks, gives
+// exactly the training of one that computes every position at once.
+func TestStreamingTemplateTrainsAlike(t *testing.T) {
 	const vocab = 16
 	tmpl := randomTemplate(vocab, 4)
 	seqs := sequences(12, 10, vocab, 3)
 	cfg := TrainConfig{Objective: SFT, BatchSize: 3, Accumulate: 2, Epochs: 2, Seed: 2}
 	whole := newTrainer(t, tmpl, tinyDelta(t, vocab, 3), seqs, cfg)
+	whole.chunkRows = 3
 	if err := whole.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	at := newTrainer(t, positionalTemplate{tmpl, t}, tinyDelta(t, vocab, 3), seqs, cfg)
-	if err := at.Run(context.Background()); err != nil {
+	streamed := newTrainer(t, streamingTemplate{tmpl, t}, tinyDelta(t, vocab, 3), seqs, cfg)
+	streamed.chunkRows = 3
+	if err := streamed.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(whole.Model.Params, at.Model.Params) {
-		t.Fatal("training with the template's labelled positions only differs")
+	if !slices.Equal(whole.Model.Params, streamed.Model.Params) {
+		t.Fatal("training with a streaming template differs")
 	}
 }
 

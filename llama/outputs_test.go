@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// TestSequenceLogitsAt: the logits at chosen positions are those rows of
-// the logits of every position, across batch boundaries, and bad
+// TestSequenceLogitsEach: the logits at chosen positions are those rows of
+// the logits of every position, handed over batch by batch, and bad
 // positions are refused.
-func TestSequenceLogitsAt(t *testing.T) {
+func TestSequenceLogitsEach(t *testing.T) {
 	g := readGolden(t)
 	m := loadModel(t, "models/stories260K/stories260K.gguf", ModelParams{})
 	seq := append(slices.Clone(g.PromptIDs), g.GreedyIDs...)
@@ -25,25 +25,39 @@ func TestSequenceLogitsAt(t *testing.T) {
 	}
 	// positions in the first batch, on both sides of its end, and the last
 	positions := []int32{0, 3, 15, 16, 17, int32(len(seq) - 1)}
-	at := make([]float32, len(positions)*v)
-	if err := ctx.SequenceLogitsAt(seq, positions, at); err != nil {
+	var at []float32
+	var handed []int
+	collect := func(rows []float32) error {
+		at = append(at, rows...)
+		handed = append(handed, len(rows)/v)
+		return nil
+	}
+	if err := ctx.SequenceLogitsEach(seq, positions, collect); err != nil {
 		t.Fatal(err)
+	}
+	// batches of 16 tokens: positions 0, 3, 15 | 16, 17 | the last
+	if want := []int{3, 2, 1}; !slices.Equal(handed, want) {
+		t.Errorf("rows handed over %v, want %v", handed, want)
 	}
 	for j, p := range positions {
 		if d := maxAbsDiff(at[j*v:(j+1)*v], all[int(p)*v:int(p+1)*v]); d > 1e-4 {
 			t.Errorf("position %d differs from the full decode by %g", p, d)
 		}
 	}
-	if err := ctx.SequenceLogitsAt(seq, nil, nil); err != nil {
+	if err := ctx.SequenceLogitsEach(seq, nil, func([]float32) error { t.Error("rows without positions"); return nil }); err != nil {
 		t.Errorf("no positions: %v", err)
 	}
 	for _, bad := range [][]int32{{3, 3}, {5, 2}, {-1}, {int32(len(seq))}} {
-		if err := ctx.SequenceLogitsAt(seq, bad, make([]float32, len(bad)*v)); err == nil {
+		if err := ctx.SequenceLogitsEach(seq, bad, collect); err == nil {
 			t.Errorf("positions %v accepted", bad)
 		}
 	}
 	long := make([]int32, ctx.Size()+1)
-	if err := ctx.SequenceLogitsAt(long, []int32{0}, make([]float32, v)); !errors.Is(err, ErrContextFull) {
+	if err := ctx.SequenceLogitsEach(long, []int32{0}, collect); !errors.Is(err, ErrContextFull) {
 		t.Errorf("a sequence longer than the context: %v", err)
+	}
+	stop := errors.New("enough")
+	if err := ctx.SequenceLogitsEach(seq, positions, func([]float32) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("emit's error: got %v", err)
 	}
 }

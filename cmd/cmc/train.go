@@ -292,7 +292,7 @@ func interruptedBefore(c *cli.Context, phase string) error {
 // abortableTemplate is the template cache with the abort of the llama.cpp
 // context behind it, so that Trainer.Run can cancel a forward pass in
 // progress when training stops. (The context alone is a
-// control.AbortableTemplate and a control.PositionTemplate itself.)
+// control.AbortableTemplate and a control.StreamingTemplate itself.)
 type abortableTemplate struct {
 	control.Template
 	llama *llama.Context
@@ -663,8 +663,8 @@ func (p *progress) done() {
 }
 
 // The llama.cpp context is the training template: it can be aborted and
-// asked for the labelled positions only.
+// asked for the labelled positions only, a batch of them at a time.
 var (
 	_ control.AbortableTemplate = (*llama.Context)(nil)
-	_ control.PositionTemplate  = (*llama.Context)(nil)
+	_ control.StreamingTemplate = (*llama.Context)(nil)
 )
