@@ -62,6 +62,7 @@ func runGenerate(c *cli.Context) error {
 	if c.Bool("stats") {
 		slog.Info("generated", "tokens", len(res.Tokens), "finish", res.FinishReason,
 			"tokens_per_s", fmt.Sprintf("%.1f", float64(len(res.Tokens))/elapsed.Seconds()),
+			"elapsed_s", fmt.Sprintf("%.3f", elapsed.Seconds()),
 			"delta_retokenised", res.DeltaRetokenised, "delta_redecoded", res.DeltaRedecoded, "map", rm.mapStats)
 	}
 	return nil
