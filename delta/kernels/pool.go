@@ -4,7 +4,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // A Pool runs kernels on a fixed set of goroutines: the calling goroutine
@@ -20,13 +19,13 @@ import (
 // decoded slower than one; now the caller does the work the worker has not
 // claimed, and a call costs at most one chunk more than running alone.
 //
-// Between calls a worker busy-waits for a while (spinWait) for the next
-// one before it parks, and so does a caller waiting for a worker's last
-// chunk. Decoding one token makes a few dozen parallel calls of some
-// microseconds each, and waking a parked goroutine costs about as much as
-// such a call (the Go scheduler first has to start an idle thread to steal
-// it). Pools with more threads than GOMAXPROCS do not spin, since a
-// spinner would hold a processor that the goroutine it waits for needs.
+// Workers park between calls; they do not spin. Busy-waiting for the next
+// call (as llama.cpp's threads do) saves the wake-up, a few µs, but on a
+// machine shared with other work it takes the CPU from the very thread it
+// waits for: with a 5 or 50 µs spin, two threads decoded stories15M 20-40%
+// slower than without one at load 10, because the Linux scheduler shares
+// CPU between process groups, not threads. A worker that wakes late finds
+// the early chunks taken, so the wake-up only delays its share.
 //
 // A Pool runs one parallel call at a time. A call that finds the pool busy
 // (another goroutine's call, or a kernel called from inside a For callback)
@@ -34,7 +33,6 @@ import (
 // A nil *Pool runs everything on the calling goroutine.
 type Pool struct {
 	threads int
-	spin    bool       // whether waits busy-wait (spinWait) before they park
 	mu      sync.Mutex // held for the duration of one parallel call
 	workers []*mailbox
 
@@ -90,7 +88,6 @@ func newPool(threads int) *Pool {
 	}
 	p := &Pool{
 		threads: threads,
-		spin:    threads <= runtime.GOMAXPROCS(0),
 		workers: make([]*mailbox, threads-1),
 		idle:    make(chan bool, threads),
 		scratch: make([][]float32, threads),
@@ -107,9 +104,6 @@ func newPool(threads int) *Pool {
 // work is worker thread's loop: wait for a task, claim its chunks.
 func (p *Pool) work(thread int, mb *mailbox) {
 	for {
-		if p.spin {
-			spinUntilReady(mb.wake)
-		}
 		<-mb.wake
 		mb.mu.Lock()
 		t, has, closed := mb.task, mb.has, mb.closed
@@ -120,24 +114,6 @@ func (p *Pool) work(thread int, mb *mailbox) {
 		}
 		if has {
 			p.claim(thread, &t)
-		}
-	}
-}
-
-// spinWait bounds how long a worker or a caller busy-waits before parking:
-// long enough to span the serial steps between the parallel calls of one
-// decoded token (norms, RoPE, the sampler), short enough that a pool gone
-// idle gives its cores back at once on a shared machine.
-const spinWait = 50 * time.Microsecond
-
-// spinUntilReady busy-waits until ch holds a value or spinWait has passed.
-// The channel's length is only a hint, read without its lock; the receive
-// that follows is what synchronises.
-func spinUntilReady[T any](ch chan T) {
-	start := time.Now()
-	for i := 1; len(ch) == 0; i++ {
-		if i%256 == 0 && time.Since(start) > spinWait {
-			return
 		}
 	}
 }
@@ -210,9 +186,6 @@ func (p *Pool) parallel(t task) {
 	}
 	p.claim(0, &t)
 	for int(p.finished.Load()) < chunks {
-		if p.spin {
-			spinUntilReady(p.idle)
-		}
 		<-p.idle
 	}
 	// The tokens of chunks finished after the last check are left in idle
@@ -338,9 +311,9 @@ type grain struct {
 }
 
 // minParallelWork is the number of multiply-adds below which a parallel
-// call costs more than it saves: one costs 0.1-0.5 µs when the workers are
-// spinning (BenchmarkFor) and tens of µs when they have parked, and 128K
-// multiply-adds of the tiled kernel take about 1.3 µs on one core.
+// call costs more than it saves: posting one costs the caller about 1 µs
+// (BenchmarkFor), and 128K multiply-adds of the tiled kernel take about
+// 1.3 µs on one core.
 const minParallelWork = 128 * 1024
 
 // untiledCost is what a multiply-add of the untiled path (matrix-vector
