@@ -40,7 +40,9 @@ import (
 // ContextParams says how to run a model.
 type ContextParams struct {
 	// Size is the context length in tokens (KV cache size); 0 takes the
-	// model's trained context.
+	// model's trained context, at most DefaultContextSize: a model trained
+	// for 128k tokens would otherwise get a KV cache of many gigabytes
+	// that the prompts at hand never fill.
 	Size int
 	// Batch is the most tokens handed to llama.cpp in one decode call;
 	// longer inputs are split. 0 means 512.
@@ -97,13 +99,17 @@ type Context struct {
 	reason *C.char
 }
 
+// DefaultContextSize is the context length a context gets when none is
+// asked for and the model was trained for more.
+const DefaultContextSize = 4096
+
 // NewContext creates a context for m.
 func (m *Model) NewContext(p ContextParams) (*Context, error) {
 	cp := C.llama_context_default_params()
 	if p.Size > 0 {
 		cp.n_ctx = C.uint32_t(p.Size)
 	} else {
-		cp.n_ctx = C.uint32_t(m.TrainedContext())
+		cp.n_ctx = C.uint32_t(min(m.TrainedContext(), DefaultContextSize))
 	}
 	nBatch := p.Batch
 	if nBatch <= 0 {
@@ -132,6 +138,9 @@ func (m *Model) NewContext(p ContextParams) (*Context, error) {
 		C.free(unsafe.Pointer(reason))
 		return nil, err
 	}
+	// llama.cpp caps the batch at the context it made (and rounds the
+	// context up): decode in the chunks it will take.
+	nBatch = min(nBatch, int(C.llama_n_batch(cc)), int(C.llama_n_ubatch(cc)))
 	flag := (*C.int32_t)(C.malloc(C.size_t(unsafe.Sizeof(C.int32_t(0)))))
 	*flag = 0
 	C.cmc_install_abort(cc, flag)

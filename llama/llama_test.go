@@ -310,3 +310,28 @@ func argmax(x []float32) int32 {
 	}
 	return int32(best)
 }
+
+// TestSmallContextDecodesLongInput: with a context smaller than the default
+// batch, llama.cpp caps its batch at the context size but rounds the
+// context up, so an input longer than the asked size but within the real
+// one must be decoded in llama.cpp's chunks (it used to abort on
+// GGML_ASSERT(n_tokens_all <= n_batch)).
+func TestSmallContextDecodesLongInput(t *testing.T) {
+	m := loadModel(t, "models/stories260K/stories260K.gguf", ModelParams{})
+	ctx, err := m.NewContext(ContextParams{Size: 100, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctx.Close()
+	n := min(ctx.Size(), 150)
+	if n <= 100 {
+		t.Fatalf("llama.cpp made a context of %d tokens, no longer rounding 100 up: this test needs another size", ctx.Size())
+	}
+	seq := make([]int32, n)
+	for i := range seq {
+		seq[i] = int32(1 + i%300)
+	}
+	if err := ctx.Decode(seq, OutputLast, nil); err != nil {
+		t.Fatalf("decoding %d tokens in a context of %d: %v", n, ctx.Size(), err)
+	}
+}
