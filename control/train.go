@@ -303,7 +303,7 @@ func (t *Trainer) trainMicroBatch(ctx context.Context, st *Step, mb *microBatch,
 		}
 		sum, k := controlledCE(t.Model, logits, bias, mb, lo, hi)
 		if math.IsNaN(sum) || math.IsInf(sum, 0) {
-			return t.nonFinite(*st, bias)
+			return t.nonFinite(*st, bias, sum)
 		}
 		ce, n = ce+sum, n+k
 		return nil
@@ -329,20 +329,24 @@ func chunkEnds(mb *microBatch, chunk int) []int {
 
 // nonFinite explains a NaN or infinite loss: whose logits were not finite
 // (bias holds the template's of the rows at fault), at which step.
-func (t *Trainer) nonFinite(st Step, bias []float32) error {
+func (t *Trainer) nonFinite(st Step, bias []float32, loss float64) error {
 	whose := "the delta's logits or their sum with the template's"
 	if t.Opt.Step > 0 {
 		whose += fmt.Sprintf(" (lr %.3g; training diverged?)", t.Opt.Config.LearningRate(t.Opt.Step-1))
 	} else {
 		whose += " (the delta's weights?)"
 	}
+	if math.IsInf(loss, 1) {
+		whose += ", or a label the template gives probability 0"
+	}
 	for i, v := range bias {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+		// −Inf is a probability of 0, which the template cache writes
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 1) {
 			whose = fmt.Sprintf("the template's logits (%v for token %d)", v, i%t.Model.Config.VocabSize)
 			break
 		}
 	}
-	return fmt.Errorf("train: step %d (epoch %d): loss is not a number: %s: %w", st.Step, st.Epoch, whose, ErrNonFinite)
+	return fmt.Errorf("train: step %d (epoch %d): loss is %v: %s: %w", st.Step, st.Epoch, loss, whose, ErrNonFinite)
 }
 
 func (t *Trainer) check() error {

@@ -233,3 +233,35 @@ func TestNonFiniteStopsTraining(t *testing.T) {
 		})
 	}
 }
+
+// TestZeroProbabilityTemplateTrains: a template logit of −Inf is a
+// probability of 0 (the template cache writes it for dropped tokens), not a
+// fault: training goes on as long as no label falls there.
+func TestZeroProbabilityTemplateTrains(t *testing.T) {
+	const vocab = 12
+	seqs := sequences(16, 8, vocab, 2)
+	labels := map[int32]bool{}
+	for _, s := range seqs {
+		for _, y := range s.Labels {
+			labels[y] = true
+		}
+	}
+	never := int32(-1)
+	for id := int32(0); id < vocab; id++ {
+		if !labels[id] {
+			never = id
+		}
+	}
+	if never < 0 {
+		t.Fatal("every token is a label: the fixture cannot leave one out")
+	}
+	tmpl := randomTemplate(vocab, 1)
+	for _, row := range tmpl.table {
+		row[never] = float32(math.Inf(-1))
+	}
+	m := tinyDelta(t, vocab, 1)
+	tr := newTrainer(t, tmpl, m, seqs, TrainConfig{Objective: SFT, BatchSize: 4, Accumulate: 1, Epochs: 2, Seed: 1})
+	if err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -33,9 +33,11 @@ func CrossEntropy(p *kernels.Pool, logits []float32, targets []int32, vocab int)
 // a constant per row cancels in the softmax), and gradScale = −1 turns the
 // forget term of grad_diff into gradient ascent.
 //
-// A NaN or infinite z in a counted row makes the loss NaN: the softmax's
+// A NaN or +Inf z in a counted row makes the loss NaN: the softmax's
 // clamped exponentials would otherwise turn it into a finite, meaningless
-// number, and a diverged run would go on training on garbage.
+// number, and a diverged run would go on training on garbage. −Inf is a
+// probability of 0 (the template cache writes it for the tokens it
+// dropped) and counts as such; at the target it makes the loss +Inf.
 func BiasedCrossEntropy(p *kernels.Pool, logits, bias []float32, targets []int32, vocab int, gradScale float32) (loss float64, count int) {
 	count = countTargets(logits, bias, targets, vocab)
 	if count == 0 {
@@ -101,7 +103,7 @@ func crossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, v
 				if bias != nil {
 					kernels.Axpy(1, bias[i*vocab:(i+1)*vocab], row)
 				}
-				if !finite(row) {
+				if !usable(row) {
 					partial[b] = math.NaN()
 				}
 				mx := maxOf(row)
@@ -118,6 +120,20 @@ func crossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, v
 		loss += l
 	}
 	return loss
+}
+
+// usable reports whether no element of x is NaN or +Inf; −Inf, a
+// probability of 0, is fine.
+func usable(x []float32) bool {
+	if finite(x) {
+		return true // the common case, fast
+	}
+	for _, v := range x {
+		if v != v || v > math.MaxFloat32 {
+			return false
+		}
+	}
+	return true
 }
 
 // finite reports whether no element of x is NaN or ±Inf. It adds, to each

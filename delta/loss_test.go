@@ -25,14 +25,15 @@ func TestFinite(t *testing.T) {
 }
 
 // TestCrossEntropyOfNonFiniteIsNaN: the softmax's clamped exponentials
-// must not turn a NaN or infinite logit, or template bias, into a finite
-// loss: training has to see that something is wrong.
+// must not turn a NaN or +Inf logit, or template bias, into a finite loss:
+// training has to see that something is wrong. −Inf is a probability of
+// zero: harmless off the target, an infinite loss on it.
 func TestCrossEntropyOfNonFiniteIsNaN(t *testing.T) {
 	p := kernels.NewPool(1)
 	defer p.Close()
 	const vocab = 5
 	targets := []int32{1, Ignore, 2}
-	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1))} {
 		logits := make([]float32, len(targets)*vocab)
 		logits[2*vocab+4] = bad // a counted row, not its target
 		if loss := CrossEntropy(p, logits, targets, vocab); !math.IsNaN(loss) {
@@ -45,8 +46,19 @@ func TestCrossEntropyOfNonFiniteIsNaN(t *testing.T) {
 			t.Errorf("bias %v: loss %v, want NaN", bad, loss)
 		}
 	}
-	// An ignored row does not count, whatever it holds.
+	ninf := float32(math.Inf(-1))
 	logits := make([]float32, len(targets)*vocab)
+	logits[2*vocab+4] = ninf
+	if loss := CrossEntropy(p, logits, targets, vocab); math.IsNaN(loss) || math.IsInf(loss, 0) {
+		t.Errorf("a -Inf logit off the target: loss %v, want finite", loss)
+	}
+	logits = make([]float32, len(targets)*vocab)
+	logits[2*vocab+2] = ninf
+	if loss := CrossEntropy(p, logits, targets, vocab); !math.IsInf(loss, 1) {
+		t.Errorf("a -Inf logit at the target: loss %v, want +Inf", loss)
+	}
+	// An ignored row does not count, whatever it holds.
+	logits = make([]float32, len(targets)*vocab)
 	logits[vocab] = float32(math.NaN())
 	if loss := CrossEntropy(p, logits, targets, vocab); math.IsNaN(loss) {
 		t.Error("a NaN in an ignored row made the loss NaN")
