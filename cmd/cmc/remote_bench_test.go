@@ -66,17 +66,22 @@ func BenchmarkRemoteTinyWorld(b *testing.B) {
 			local := benchRuntime(b, append([]string{"--model", model}, common...))
 			defer local.close()
 			base := startServe(b, "--model", model, "--no-delta")
-
-			// The local answers, with the rank of every chosen token among
-			// the user model's own logits.
-			type answer struct {
-				text, alone string
-				ranks       []int
+			ks := []int{5, 20}
+			remotes := make([]*runtimeModels, len(ks))
+			for j, k := range ks {
+				remotes[j] = benchRuntime(b, append([]string{"--model", base, "--remote-top-k", strconv.Itoa(k)}, common...))
+				defer remotes[j].close()
 			}
-			answers := make([]answer, len(examples))
-			var localTokens int
+
+			// Question by question, so that the machine's load weighs on
+			// both paths alike: the local answer, with the rank of every
+			// chosen token among the user model's own logits, then the
+			// remote answers; and both without the delta.
+			var steps, same0, localTokens int
 			var localTime time.Duration
-			for i, ex := range examples {
+			outside, same, tokens := make([]int, len(ks)), make([]int, len(ks)), make([]int, len(ks))
+			elapsed := make([]time.Duration, len(ks))
+			for _, ex := range examples {
 				userIDs, deltaIDs, _, err := local.prompts(nil, ex.Query())
 				if err != nil {
 					b.Fatal(err)
@@ -85,82 +90,62 @@ func BenchmarkRemoteTinyWorld(b *testing.B) {
 				ranked := &rankingLM{LM: g.User}
 				isEnd := g.EndOfGeneration
 				g.User = ranked
+				var ranks []int
 				g.EndOfGeneration = func(u int32) bool {
-					answers[i].ranks = append(answers[i].ranks, ranked.rank(u))
+					ranks = append(ranks, ranked.rank(u))
 					return isEnd(u)
 				}
 				start := time.Now()
-				res, err := g.Generate(context.Background(), userIDs, deltaIDs, opt, nil)
+				want, err := g.Generate(context.Background(), userIDs, deltaIDs, opt, nil)
 				localTime += time.Since(start)
 				if err != nil {
 					b.Fatal(err)
 				}
-				localTokens += len(res.Tokens)
-				answers[i].text = res.Text
+				localTokens += len(want.Tokens)
+				steps += len(ranks)
 				alone, err := local.generator(0).Generate(context.Background(), userIDs, deltaIDs, opt, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
-				answers[i].alone = alone.Text
-			}
-			steps := 0
-			for _, a := range answers {
-				steps += len(a.ranks)
-			}
-			b.Logf("%s: %d answers, %d steps, local %.0f tokens/s", name, len(answers), steps, float64(localTokens)/localTime.Seconds())
-			b.ReportMetric(float64(localTokens)/localTime.Seconds(), "local-tokens/s")
 
-			// Alpha 0 over loopback: the engine's re-tokenising alone.
-			remote0 := benchRuntime(b, append([]string{"--model", base, "--remote-top-k", "5"}, common...))
-			same0 := 0
-			for i, ex := range examples {
-				text, deltaIDs, err := remote0.remotePrompts([]llama.Message{{Role: "user", Content: ex.Query()}})
+				text, remoteDeltaIDs, err := remotes[0].remotePrompts([]llama.Message{{Role: "user", Content: ex.Query()}})
 				if err != nil {
 					b.Fatal(err)
 				}
-				res, err := remote0.remoteGenerate(context.Background(), text, deltaIDs, 0, opt, nil)
+				res, err := remotes[0].remoteGenerate(context.Background(), text, remoteDeltaIDs, 0, opt, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if res.Text == answers[i].alone {
+				if res.Text == alone.Text {
 					same0++
 				}
-			}
-			b.Logf("%s alpha 0: remote answer = local answer for %d/%d", name, same0, len(examples))
-			for _, k := range []int{5, 20} {
-				outside := 0
-				for _, a := range answers {
-					for _, r := range a.ranks {
-						if r >= k {
-							outside++
+				for j, rm := range remotes {
+					for _, r := range ranks {
+						if r >= ks[j] {
+							outside[j]++
 						}
 					}
-				}
-				rm := benchRuntime(b, append([]string{"--model", base, "--remote-top-k", strconv.Itoa(k)}, common...))
-				same, tokens := 0, 0
-				var elapsed time.Duration
-				for i, ex := range examples {
-					text, deltaIDs, err := rm.remotePrompts([]llama.Message{{Role: "user", Content: ex.Query()}})
-					if err != nil {
-						b.Fatal(err)
-					}
 					start := time.Now()
-					res, err := rm.remoteGenerate(context.Background(), text, deltaIDs, 1, opt, nil)
-					elapsed += time.Since(start)
+					res, err := rm.remoteGenerate(context.Background(), text, remoteDeltaIDs, 1, opt, nil)
+					elapsed[j] += time.Since(start)
 					if err != nil {
 						b.Fatal(err)
 					}
-					tokens += len(res.Pieces)
-					if res.Text == answers[i].text {
-						same++
+					tokens[j] += len(res.Pieces)
+					if res.Text == want.Text {
+						same[j]++
 					}
 				}
-				rm.close()
+			}
+			b.Logf("%s: %d answers, %d steps, local %.0f tokens/s; alpha 0: remote answer = local answer for %d/%d",
+				name, len(examples), steps, float64(localTokens)/localTime.Seconds(), same0, len(examples))
+			b.ReportMetric(float64(localTokens)/localTime.Seconds(), "local-tokens/s")
+			for j, k := range ks {
 				b.Logf("%s k=%d: outside top-k %d/%d steps (%.2f%%); remote answer = local answer for %d/%d; remote %.0f tokens/s",
-					name, k, outside, steps, 100*float64(outside)/float64(steps), same, len(examples), float64(tokens)/elapsed.Seconds())
-				b.ReportMetric(100*float64(outside)/float64(steps), fmt.Sprintf("%%outside-top%d", k))
-				b.ReportMetric(100*float64(same)/float64(len(examples)), fmt.Sprintf("%%same-answer-top%d", k))
-				b.ReportMetric(float64(tokens)/elapsed.Seconds(), fmt.Sprintf("remote-top%d-tokens/s", k))
+					name, k, outside[j], steps, 100*float64(outside[j])/float64(steps), same[j], len(examples), float64(tokens[j])/elapsed[j].Seconds())
+				b.ReportMetric(100*float64(outside[j])/float64(steps), fmt.Sprintf("%%outside-top%d", k))
+				b.ReportMetric(100*float64(same[j])/float64(len(examples)), fmt.Sprintf("%%same-answer-top%d", k))
+				b.ReportMetric(float64(tokens[j])/elapsed[j].Seconds(), fmt.Sprintf("remote-top%d-tokens/s", k))
 			}
 		})
 	}
