@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -44,7 +46,23 @@ func resolveModelFlags(c *cli.Context) error {
 			if err := c.Set(name, path); err != nil {
 				return fmt.Errorf("--%s: %w", name, err)
 			}
+			if c.App.Metadata == nil {
+				c.App.Metadata = map[string]any{}
+			}
+			c.App.Metadata[refKey(name)] = ref
 		}
 	}
 	return nil
+}
+
+func refKey(flag string) string { return "model-ref:" + flag }
+
+// modelName is what a model given by flag is called to users (cmc serve's
+// /v1/models): an ollama model by its ollama name, a file by its base name
+// without ".gguf".
+func modelName(c *cli.Context, flag string) string {
+	if ref, ok := c.App.Metadata[refKey(flag)].(string); ok {
+		return strings.TrimPrefix(ref, modelstore.Scheme)
+	}
+	return strings.TrimSuffix(filepath.Base(c.String(flag)), ".gguf")
 }

@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 // ollamaStore lays stories260K out in a temporary store exactly as `ollama
@@ -101,5 +104,27 @@ func TestGenerateFromOllamaStore(t *testing.T) {
 	cmd.Env = append(cmd.Env, "OLLAMA_MODELS="+store)
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "llama") {
 		t.Errorf("inspect ollama:stories:260k: %v\n%s", err, out)
+	}
+}
+
+// TestModelNameOfAnOllamaModel: cmc serve lists a model from ollama's store
+// by its ollama name, not by the blob's file name; a file by its base name.
+func TestModelNameOfAnOllamaModel(t *testing.T) {
+	model := fixture(t, "models/stories260K/stories260K.gguf")
+	t.Setenv("OLLAMA_MODELS", ollamaStore(t, model))
+	var names []string
+	app := &cli.App{Commands: withModelRefs([]*cli.Command{{
+		Name:  "serve",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "model"}, &cli.StringFlag{Name: "delta"}},
+		Action: func(c *cli.Context) error {
+			names = append(names, modelName(c, "model"), modelName(c, "delta"))
+			return nil
+		},
+	}})}
+	if err := app.Run([]string{"cmc", "serve", "--model", "ollama:stories:260k", "--delta", model}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(names, []string{"stories:260k", "stories260K"}) {
+		t.Errorf("names %q, want the ollama name and the file's base name", names)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/cmc-dev/cmc/data"
 	"github.com/cmc-dev/cmc/delta"
 	"github.com/cmc-dev/cmc/delta/kernels"
+	"github.com/cmc-dev/cmc/internal/cpuinfo"
 	"github.com/cmc-dev/cmc/llama"
 	"github.com/cmc-dev/cmc/pmmined"
 	"github.com/cmc-dev/cmc/pmmined/vocabfile"
@@ -31,7 +31,7 @@ func modelFlags() []cli.Flag {
 			Usage: fmt.Sprintf("strength of the delta: score = log_softmax(user) + alpha × delta, between %d and %d; 0 gives the user model's own output", -control.MaxAlpha, control.MaxAlpha)},
 		&cli.BoolFlag{Name: "no-delta", Usage: "ignore --delta and run the user model alone"},
 		&cli.IntFlag{Name: "ctx", Value: 4096, Usage: "context length in tokens (KV cache size of the user model)"},
-		&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "CPU threads of the user model (the delta runs on one more, beside it)"},
+		&cli.IntFlag{Name: "threads", Value: cpuinfo.PhysicalCores(), Usage: "CPU threads of the user model (default: the physical cores; the delta decodes beside it on one more)"},
 		&cli.IntFlag{Name: "gpu-layers", Value: 0, Usage: "layers of the user model to offload to a GPU backend (-1: all); see make cuda"},
 		&cli.StringFlag{Name: "map-strategy", Value: string(pmmined.PMMinED), Usage: "token map between different vocabularies: pmmined, mined or exact"},
 		&cli.StringFlag{Name: "map-cache", Value: defaultCacheDir("maps"), Usage: "directory of cached token maps (empty: do not cache)"},

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/cmc-dev/cmc/internal/atomicfile"
+	"github.com/cmc-dev/cmc/internal/cpuinfo"
 	"github.com/cmc-dev/cmc/llama"
 	"github.com/cmc-dev/cmc/modelstore"
 )
@@ -28,7 +28,7 @@ func quantizeCommand() *cli.Command {
 			"Mixed types (Q4_K_M, ...) keep some tensors at a higher precision, as llama-quantize does.\n" +
 			"OUT appears only when the whole file is written; Ctrl-C abandons the run and leaves no OUT.",
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "CPU threads quantizing"},
+			&cli.IntFlag{Name: "threads", Value: cpuinfo.PhysicalCores(), Usage: "CPU threads quantizing (default: the physical cores)"},
 			&cli.BoolFlag{Name: "allow-requantize", Usage: "quantize an already quantized input again (each step loses precision)"},
 		},
 		Action: runQuantize,

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -49,12 +48,12 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	defer rm.close()
-	b := &backend{rm: rm, name: strings.TrimSuffix(filepath.Base(c.String("model")), ".gguf")}
+	b := &backend{rm: rm, name: modelName(c, "model")}
 	if rm.remote != nil {
 		b.name = rm.remote.client.Model
 	}
 	if rm.delta != nil {
-		b.deltaName = strings.TrimSuffix(filepath.Base(c.String("delta")), ".gguf")
+		b.deltaName = modelName(c, "delta")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	srv := server.New(b, server.Config{
