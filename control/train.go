@@ -139,8 +139,13 @@ type AbortableTemplate interface {
 }
 
 // lossChunk is the number of delta logits alive at once in a training
-// pass: 16 MiB of them.
+// pass (16 MiB of them), and the size of a chunk of template logits.
 const lossChunk = 4 << 20
+
+// templateAhead is how many chunks of logits the template may compute
+// before the delta's loss asks for them: memory (16 MiB each) against the
+// template's idle time while the delta runs its forward and backward.
+const templateAhead = 6
 
 // ErrNonFinite reports a loss or gradient that is NaN or infinite: training
 // diverged (a learning rate far too high) or a model holds non-finite
@@ -159,10 +164,10 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 	if t.Opt.Step >= total {
 		return nil
 	}
-	// The template runs one micro-batch ahead of the delta, so that neither
-	// waits for the other when there are cores for both. Its goroutine and
-	// the planner's are joined before Run returns, whatever ends the run:
-	// a template still decoding after its caller freed it would crash.
+	// The template runs ahead of the delta, so that neither waits for the
+	// other when there are cores for both. Its goroutine and the planner's
+	// are joined before Run returns, whatever ends the run: a template still
+	// decoding after its caller freed it would crash.
 	ctx, cancel := context.WithCancel(ctx)
 	var workers sync.WaitGroup
 	abortable, _ := t.Template.(AbortableTemplate)
@@ -184,13 +189,14 @@ func (t *Trainer) Run(ctx context.Context) (err error) {
 	if t.chunkRows > 0 {
 		chunk = t.chunkRows
 	}
-	// The hand-overs are unbuffered: the template works at most one chunk
-	// ahead of the delta's loss, and two chunks of template logits are
-	// alive, the one the loss reads and the one the template fills. They
+	// The template works up to templateAhead chunks ahead of the delta's
+	// loss (also while the delta runs its forward and backward passes), so
+	// at most templateAhead+2 chunks of template logits are alive: those
+	// queued, the one the loss reads and the one the template fills. They
 	// are recycled rather than left to the garbage collector.
 	batches := make(chan *microBatch)
-	rows := make(chan rowLogits)
-	free := make(chan []float32, 2)
+	rows := make(chan rowLogits, templateAhead)
+	free := make(chan []float32, templateAhead+2)
 	workers.Add(1)
 	go func() {
 		defer workers.Done()
