@@ -280,15 +280,14 @@ func (g *RemoteGenerator) RemoteScore(ctx context.Context, prompt, response stri
 			return alone, controlled, err
 		}
 		start := tok.Offset - len(prompt)
-		if start < 0 {
-			continue // a prompt token
+		if start < 0 || math.IsNaN(tok.LogProb) {
+			// A prompt token, or one that nothing predicts: the first of
+			// the text (BOS, or the text's own first token without one).
+			continue
 		}
 		end := min(tok.Offset+len(tok.Text), len(text)) - len(prompt)
 		if end <= start {
 			break // past the response: the engine's own new token
-		}
-		if math.IsNaN(tok.LogProb) {
-			return alone, controlled, fmt.Errorf("remote score: the engine gave no log-probability for %q at offset %d", tok.Text, tok.Offset)
 		}
 		alone = append(alone, tok.LogProb)
 		if !useDelta {

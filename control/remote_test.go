@@ -320,3 +320,23 @@ func TestRemoteScoreStraddle(t *testing.T) {
 		t.Fatalf("delta context %v, want %v", d.ctx, want)
 	}
 }
+
+// TestRemoteScoreEmptyPrompt: with no prompt, the BOS an engine echoes
+// (nothing predicts it) is skipped and the text's tokens are scored.
+func TestRemoteScoreEmptyPrompt(t *testing.T) {
+	top := []Candidate{{Text: "d", LogProb: -0.5}}
+	echo := []EchoedToken{
+		{Offset: 0, Text: "<s>", LogProb: math.NaN()},
+		{Offset: 0, Text: "c", LogProb: -1, Top: top},
+		{Offset: 1, Text: "d", LogProb: -0.5, Top: top},
+	}
+	d := newFakeLM(8, 1, 1)
+	g := &RemoteGenerator{Delta: d, DeltaTok: remoteDeltaTok, DeltaEOS: 0, Map: prefixTextMap, Alpha: 1}
+	alone, ctl, err := g.RemoteScore(context.Background(), "", "cd", []int32{0}, echo)
+	if err != nil || !slices.Equal(alone, []float64{-1, -0.5}) || len(ctl) != 2 {
+		t.Fatalf("scores %v %v %v, want the two text tokens", alone, ctl, err)
+	}
+	if want := []int32{0, 3}; !slices.Equal(d.ctx, want) {
+		t.Fatalf("delta context %v, want %v (its prompt, then c)", d.ctx, want)
+	}
+}

@@ -137,6 +137,35 @@ func TestRemoteEvalChatServe(t *testing.T) {
 		}
 	}
 
+	// NLL from the engine's echo scores every token of a text but the end
+	// token, which the engine does not echo; at alpha 0 both columns are
+	// the engine's own.
+	nll := func(m string) evalDoc {
+		t.Helper()
+		out := filepath.Join(dir, "nll.json")
+		args := []string{"eval", "--model", m, "--delta", model, "--alpha", "0", "--template", "raw", "--delta-template", "raw",
+			"--threads", "1", "--data", fixture(t, "datasets/tinystories/tinystories_sample.txt"), "--format", "text", "--limit", "2", "--json", out}
+		if b, err := cmcCommand(args...).CombinedOutput(); err != nil {
+			t.Fatalf("eval nll --model %s: %v\n%s", m, err, b)
+		}
+		var doc evalDoc
+		b, err := os.ReadFile(out)
+		if err == nil {
+			err = json.Unmarshal(b, &doc)
+		}
+		if err != nil || len(doc.Results) != 3 {
+			t.Fatalf("eval nll --model %s: %v %+v", m, err, doc)
+		}
+		return doc
+	}
+	localNLL, remoteNLL := nll(model), nll(base)
+	if n, want := remoteNLL.Results[2].User, localNLL.Results[2].User-2; n != want {
+		t.Errorf("remote NLL over %g tokens, want the local %g less the 2 end tokens", float64(n), float64(localNLL.Results[2].User))
+	}
+	if r := remoteNLL.Results[0]; r.User != r.Delta || !(r.User > 0) {
+		t.Errorf("remote NLL at alpha 0: %g alone, %g with the delta, want one positive number", float64(r.User), float64(r.Delta))
+	}
+
 	chat := func(m string) string {
 		t.Helper()
 		cmd := cmcCommand("chat", "--model", m, "--no-delta", "--template", "raw", "--temp", "0", "--max-tokens", "20", "--threads", "1")
