@@ -4,6 +4,7 @@
 # thread count. Prints both throughputs and their ratio.
 #
 #   scripts/bench-delta.sh            # THREADS=2 by default
+#   BENCH_110M=1 scripts/bench-delta.sh   # also the stories110M shape (cmc only, ~2 min)
 #
 # PyTorch is Debian's (apt-get install python3-torch libopenblas0-pthread),
 # which runs under /usr/bin/python3; without it the baseline is skipped.
@@ -12,6 +13,12 @@ cd "$(dirname "$0")/.."
 
 threads=${THREADS:-2}
 python=/usr/bin/python3
+
+# The delta's tests link llama.cpp (they tokenize with it), as e2e does: the
+# cgo build flags come from the Makefile (make bench), or are set here, so
+# that the cached build is reused.
+export CGO_CFLAGS=${CGO_CFLAGS:--O3 -march=native} CGO_CXXFLAGS=${CGO_CXXFLAGS:--O3 -march=native}
+make -s headers
 
 echo "== PyTorch: scripts/bench_torch.py --threads $threads"
 torch_tps=
@@ -32,13 +39,22 @@ out=$(GOMAXPROCS=$threads go test ./delta -run XXX -bench 'BenchmarkTrainStep15M
 echo "$out"
 cmc_tps=$(grep -o '[0-9.e+]* tokens/s' <<<"$out" | head -n 1 | awk '{ print $1 }')
 cmc_cpu=$(grep -o '[0-9.e+]* tokens/cpu-s' <<<"$out" | head -n 1 | awk '{ print $1 }')
+cmc_gflops=$(grep -o '[0-9.e+]* GFLOP/s' <<<"$out" | head -n 1 | awk '{ print $1 }')
+
+# The paper's largest delta shape (dim 768, 12 layers, hidden 2048): 1.7 GB
+# of parameters and optimiser state, several seconds a step. bench_torch.py
+# has only the stories15M shape, so there is no PyTorch ratio for it.
+if [ "${BENCH_110M:-0}" = 1 ]; then
+	echo "== cmc: go test ./delta -bench BenchmarkTrainStep110M (GOMAXPROCS=$threads)"
+	out=$(GOMAXPROCS=$threads go test ./delta -run XXX -bench 'BenchmarkTrainStep110M' -benchtime 2x)
+	echo "$out"
+	cmc110_tps=$(grep -o '[0-9.e+]* tokens/s' <<<"$out" | head -n 1 | awk '{ print $1 }')
+	cmc110_gflops=$(grep -o '[0-9.e+]* GFLOP/s' <<<"$out" | head -n 1 | awk '{ print $1 }')
+fi
 
 # Incremental inference: the Go engine against llama.cpp on the same
-# stories15M-shaped model (exported as F32 GGUF), same thread count. The
-# cgo build flags come from the Makefile (make bench), or are set here.
+# stories15M-shaped model (exported as F32 GGUF), same thread count.
 echo "== inference: go test ./e2e -bench BenchmarkDecode15M (GOMAXPROCS=$threads)"
-export CGO_CFLAGS=${CGO_CFLAGS:--O3 -march=native} CGO_CXXFLAGS=${CGO_CXXFLAGS:--O3 -march=native}
-make -s headers
 out=$(GOMAXPROCS=$threads go test ./e2e -run XXX -bench 'BenchmarkDecode15M' -benchtime 5x)
 echo "$out"
 dec_cmc=$(awk '$1 ~ /Decode15M\/cmc/ { for (i = 1; i < NF; i++) if ($(i+1) == "tokens/s") print $i }' <<<"$out")
@@ -59,6 +75,11 @@ ratio() {
 }
 ratio ratio_cmc_over_torch "$cmc_tps" "$torch_tps"
 ratio ratio_cmc_over_torch_cpu "$cmc_cpu" "$torch_cpu"
+echo "cmc_train_gflops_per_s ${cmc_gflops:-unknown}"
+if [ "${BENCH_110M:-0}" = 1 ]; then
+	echo "cmc_110m_tokens_per_s ${cmc110_tps:-unknown}"
+	echo "cmc_110m_train_gflops_per_s ${cmc110_gflops:-unknown}"
+fi
 echo "decode_cmc_tokens_per_s ${dec_cmc:-unknown}"
 echo "decode_llama_cpp_tokens_per_s ${dec_llama:-unknown}"
 ratio ratio_decode_cmc_over_llama_cpp "$dec_cmc" "$dec_llama"
