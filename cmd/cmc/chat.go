@@ -100,7 +100,7 @@ func chatTurn(c *cli.Context, rm *runtimeModels, history []llama.Message, line s
 	if err != nil {
 		return "", err
 	}
-	res, err := rm.generator(alpha).Generate(c.Context, userIDs, deltaIDs, opt, func(piece string) error {
+	res, err := rm.generate(c.Context, userIDs, deltaIDs, alpha, opt, func(piece string) error {
 		if _, err := io.WriteString(out, piece); err != nil {
 			return err
 		}

@@ -47,8 +47,7 @@ func runGenerate(c *cli.Context) error {
 		fmt.Fprint(out, userText)
 	}
 	start := time.Now()
-	g := rm.generator(rm.alpha)
-	res, err := g.Generate(c.Context, userIDs, deltaIDs, sampleOptions(c), func(piece string) error {
+	res, err := rm.generate(c.Context, userIDs, deltaIDs, rm.alpha, sampleOptions(c), func(piece string) error {
 		if _, err := out.WriteString(piece); err != nil {
 			return err
 		}

@@ -131,3 +131,26 @@ func TestGenerateNaNUserFails(t *testing.T) {
 	}
 	t.Logf("%s", out)
 }
+
+// TestGenerateWithinTheContext: a generation that runs into the end of the
+// user model's context finishes with "length" and exits 0; a prompt that
+// does not fit is an error naming both sizes, before any decoding.
+func TestGenerateWithinTheContext(t *testing.T) {
+	model := fixture(t, "models/stories260K/stories260K.gguf")
+	// llama.cpp rounds a context up to 256 tokens.
+	cmd := cmcCommand("generate", "--model", model, "--prompt", "Once upon a time", "--temp", "0",
+		"--max-tokens", "0", "--ctx", "256", "--threads", "1", "--stats")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("generation to the end of the context: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "finish=length") {
+		t.Errorf("no finish=length in\n%s", out)
+	}
+	long := strings.Repeat("Once upon a time there was a cat. ", 60)
+	cmd = cmcCommand("generate", "--model", model, "--prompt", long, "--ctx", "256", "--threads", "1")
+	out, err = cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the user model's context (--ctx) holds 256") {
+		t.Errorf("an over-long prompt: %v\n%s", err, out)
+	}
+}

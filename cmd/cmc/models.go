@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -222,6 +223,26 @@ func (rm *runtimeModels) generator(alpha float32) *control.Generator {
 		g.Delta, g.DeltaTok, g.Map, g.Alpha = rm.deltaLM, rm.deltaVocab.Vocab(), rm.tokenMap, alpha
 	}
 	return g
+}
+
+// generate runs one generation with the delta at strength alpha, within
+// the user model's context: a prompt that does not fit is an error naming
+// both sizes, MaxTokens is cut to the room left (0, no limit, becomes that
+// room), and a generation that reaches the end of the context finishes
+// with "length" instead of failing.
+func (rm *runtimeModels) generate(ctx context.Context, userIDs, deltaIDs []int32, alpha float32, opt control.Options, emit func(string) error) (control.Result, error) {
+	room := rm.userCtx.Size() - len(userIDs)
+	if room < 1 {
+		return control.Result{}, fmt.Errorf("the prompt has %d tokens; the user model's context (--ctx) holds %d", len(userIDs), rm.userCtx.Size())
+	}
+	if opt.MaxTokens == 0 || opt.MaxTokens > room {
+		opt.MaxTokens = room
+	}
+	res, err := rm.generator(alpha).Generate(ctx, userIDs, deltaIDs, opt, emit)
+	if errors.Is(err, llama.ErrContextFull) {
+		res.FinishReason, err = "length", nil
+	}
+	return res, err
 }
 
 // allPositions gives llama.cpp's context the all-positions decode of

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -108,7 +107,7 @@ func (b *backend) Generate(ctx context.Context, req server.Request, emit func(st
 	if err != nil {
 		return server.Result{}, err
 	}
-	if free := b.rm.userCtx.Size() - len(p.user); free < 1 {
+	if len(p.user) >= b.rm.userCtx.Size() {
 		return server.Result{}, &server.RequestError{Param: p.param, Message: fmt.Sprintf("the prompt has %d tokens; the context holds %d", len(p.user), b.rm.userCtx.Size())}
 	}
 	opt, err := b.options(req, len(p.user))
@@ -124,11 +123,8 @@ func (b *backend) Generate(ctx context.Context, req server.Request, emit func(st
 			return server.Result{}, &server.RequestError{Param: "echo", Message: fmt.Sprintf("the delta's tokenizer gives no prompt for the text %q of the first prompt token (%v)", first, err)}
 		}
 	}
-	res, err := b.rm.generator(alpha).Generate(ctx, p.user, p.delta, opt, emit)
+	res, err := b.rm.generate(ctx, p.user, p.delta, alpha, opt, emit)
 	out := server.Result{Text: res.Text, FinishReason: res.FinishReason, PromptTokens: len(p.user), CompletionTokens: len(res.Tokens), CachedTokens: res.CachedTokens}
-	if errors.Is(err, llama.ErrContextFull) {
-		out.FinishReason, err = "length", nil
-	}
 	if err != nil {
 		return out, err
 	}
@@ -138,9 +134,6 @@ func (b *backend) Generate(ctx context.Context, req server.Request, emit func(st
 	b.logprobs(&out, req, p, res)
 	return out, nil
 }
-
-// allPositions lets the generator decode a scored prompt in batches,
-// reading every position's logits.
 
 // servedPrompt is one request's prompt, rendered and tokenised for both
 // models.
