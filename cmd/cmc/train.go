@@ -443,6 +443,12 @@ func runIdentity(c *cli.Context, p *trainPaths) (id map[string]string, err error
 		id[name] = strconv.Itoa(c.Int(name))
 	}
 	id["seed"] = strconv.FormatUint(c.Uint64("seed"), 10)
+	// The cache's top-k approximates the template's log-probs: it changes
+	// the loss, not only the speed.
+	id["template-cache-k"] = "off"
+	if c.String("template-cache") != "" {
+		id["template-cache-k"] = strconv.Itoa(c.Int("template-cache-k"))
+	}
 	for _, name := range []string{"lr", "min-lr", "warmup", "weight-decay", "clip"} {
 		id[name] = strconv.FormatFloat(c.Float64(name), 'g', -1, 64)
 	}
