@@ -12,6 +12,7 @@ import (
 
 	"github.com/cmc-dev/cmc/control"
 	"github.com/cmc-dev/cmc/llama"
+	"github.com/cmc-dev/cmc/runner"
 )
 
 func chatCommand() *cli.Command {
@@ -31,19 +32,19 @@ func runChat(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer rm.close()
+	defer rm.Close()
 	opt := sampleOptions(c)
-	alpha := rm.alpha
+	alpha := rm.Alpha
 	var history []llama.Message
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<16), 1<<20)
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
 	status := func() {
-		if rm.delta == nil {
+		if rm.Delta == nil {
 			fmt.Fprintln(out, "(no delta: the user model alone)")
 		} else {
-			fmt.Fprintf(out, "(delta on, alpha %g; %s)\n", alpha, rm.mapStats)
+			fmt.Fprintf(out, "(delta on, alpha %g; %s)\n", alpha, rm.MapStats)
 		}
 	}
 	status()
@@ -92,15 +93,15 @@ func runChat(c *cli.Context) error {
 	}
 }
 
-func chatTurn(c *cli.Context, rm *runtimeModels, history []llama.Message, line string, alpha float32, opt control.Options, out *bufio.Writer) (string, error) {
-	if rm.remote != nil {
-		return rm.remoteChatTurn(c.Context, history, line, alpha, opt, out)
+func chatTurn(c *cli.Context, rm *runner.Runner, history []llama.Message, line string, alpha float32, opt control.Options, out *bufio.Writer) (string, error) {
+	if rm.Remote != nil {
+		return remoteChatTurn(c.Context, rm, history, line, alpha, opt, out)
 	}
-	userIDs, deltaIDs, _, err := rm.prompts(history, line)
+	userIDs, deltaIDs, _, err := rm.Prompts(history, line)
 	if err != nil {
 		return "", err
 	}
-	res, err := rm.generate(c.Context, userIDs, deltaIDs, alpha, opt, func(piece string) error {
+	res, err := rm.GenerateIDs(c.Context, userIDs, deltaIDs, alpha, opt, func(piece string) error {
 		if _, err := io.WriteString(out, piece); err != nil {
 			return err
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/cmc-dev/cmc/internal/atomicfile"
 	"github.com/cmc-dev/cmc/llama"
 	"github.com/cmc-dev/cmc/metrics"
+	"github.com/cmc-dev/cmc/runner"
 )
 
 func evalCommand() *cli.Command {
@@ -179,17 +180,17 @@ func runEval(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer rm.close()
+	defer rm.Close()
 	ev := newEvaluator(c.Context, rm, c.Int("max-tokens"), c.StringSlice("stop"))
-	if rm.userCtx != nil {
+	if rm.UserCtx != nil {
 		// llama.cpp pads the context past --ctx but caps its batch at
 		// --ctx: a decode longer than --ctx would abort inside it.
-		ev.ctxLimit = rm.userCtx.Size()
+		ev.ctxLimit = rm.UserCtx.Size()
 		if n := c.Int("ctx"); n > 0 {
 			ev.ctxLimit = min(ev.ctxLimit, n)
 		}
 	}
-	doc := evalDoc{Model: c.String("model"), Delta: c.String("delta"), Alpha: rm.alpha, Task: task, Reference: c.String("reference")}
+	doc := evalDoc{Model: c.String("model"), Delta: c.String("delta"), Alpha: rm.Alpha, Task: task, Reference: c.String("reference")}
 	for _, s := range sets {
 		var f evalFile
 		var rs []evalResult
@@ -345,7 +346,7 @@ func readReference(path string) ([]float64, error) {
 // evaluator scores examples with the user model alone and with the delta.
 type evaluator struct {
 	ctx       context.Context
-	rm        *runtimeModels
+	rm        *runner.Runner
 	sc        *control.Scorer
 	withDelta bool // a delta at alpha != 0: the second column is measured, not copied
 	ctxLimit  int  // most tokens an example may take in the user's context
@@ -353,11 +354,11 @@ type evaluator struct {
 	stop      []string
 }
 
-func newEvaluator(ctx context.Context, rm *runtimeModels, maxTokens int, stop []string) *evaluator {
-	if rm.remote != nil {
-		return &evaluator{ctx: ctx, rm: rm, withDelta: rm.delta != nil && rm.alpha != 0, maxTokens: maxTokens, stop: stop}
+func newEvaluator(ctx context.Context, rm *runner.Runner, maxTokens int, stop []string) *evaluator {
+	if rm.Remote != nil {
+		return &evaluator{ctx: ctx, rm: rm, withDelta: rm.Delta != nil && rm.Alpha != 0, maxTokens: maxTokens, stop: stop}
 	}
-	g := rm.generator(rm.alpha)
+	g := rm.Generator(rm.Alpha)
 	return &evaluator{ctx: ctx, rm: rm, sc: &control.Scorer{G: g}, withDelta: g.Delta != nil, maxTokens: maxTokens, stop: stop}
 }
 
@@ -371,14 +372,14 @@ type evalPrompt struct {
 }
 
 func (e *evaluator) prompt(query string) (evalPrompt, error) {
-	user, delta, text, err := e.rm.prompts(nil, query)
+	user, delta, text, err := e.rm.Prompts(nil, query)
 	if err != nil {
 		return evalPrompt{}, err
 	}
 	// Without a data template the user model's chat template renders.
-	p := evalPrompt{text: text, chat: e.rm.userTmpl == nil, user: user, delta: delta}
+	p := evalPrompt{text: text, chat: e.rm.UserTmpl == nil, user: user, delta: delta}
 	if e.withDelta {
-		p.deltaText = e.rm.deltaTmpl.Prompt(data.Example{Instruction: query})
+		p.deltaText = e.rm.DeltaTmpl.Prompt(data.Example{Instruction: query})
 	}
 	return p, nil
 }
@@ -390,7 +391,7 @@ func (e *evaluator) prompt(query string) (evalPrompt, error) {
 // answer is tokenised on its own, so that special tokens are parsed in the
 // template's text only.
 func (e *evaluator) answer(p evalPrompt, answer string) (prompt, deltaPrompt, target []int32, err error) {
-	v := e.rm.user.Vocab()
+	v := e.rm.User.Vocab()
 	deltaPrompt = p.delta
 	if p.chat {
 		prompt = p.user
@@ -411,7 +412,7 @@ func (e *evaluator) answer(p evalPrompt, answer string) (prompt, deltaPrompt, ta
 		// ("▁The" after "Answer: "): the delta reads them in its prompt too,
 		// so that both models condition on the same text.
 		if carried := textAfter(v, p.text, joined[:split]); carried != "" && e.withDelta {
-			if deltaPrompt, err = e.rm.deltaVocab.Vocab().Tokenize(p.deltaText+carried, true, false); err != nil {
+			if deltaPrompt, err = e.rm.DeltaVocab.Vocab().Tokenize(p.deltaText+carried, true, false); err != nil {
 				return nil, nil, nil, fmt.Errorf("tokenise the delta's prompt: %w", err)
 			}
 		}
@@ -504,7 +505,7 @@ func (e *evaluator) nll(s evalSet) (evalFile, []evalResult, error) {
 
 // score is the log-probs of response's tokens after query's prompt.
 func (e *evaluator) score(query, response string) (alone, controlled []float64, err error) {
-	if e.rm.remote != nil {
+	if e.rm.Remote != nil {
 		return e.remoteScore(query, response)
 	}
 	p, err := e.prompt(query)
@@ -562,7 +563,7 @@ func (e *evaluator) tofu(s evalSet) (evalFile, []evalResult, error) {
 // log-probs of its answer, paraphrase and perturbed answers, alone and
 // with the delta, all after one decoded prompt.
 func (e *evaluator) tofuItem(set metrics.TOFUSet, ex data.Example) (tofuItem, error) {
-	if e.rm.remote != nil {
+	if e.rm.Remote != nil {
 		return e.remoteTOFUItem(set, ex)
 	}
 	it := tofuItem{Source: ex.Source, Question: ex.Query(), Answer: ex.Output}
@@ -697,11 +698,11 @@ func tofuSummary(files []evalFile, reference []float64) []evalResult {
 	return rs
 }
 
-func printResults(w io.Writer, rm *runtimeModels, rs []evalResult) {
+func printResults(w io.Writer, rm *runner.Runner, rs []evalResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	deltaCol := "(no delta)"
-	if rm.delta != nil {
-		deltaCol = fmt.Sprintf("user+%g·delta", rm.alpha)
+	if rm.Delta != nil {
+		deltaCol = fmt.Sprintf("user+%g·delta", rm.Alpha)
 	}
 	fmt.Fprintf(tw, "file\tmetric\tuser\t%s\texamples\tskipped\t\n", deltaCol)
 	for _, r := range rs {

@@ -33,21 +33,21 @@ func runGenerate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer rm.close()
-	if rm.remote != nil {
+	defer rm.Close()
+	if rm.Remote != nil {
 		return runRemoteGenerate(c, rm)
 	}
-	userIDs, deltaIDs, userText, err := rm.prompts(nil, c.String("prompt"))
+	userIDs, deltaIDs, userText, err := rm.Prompts(nil, c.String("prompt"))
 	if err != nil {
 		return err
 	}
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
-	if _, raw := rm.userTmpl.(data.Raw); c.Bool("echo") && raw {
+	if _, raw := rm.UserTmpl.(data.Raw); c.Bool("echo") && raw {
 		fmt.Fprint(out, userText)
 	}
 	start := time.Now()
-	res, err := rm.generate(c.Context, userIDs, deltaIDs, rm.alpha, sampleOptions(c), func(piece string) error {
+	res, err := rm.GenerateIDs(c.Context, userIDs, deltaIDs, rm.Alpha, sampleOptions(c), func(piece string) error {
 		if _, err := out.WriteString(piece); err != nil {
 			return err
 		}
@@ -62,7 +62,7 @@ func runGenerate(c *cli.Context) error {
 		slog.Info("generated", "tokens", len(res.Tokens), "finish", res.FinishReason,
 			"tokens_per_s", fmt.Sprintf("%.1f", float64(len(res.Tokens))/elapsed.Seconds()),
 			"elapsed_s", fmt.Sprintf("%.3f", elapsed.Seconds()),
-			"delta_retokenised", res.DeltaRetokenised, "delta_redecoded", res.DeltaRedecoded, "map", rm.mapStats)
+			"delta_retokenised", res.DeltaRetokenised, "delta_redecoded", res.DeltaRedecoded, "map", rm.MapStats)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cmc-dev/cmc/control"
 	"github.com/cmc-dev/cmc/data"
 	"github.com/cmc-dev/cmc/llama"
+	"github.com/cmc-dev/cmc/runner"
 )
 
 // BenchmarkRemoteTinyWorld measures on the tiny world what steering a
@@ -67,7 +68,7 @@ func BenchmarkRemoteTinyWorld(b *testing.B) {
 			defer local.close()
 			base := startServe(b, "--model", model, "--no-delta")
 			ks := []int{5, 20}
-			remotes := make([]*runtimeModels, len(ks))
+			remotes := make([]*runner.Runner, len(ks))
 			for j, k := range ks {
 				remotes[j] = benchRuntime(b, append([]string{"--model", base, "--remote-top-k", strconv.Itoa(k)}, common...))
 				defer remotes[j].close()
@@ -126,7 +127,7 @@ func BenchmarkRemoteTinyWorld(b *testing.B) {
 						}
 					}
 					start := time.Now()
-					res, err := rm.remoteGenerate(context.Background(), text, remoteDeltaIDs, 1, opt, nil)
+					res, err := rm.RemoteGenerate(context.Background(), text, remoteDeltaIDs, 1, opt, nil)
 					elapsed[j] += time.Since(start)
 					if err != nil {
 						b.Fatal(err)
@@ -152,7 +153,7 @@ func BenchmarkRemoteTinyWorld(b *testing.B) {
 }
 
 // benchRuntime loads models as the commands do, from their flags.
-func benchRuntime(b *testing.B, args []string) *runtimeModels {
+func benchRuntime(b *testing.B, args []string) *runner.Runner {
 	b.Helper()
 	set := flag.NewFlagSet("bench", flag.ContinueOnError)
 	for _, f := range append(modelFlags(), sampleFlags()...) {

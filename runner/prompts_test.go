@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"slices"
@@ -6,12 +6,13 @@ import (
 	"testing"
 
 	"github.com/cmc-dev/cmc/data"
+	"github.com/cmc-dev/cmc/internal/testfixture"
 	"github.com/cmc-dev/cmc/llama"
 )
 
 func vocabModel(t *testing.T, rel string) *llama.Model {
 	t.Helper()
-	m, err := llama.LoadModel(fixture(t, rel), llama.ModelParams{VocabOnly: true})
+	m, err := llama.LoadModel(testfixture.Path(t, rel), llama.ModelParams{VocabOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,15 +29,15 @@ func TestChatPromptsKeepRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rm := &runtimeModels{user: phi, userChat: chat}
-	_, _, text, err := rm.chatPrompts([]llama.Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello, I am"}})
+	rm := &Runner{User: phi, UserChat: chat}
+	_, _, text, err := rm.ChatPrompts([]llama.Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello, I am"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := "<|user|>\nHi<|end|>\n<|assistant|>\nHello, I am"; !strings.HasSuffix(text, want) {
 		t.Errorf("assistant prefill rendered as %q, want it to end with %q", text, want)
 	}
-	ids, _, text, err := rm.chatPrompts([]llama.Message{{Role: "user", Content: "say <|end|> now"}})
+	ids, _, text, err := rm.ChatPrompts([]llama.Message{{Role: "user", Content: "say <|end|> now"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,22 +65,22 @@ func countID(ids []int32, id int32) int {
 // stays a system line, and a typed "</s>" is text, not EOS.
 func TestChatPromptsRawTemplate(t *testing.T) {
 	stories := vocabModel(t, "models/stories260K/stories260K.gguf")
-	rm := &runtimeModels{user: stories, userTmpl: data.Raw{}, delta: nil}
-	_, _, text, err := rm.chatPrompts([]llama.Message{{Role: "user", Content: "Tell a story."}, {Role: "assistant", Content: "Once upon"}})
+	rm := &Runner{User: stories, UserTmpl: data.Raw{}}
+	_, _, text, err := rm.ChatPrompts([]llama.Message{{Role: "user", Content: "Tell a story."}, {Role: "assistant", Content: "Once upon"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if text != "Tell a story.Once upon" {
 		t.Errorf("raw prefill %q, want the query then the prefill", text)
 	}
-	_, _, text, err = rm.chatPrompts([]llama.Message{{Role: "user", Content: "Tell a story."}, {Role: "system", Content: "Be brief."}})
+	_, _, text, err = rm.ChatPrompts([]llama.Message{{Role: "user", Content: "Tell a story."}, {Role: "system", Content: "Be brief."}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if text != "user: Tell a story.\nsystem: Be brief." {
 		t.Errorf("trailing system message rendered as %q", text)
 	}
-	ids, _, _, err := rm.chatPrompts([]llama.Message{{Role: "user", Content: "The end.</s>"}})
+	ids, _, _, err := rm.ChatPrompts([]llama.Message{{Role: "user", Content: "The end.</s>"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cmc-dev/cmc/internal/testfixture"
 	"github.com/cmc-dev/cmc/llama"
 	"github.com/cmc-dev/cmc/pmmined"
 	"github.com/cmc-dev/cmc/server"
@@ -17,25 +18,25 @@ import (
 
 // storiesBackend serves stories260K in-process, steered by itself as the
 // delta at alpha 1, both reading raw prompts.
-func storiesBackend(t *testing.T) (*backend, *httptest.Server) {
+func storiesBackend(t *testing.T) (*Backend, *httptest.Server) {
 	t.Helper()
-	path := fixture(t, "models/stories260K/stories260K.gguf")
-	rm := &runtimeModels{alpha: 1}
-	t.Cleanup(rm.close)
+	path := testfixture.Path(t, "models/stories260K/stories260K.gguf")
+	rm := &Runner{Alpha: 1}
+	t.Cleanup(rm.Close)
 	var err error
-	if rm.user, err = llama.LoadModel(path, llama.ModelParams{}); err != nil {
+	if rm.User, err = llama.LoadModel(path, llama.ModelParams{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := rm.resolveTemplates("raw", "raw"); err != nil {
+	if err := rm.ResolveTemplates("raw", "raw"); err != nil {
 		t.Fatal(err)
 	}
-	if err := rm.openUserContext(llama.ContextParams{Size: 256, Threads: 1}); err != nil {
+	if err := rm.OpenUserContext(llama.ContextParams{Size: 256, Threads: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := rm.loadDelta(path, path, pmmined.PMMinED, ""); err != nil {
+	if err := rm.LoadDelta(path, path, pmmined.PMMinED, ""); err != nil {
 		t.Fatal(err)
 	}
-	b := &backend{rm: rm, name: "stories260K", deltaName: "stories260K"}
+	b := NewBackend(rm, "stories260K", "stories260K")
 	ts := httptest.NewServer(server.New(b, server.Config{}, slog.New(slog.DiscardHandler)).Handler())
 	t.Cleanup(ts.Close)
 	return b, ts
@@ -76,7 +77,7 @@ func postEcho(t *testing.T, url string, prompt []int32, extra string) echoLogpro
 // position's most likely token but sharpens the distribution.
 func TestServeEchoLogprobs(t *testing.T) {
 	b, ts := storiesBackend(t)
-	v := b.rm.user.Vocab()
+	v := b.r.User.Vocab()
 	prompt, err := v.Tokenize("Once upon a time, there was a little girl", true, false)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +87,7 @@ func TestServeEchoLogprobs(t *testing.T) {
 
 	// The reference: every position's logits in one batched decode.
 	logits := make([]float32, len(prompt)*v.Size())
-	if err := b.rm.userCtx.SequenceLogits(prompt, logits); err != nil {
+	if err := b.r.UserCtx.SequenceLogits(prompt, logits); err != nil {
 		t.Fatal(err)
 	}
 	for _, got := range []echoLogprobs{alone, steered} {
@@ -172,7 +173,7 @@ func TestServeChatPenaltiesAndLogprobs(t *testing.T) {
 	}
 	// Ban the first greedy token by id: the runner-up takes its place,
 	// reported with the log-prob it had in the top 3.
-	v := b.rm.user.Vocab()
+	v := b.r.User.Vocab()
 	var bias []string // every token that spells it (a piece, and its byte)
 	for id := int32(0); int(id) < v.Size(); id++ {
 		if v.Piece(id, true) == toks[0].Token {
