@@ -43,7 +43,7 @@ train() { # name vocab dim layers heads hidden lr seed epochs data
 	local t0=$SECONDS
 	"${cmd[@]}" >"$out/logs/$name.log" 2>&1
 	echo "$((SECONDS - t0))" >"$out/logs/$name.seconds"
-	rm -f "$out/logs/$name.ckpt"
+	rm -f "$out/logs/$name.ckpt" "$out/logs/$name.ckpt.loss.csv"
 	echo "tinyworld: $name done in $((SECONDS - t0)) s: $(tail -n 1 "$out/logs/$name.log")"
 }
 
