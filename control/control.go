@@ -26,13 +26,6 @@ type LM interface {
 	Trim(pos int) error
 }
 
-// Tokenizer turns text into a model's token ids and ids back into text.
-type Tokenizer interface {
-	Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error)
-	// AppendPiece appends the bytes token id stands for.
-	AppendPiece(dst []byte, id int32, special bool) []byte
-}
-
 // DeltaLM adapts a delta model's inference session to LM. It keeps the
 // token ids of its context, for inspection.
 type DeltaLM struct {

@@ -9,16 +9,18 @@ import (
 	"unicode/utf8"
 
 	"github.com/cmc-dev/cmc/delta/kernels"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // TokenMap sends user token ids to delta token ids (METHOD.md, PM-MinED).
 type TokenMap struct {
 	// ToDelta[u] is the delta token of user token u, or -1 when unmapped.
 	ToDelta []int32
-	// Same[u] says that ToDelta[u] stands for exactly the same text (or the
-	// same byte, or the same special role), so the delta's context can be
-	// extended with it instead of re-tokenising the text.
-	Same []bool
+	// Exact[u] says that ToDelta[u] stands for exactly the same text (or
+	// the same byte, or the same special role: pmmined's Map.Exact), so the
+	// delta's context can be extended with it instead of re-tokenising the
+	// text.
+	Exact []bool
 }
 
 // Generator runs a user LLM with a delta's logits added to its
@@ -27,13 +29,13 @@ type TokenMap struct {
 //	score[u] = log_softmax(user)[u] + Alpha · delta[ToDelta[u]]   (0 when unmapped)
 type Generator struct {
 	User    LM
-	UserTok Tokenizer
+	UserTok vocab.Tokenizer
 	// EndOfGeneration reports the user's end-of-generation tokens.
 	EndOfGeneration func(id int32) bool
 
 	// Delta is nil to run the user model alone.
 	Delta    LM
-	DeltaTok Tokenizer
+	DeltaTok vocab.Tokenizer
 	// Map is nil when both models share one vocabulary (the identity map).
 	Map   *TokenMap
 	Alpha float32
@@ -367,11 +369,11 @@ func (g *Generator) addDelta(scores, dl []float32) {
 }
 
 // advanceDelta brings the delta's context in line with the generated text
-// after user token u, returning the delta tokens still to decode. Same-text
-// tokens are appended; otherwise the text is tokenised again for the delta
-// and its cache trimmed back to the longest still-valid prefix.
+// after user token u, returning the delta tokens still to decode. Exactly
+// mapped tokens are appended; otherwise the text is tokenised again for the
+// delta and its cache trimmed back to the longest still-valid prefix.
 func (g *Generator) advanceDelta(u int32, text []byte, base int, gen []int32, res *Result) (next, newGen []int32, err error) {
-	if g.Map == nil || g.Map.Same[u] {
+	if g.Map == nil || g.Map.Exact[u] {
 		d := u
 		if g.Map != nil {
 			d = g.Map.ToDelta[u]

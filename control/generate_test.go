@@ -142,7 +142,7 @@ func TestCrossVocabContext(t *testing.T) {
 	user := fakeTok{pieces: []string{"<s>", "ab", "c", "a", "b", "cd", " ", "bca"}}
 	dtok := fakeTok{pieces: []string{"<s>", "a", "b", "c", "d", " ", "abc", "e"}}
 	// PM-MinED-like map: same string -> same, else a prefix.
-	m := &TokenMap{ToDelta: []int32{0, 1, 3, 1, 2, 3, 5, 2}, Same: []bool{true, false, true, true, true, false, true, false}}
+	m := &TokenMap{ToDelta: []int32{0, 1, 3, 1, 2, 3, 5, 2}, Exact: []bool{true, false, true, true, true, false, true, false}}
 	for seed := uint64(0); seed < 20; seed++ {
 		d := newFakeLM(8, seed+100, 1)
 		g := &Generator{User: newFakeLM(8, seed, 1), UserTok: user, Delta: d, DeltaTok: dtok, Map: m, Alpha: 1}
@@ -159,7 +159,7 @@ func TestCrossVocabContext(t *testing.T) {
 		// After an exact last token only that token is pending; after an
 		// inexact one, re-tokenising may have left more of the tail pending.
 		last := res.Tokens[len(res.Tokens)-1]
-		if before := strings.TrimSuffix(res.Text, user.pieces[last]); m.Same[last] && string(spelled) != before {
+		if before := strings.TrimSuffix(res.Text, user.pieces[last]); m.Exact[last] && string(spelled) != before {
 			t.Fatalf("seed %d: delta context spells %q, want the text before the last token, %q", seed, spelled, before)
 		}
 		if res.DeltaRetokenised == 0 {
@@ -262,7 +262,7 @@ func TestSamplerAllocatesNothing(t *testing.T) {
 func TestScoreMatchesGeneration(t *testing.T) {
 	user := fakeTok{pieces: []string{"<s>", "ab", "c", "a", "b", "cd", " ", "bca"}}
 	dtok := fakeTok{pieces: []string{"<s>", "a", "b", "c", "d", " ", "abc", "e"}}
-	m := &TokenMap{ToDelta: []int32{0, 1, 3, 1, 2, 3, 5, 2}, Same: []bool{true, false, true, true, true, false, true, false}}
+	m := &TokenMap{ToDelta: []int32{0, 1, 3, 1, 2, 3, 5, 2}, Exact: []bool{true, false, true, true, true, false, true, false}}
 	mk := func() *Generator {
 		return &Generator{User: newFakeLM(8, 3, 1), UserTok: user, Delta: newFakeLM(8, 4, 1), DeltaTok: dtok, Map: m, Alpha: 1.5}
 	}
@@ -303,7 +303,7 @@ func TestScoreMatchesGeneration(t *testing.T) {
 // entries, and re-tokenising the text after every token (a map that says
 // no entry is exact), where a wrong trim position would show.
 func TestSelfDeltaIsUserAlone(t *testing.T) {
-	identity := &TokenMap{ToDelta: make([]int32, 8), Same: make([]bool, 8)}
+	identity := &TokenMap{ToDelta: make([]int32, 8), Exact: make([]bool, 8)}
 	for u := range identity.ToDelta {
 		identity.ToDelta[u] = int32(u)
 	}

@@ -98,7 +98,7 @@ func TestReusePrefixWithoutARecordStartsOver(t *testing.T) {
 // empty contexts; also when inexact map entries re-tokenise the delta's text.
 func TestGenerateReusesTheCacheAcrossTurns(t *testing.T) {
 	const vocab = 7
-	identity := &TokenMap{ToDelta: []int32{0, 1, 2, 3, 4, 5, 6}, Same: []bool{true, true, false, true, false, true, true}}
+	identity := &TokenMap{ToDelta: []int32{0, 1, 2, 3, 4, 5, 6}, Exact: []bool{true, true, false, true, false, true, true}}
 	for _, m := range []*TokenMap{nil, identity} {
 		newGen := func() (*Generator, *historyLM, *historyLM) {
 			u, d := newHistoryLM(vocab, 3), newHistoryLM(vocab, 4)

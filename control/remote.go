@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // Candidate is one token a remote engine offers for the next position. It is
@@ -26,10 +28,10 @@ type RemoteLM interface {
 }
 
 // TextMap maps the text of a user token onto the delta's vocabulary
-// (PM-MinED on text: pmmined.TextMapper). same reports that the delta token
-// stands for exactly that text, so the delta's context can be extended with
-// it instead of re-tokenising.
-type TextMap func(text string) (d int32, same bool)
+// (PM-MinED on text: pmmined.TextMapper). exact reports that the delta
+// token stands for exactly that text, so the delta's context can be
+// extended with it instead of re-tokenising.
+type TextMap func(text string) (d int32, exact bool)
 
 // RemoteGenerator steers a remote user model with a local delta. The engine
 // gives log-probabilities only for its top K tokens, so only those can be
@@ -46,7 +48,7 @@ type RemoteGenerator struct {
 
 	// Delta is nil to run the user model alone.
 	Delta    LM
-	DeltaTok Tokenizer
+	DeltaTok vocab.Tokenizer
 	DeltaEOS int32 // the delta token an end candidate maps to (-1: none)
 	Map      TextMap
 	Alpha    float32
@@ -59,8 +61,8 @@ type RemoteGenerator struct {
 }
 
 type mappedText struct {
-	d    int32
-	same bool
+	d     int32
+	exact bool
 }
 
 // RemoteResult summarises one remote generation.
@@ -198,11 +200,11 @@ func (g *RemoteGenerator) scoreCandidates(cands []Candidate, dl []float32, whole
 	s := &g.step
 	scores := s.buffers(len(cands))
 	m := &g.stepMap
-	m.ToDelta, m.Same = m.ToDelta[:0], m.Same[:0]
+	m.ToDelta, m.Exact = m.ToDelta[:0], m.Exact[:0]
 	for i, c := range cands {
 		scores[i] = float32(c.LogProb)
 		t := g.mapCandidate(c)
-		m.ToDelta, m.Same = append(m.ToDelta, t.d), append(m.Same, t.same)
+		m.ToDelta, m.Exact = append(m.ToDelta, t.d), append(m.Exact, t.exact)
 	}
 	if dl != nil {
 		s.addDelta(scores, dl)
@@ -232,7 +234,7 @@ func (g *RemoteGenerator) mapCandidate(c Candidate) mappedText {
 	}
 	t, ok := g.cache[c.Text]
 	if !ok {
-		t.d, t.same = g.Map(c.Text)
+		t.d, t.exact = g.Map(c.Text)
 		g.cache[c.Text] = t
 	}
 	return t
@@ -302,7 +304,7 @@ func (g *RemoteGenerator) RemoteScore(ctx context.Context, prompt, response stri
 			if _, err := g.Delta.Append(deltaNext); err != nil {
 				return alone, controlled, fmt.Errorf("remote score: delta model: %w", err)
 			}
-			g.stepMap.ToDelta, g.stepMap.Same = append(g.stepMap.ToDelta[:0], -1), append(g.stepMap.Same[:0], false)
+			g.stepMap.ToDelta, g.stepMap.Exact = append(g.stepMap.ToDelta[:0], -1), append(g.stepMap.Exact[:0], false)
 			if deltaNext, deltaGen, err = s.advanceDelta(0, []byte(response[:start]), deltaBase, deltaGen, &res); err != nil {
 				return alone, controlled, err
 			}

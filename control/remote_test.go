@@ -70,10 +70,10 @@ func prefixTextMap(text string) (int32, bool) {
 // localTokenMap is the same rule over the user vocabulary, for the local
 // generator; the end token maps to the delta's end token.
 func localTokenMap() *TokenMap {
-	m := &TokenMap{ToDelta: []int32{0}, Same: []bool{true}}
+	m := &TokenMap{ToDelta: []int32{0}, Exact: []bool{true}}
 	for _, p := range remoteUserTok.pieces[1:] {
-		d, same := prefixTextMap(p)
-		m.ToDelta, m.Same = append(m.ToDelta, d), append(m.Same, same)
+		d, exact := prefixTextMap(p)
+		m.ToDelta, m.Exact = append(m.ToDelta, d), append(m.Exact, exact)
 	}
 	return m
 }

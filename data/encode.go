@@ -4,19 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-)
 
-// Tokenizer turns text into token ids and ids back into text. llama.cpp's
-// vocabulary has this shape; tests use a fake.
-type Tokenizer interface {
-	// Tokenize splits text into tokens. addSpecial asks for the model's
-	// BOS/EOS around the text; parseSpecial lets text such as "<s>" become
-	// the special token instead of plain characters.
-	Tokenize(text string, addSpecial, parseSpecial bool) ([]int32, error)
-	// AppendPiece appends the text token id stands for (control tokens
-	// only when special is set).
-	AppendPiece(dst []byte, id int32, special bool) []byte
-}
+	"github.com/cmc-dev/cmc/vocab"
+)
 
 // NoToken marks an absent special token in Specials.
 const NoToken int32 = -1
@@ -67,7 +57,7 @@ type EncodeStats struct {
 // an example whose prompt leaves no room for one response token is dropped.
 // An example with no label at all (empty response and no EOS) is dropped
 // too. maxLen <= 0 means no limit.
-func Encode(tok Tokenizer, sp Specials, tmpl Template, examples []Example, maxLen int) ([]Sequence, EncodeStats, error) {
+func Encode(tok vocab.Tokenizer, sp Specials, tmpl Template, examples []Example, maxLen int) ([]Sequence, EncodeStats, error) {
 	if sp.AddBOS && sp.BOS == NoToken {
 		return nil, EncodeStats{}, errors.New("encode: AddBOS is set but the vocabulary has no BOS token")
 	}
@@ -134,7 +124,7 @@ func Encode(tok Tokenizer, sp Specials, tmpl Template, examples []Example, maxLe
 // still do not spell the prompt (an unknown character, a normalisation), the
 // split falls back to the number of tokens of the prompt alone, which is how
 // TOFU counts its question tokens.
-func TokenizeJoined(tok Tokenizer, prompt, response string) (tokens []int32, split int, err error) {
+func TokenizeJoined(tok vocab.Tokenizer, prompt, response string) (tokens []int32, split int, err error) {
 	text := prompt + response
 	tokens, err = tok.Tokenize(text, false, false)
 	if err != nil {

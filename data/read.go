@@ -6,7 +6,7 @@
 // shape batches in a reproducible shuffled order.
 //
 // The package knows nothing about models: tokenization goes through the
-// small Tokenizer interface, so everything here is testable in pure Go.
+// small vocab.Tokenizer interface, so everything here is testable in pure Go.
 package data
 
 import (

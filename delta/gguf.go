@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/cmc-dev/cmc/gguf"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // ggufName is llama.cpp's name for parameter tensor t. The llama
@@ -171,7 +172,7 @@ type ExportOptions struct {
 	// vocabulary). When nil, Vocab is written instead; one is required,
 	// since llama.cpp does not load a model without a vocabulary.
 	Tokenizer *gguf.File
-	Vocab     *gguf.Vocab
+	Vocab     *vocab.Vocab
 	Name      string // general.name; "delta" when empty
 }
 
@@ -224,8 +225,8 @@ func (m *Model) ExportGGUF(path string, o ExportOptions) error {
 		}
 		w.CopyKV(o.Tokenizer, func(key string) bool { return !strings.HasPrefix(key, "tokenizer.") })
 	case o.Vocab != nil:
-		if len(o.Vocab.Tokens) != c.VocabSize {
-			return fmt.Errorf("export %q: the vocabulary has %d tokens, the model %d", path, len(o.Vocab.Tokens), c.VocabSize)
+		if len(o.Vocab.Pieces) != c.VocabSize {
+			return fmt.Errorf("export %q: the vocabulary has %d tokens, the model %d", path, len(o.Vocab.Pieces), c.VocabSize)
 		}
 		w.SetVocab(o.Vocab)
 	default:

@@ -94,9 +94,9 @@ func crossVocab(t *testing.T, userPath, deltaPath string, d *delta.Model) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tm := &control.TokenMap{ToDelta: m.ToDelta, Same: make([]bool, len(m.ToDelta))}
-	for u := range tm.Same {
-		tm.Same[u] = m.Exact(int32(u))
+	tm := &control.TokenMap{ToDelta: m.ToDelta, Exact: make([]bool, len(m.ToDelta))}
+	for u := range tm.Exact {
+		tm.Exact[u] = m.Exact(int32(u))
 	}
 	const query = "Once upon a time, a little dog"
 	up, _ := user.Vocab().Tokenize(query, true, false)
@@ -146,7 +146,7 @@ func TestCrossVocabLlama2DeltaOnStoriesUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := delta.New(delta.Config{Dim: 16, HiddenDim: 32, NLayers: 1, NHeads: 2, NKVHeads: 2, VocabSize: len(v.Tokens), SeqLen: 256, SharedClassifier: true}, 7)
+	d, err := delta.New(delta.Config{Dim: 16, HiddenDim: 32, NLayers: 1, NHeads: 2, NKVHeads: 2, VocabSize: len(v.Pieces), SeqLen: 256, SharedClassifier: true}, 7)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ func writeRandom(t *testing.T, tok *gguf.File, path string, c delta.Config, f16 
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.VocabSize = len(v.Tokens)
+	c.VocabSize = len(v.Pieces)
 	m, err := delta.New(c, seed)
 	if err != nil {
 		t.Fatal(err)

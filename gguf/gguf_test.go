@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cmc-dev/cmc/internal/testfixture"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 const (
@@ -83,8 +84,8 @@ func TestVocabFixtures(t *testing.T) {
 			if v.Model != tc.model || v.Pre != tc.pre {
 				t.Errorf("model/pre = %q/%q, want %q/%q", v.Model, v.Pre, tc.model, tc.pre)
 			}
-			if len(v.Tokens) != tc.n || len(v.Merges) != tc.merges {
-				t.Errorf("%d tokens, %d merges; want %d, %d", len(v.Tokens), len(v.Merges), tc.n, tc.merges)
+			if len(v.Pieces) != tc.n || len(v.Merges) != tc.merges {
+				t.Errorf("%d tokens, %d merges; want %d, %d", len(v.Pieces), len(v.Merges), tc.n, tc.merges)
 			}
 			if (v.Scores != nil) != tc.scores || len(v.Types) != tc.n {
 				t.Errorf("scores present %v (want %v), %d types (want %d)", v.Scores != nil, tc.scores, len(v.Types), tc.n)
@@ -108,11 +109,11 @@ func TestVocabPieces(t *testing.T) {
 	// Llama-2: <unk> <s> </s>, then the 256 byte tokens, then "▁▁".
 	want := map[int]string{0: "<unk>", 1: "<s>", 2: "</s>", 3: "<0x00>", 258: "<0xFF>", 259: "▁▁"}
 	for id, piece := range want {
-		if v.Tokens[id] != piece {
-			t.Errorf("token %d = %q, want %q", id, v.Tokens[id], piece)
+		if v.Pieces[id] != piece {
+			t.Errorf("token %d = %q, want %q", id, v.Pieces[id], piece)
 		}
 	}
-	if v.Types[1] != TokenControl || v.Types[3] != TokenByte || v.Types[259] != TokenNormal || v.Types[0] != TokenUnknown {
+	if v.Types[1] != vocab.TokenControl || v.Types[3] != vocab.TokenByte || v.Types[259] != vocab.TokenNormal || v.Types[0] != vocab.TokenUnknown {
 		t.Errorf("types of 0,1,3,259 = %d,%d,%d,%d", v.Types[0], v.Types[1], v.Types[3], v.Types[259])
 	}
 
@@ -121,8 +122,8 @@ func TestVocabPieces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gv.Tokens[50256] != "<|endoftext|>" || gv.Merges[0] != "Ġ t" {
-		t.Errorf("gpt-2 token 50256 = %q, merge 0 = %q", gv.Tokens[50256], gv.Merges[0])
+	if gv.Pieces[50256] != "<|endoftext|>" || gv.Merges[0] != "Ġ t" {
+		t.Errorf("gpt-2 token 50256 = %q, merge 0 = %q", gv.Pieces[50256], gv.Merges[0])
 	}
 }
 
@@ -152,8 +153,8 @@ func TestStories260K(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(v.Tokens) != 512 || v.BOS != 1 || v.EOS != 2 || v.UNK != 0 || v.PAD != -1 || v.Tokens[1] != "<s>" {
-		t.Errorf("vocab: %d tokens, BOS %d EOS %d UNK %d PAD %d, token 1 %q", len(v.Tokens), v.BOS, v.EOS, v.UNK, v.PAD, v.Tokens[1])
+	if len(v.Pieces) != 512 || v.BOS != 1 || v.EOS != 2 || v.UNK != 0 || v.PAD != -1 || v.Pieces[1] != "<s>" {
+		t.Errorf("vocab: %d tokens, BOS %d EOS %d UNK %d PAD %d, token 1 %q", len(v.Pieces), v.BOS, v.EOS, v.UNK, v.PAD, v.Pieces[1])
 	}
 
 	ti, ok := f.Tensor("blk.0.attn_k.weight")

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"unicode/utf8"
+
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // Summary describes a file for people (WriteText, behind `cmc inspect`)
@@ -113,26 +115,17 @@ func (f *File) Summary() Summary {
 	return s
 }
 
-var tokenTypeNames = map[TokenType]string{
-	TokenNormal: "normal", TokenUnknown: "unknown", TokenControl: "control",
-	TokenUserDefined: "user-defined", TokenUnused: "unused", TokenByte: "byte",
-}
-
-func summarizeVocab(v *Vocab) *VocabSummary {
+func summarizeVocab(v *vocab.Vocab) *VocabSummary {
 	s := &VocabSummary{
-		Model: v.Model, Pre: v.Pre, Size: len(v.Tokens), Merges: len(v.Merges),
+		Model: v.Model, Pre: v.Pre, Size: len(v.Pieces), Merges: len(v.Merges),
 		HasScores: v.Scores != nil, AddBOS: v.AddBOS, AddEOS: v.AddEOS,
-		FirstPieces: v.Tokens[:min(len(v.Tokens), summaryLimit)],
+		FirstPieces: v.Pieces[:min(len(v.Pieces), summaryLimit)],
 		Special:     []SpecialToken{},
 	}
 	if v.Types != nil {
 		s.TypeCounts = map[string]int{}
 		for _, t := range v.Types {
-			name, ok := tokenTypeNames[t]
-			if !ok {
-				name = strconv.Itoa(int(t))
-			}
-			s.TypeCounts[name]++
+			s.TypeCounts[t.String()]++
 		}
 	}
 	for _, sp := range []struct {
@@ -140,7 +133,7 @@ func summarizeVocab(v *Vocab) *VocabSummary {
 		id   int32
 	}{{"BOS", v.BOS}, {"EOS", v.EOS}, {"UNK", v.UNK}, {"PAD", v.PAD}} {
 		if sp.id >= 0 {
-			s.Special = append(s.Special, SpecialToken{Role: sp.role, ID: sp.id, Piece: v.Tokens[sp.id]})
+			s.Special = append(s.Special, SpecialToken{Role: sp.role, ID: sp.id, Piece: v.Pieces[sp.id]})
 		}
 	}
 	return s
@@ -311,8 +304,8 @@ func orDash(s string) string {
 func describeCounts(counts map[string]int) string {
 	var parts []string
 	seen := map[string]bool{}
-	for t := TokenNormal; t <= TokenByte; t++ {
-		name := tokenTypeNames[t]
+	for t := vocab.TokenNormal; t <= vocab.TokenByte; t++ {
+		name := t.String()
 		if n, ok := counts[name]; ok {
 			parts = append(parts, fmt.Sprintf("%s %d", name, n))
 			seen[name] = true

@@ -1,6 +1,10 @@
 package gguf
 
-import "math"
+import (
+	"math"
+
+	"github.com/cmc-dev/cmc/vocab"
+)
 
 // The tokenizer.ggml.* metadata keys.
 const (
@@ -18,40 +22,13 @@ const (
 	KeyAddEOS         = "tokenizer.ggml.add_eos_token"
 )
 
-// TokenType is llama.cpp's token attribute as stored in tokenizer.ggml.token_type.
-type TokenType int32
-
-// The token types of tokenizer.ggml.token_type.
-const (
-	TokenNormal      TokenType = 1
-	TokenUnknown     TokenType = 2
-	TokenControl     TokenType = 3
-	TokenUserDefined TokenType = 4
-	TokenUnused      TokenType = 5
-	TokenByte        TokenType = 6
-)
-
-// Vocab is the tokenizer vocabulary stored in a file's tokenizer.ggml.* keys.
-type Vocab struct {
-	Model  string // tokenizer.ggml.model: "llama" (SentencePiece), "gpt2" (byte-level BPE), "bert", ...
-	Pre    string // tokenizer.ggml.pre (pre-tokenizer name), "" if absent
-	Tokens []string
-	Scores []float32   // nil if absent
-	Types  []TokenType // nil if absent
-	Merges []string    // nil if absent
-
-	// Special token ids, -1 when absent.
-	BOS, EOS, UNK, PAD int32
-	// AddBOS and AddEOS say whether tokenizing a prompt adds BOS/EOS. When
-	// the keys are absent, llama.cpp adds BOS for SentencePiece ("llama")
-	// vocabularies only, and never EOS.
-	AddBOS, AddEOS bool
-}
-
 // Vocab reads the tokenizer.ggml.* keys. It checks that scores and types,
 // when present, have one entry per token and that special ids are in range.
-func (f *File) Vocab() (*Vocab, error) {
-	v := &Vocab{BOS: -1, EOS: -1, UNK: -1, PAD: -1}
+// When tokenizer.ggml.add_bos_token is absent, AddBOS is what llama.cpp
+// does then: true for SentencePiece ("llama") vocabularies only; AddEOS is
+// false when its key is absent.
+func (f *File) Vocab() (*vocab.Vocab, error) {
+	v := &vocab.Vocab{BOS: -1, EOS: -1, UNK: -1, PAD: -1}
 	var err error
 	if v.Model, err = f.String(KeyTokenizerModel); err != nil {
 		return nil, err
@@ -61,10 +38,10 @@ func (f *File) Vocab() (*Vocab, error) {
 			return nil, err
 		}
 	}
-	if v.Tokens, err = f.stringArray(KeyTokens, true); err != nil {
+	if v.Pieces, err = f.stringArray(KeyTokens, true); err != nil {
 		return nil, err
 	}
-	n := len(v.Tokens)
+	n := len(v.Pieces)
 	if v.Merges, err = f.stringArray(KeyMerges, false); err != nil {
 		return nil, err
 	}
@@ -86,12 +63,12 @@ func (f *File) Vocab() (*Vocab, error) {
 		if len(types) != n {
 			return nil, f.errorf("key %s has %d entries, want one per token (%d)", KeyTokenTypes, len(types), n)
 		}
-		v.Types = make([]TokenType, n)
+		v.Types = make([]vocab.TokenType, n)
 		for i, t := range types {
 			if t < math.MinInt32 || t > math.MaxInt32 {
 				return nil, f.errorf("key %s: entry %d is %d, outside int32", KeyTokenTypes, i, t)
 			}
-			v.Types[i] = TokenType(t)
+			v.Types[i] = vocab.TokenType(t)
 		}
 	}
 	for _, s := range []struct {

@@ -8,6 +8,7 @@ import (
 	"math"
 
 	"github.com/cmc-dev/cmc/internal/atomicfile"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // Writer builds a GGUF v3 file in memory: metadata in insertion order, then
@@ -67,12 +68,12 @@ func (w *Writer) SetInt32s(key string, v []int32) { w.Set(key, NewArray(v)) }
 
 // SetVocab writes the tokenizer.ggml.* keys for every field of v that is
 // present (non-empty strings, non-nil slices, special ids >= 0).
-func (w *Writer) SetVocab(v *Vocab) {
+func (w *Writer) SetVocab(v *vocab.Vocab) {
 	w.SetString(KeyTokenizerModel, v.Model)
 	if v.Pre != "" {
 		w.SetString(KeyTokenizerPre, v.Pre)
 	}
-	w.SetStrings(KeyTokens, v.Tokens)
+	w.SetStrings(KeyTokens, v.Pieces)
 	if v.Scores != nil {
 		w.SetFloat32s(KeyScores, v.Scores)
 	}

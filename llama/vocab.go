@@ -9,6 +9,8 @@ import "C"
 import (
 	"fmt"
 	"unsafe"
+
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // TokenAttr is llama.cpp's bit set describing a token (normal, control, byte...).
@@ -25,11 +27,15 @@ const (
 	AttrByte        TokenAttr = C.LLAMA_TOKEN_ATTR_BYTE
 )
 
-// Vocab is a model's vocabulary. Its methods are safe for concurrent use.
+// Vocab is a model's vocabulary: llama.cpp's tokenizer, the vocab.Tokenizer
+// that generation, training data and evaluation use. Its methods are safe for
+// concurrent use.
 type Vocab struct {
 	c *C.struct_llama_vocab
 	n int
 }
+
+var _ vocab.Tokenizer = (*Vocab)(nil)
 
 func newVocab(c *C.struct_llama_vocab) *Vocab {
 	return &Vocab{c: c, n: int(C.llama_vocab_n_tokens(c))}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // Strategy names a rule for choosing the delta token of a user token.
@@ -101,7 +103,7 @@ func (m *Map) Exact(u int32) bool {
 }
 
 // Build maps every token of user onto delta with strategy s.
-func Build(user, delta *Vocab, s Strategy) (*Map, error) {
+func Build(user, delta *vocab.Vocab, s Strategy) (*Map, error) {
 	if _, err := ParseStrategy(string(s)); err != nil {
 		return nil, err
 	}
@@ -148,7 +150,7 @@ func parallelFor(n int, body func(lo, hi int)) {
 
 // mapToken applies the rule to one user token: specials by role, bytes to
 // bytes, then text.
-func (x *deltaIndex) mapToken(user *Vocab, u int32, s Strategy) (int32, Kind) {
+func (x *deltaIndex) mapToken(user *vocab.Vocab, u int32, s Strategy) (int32, Kind) {
 	if d, ok := x.special(user, u); ok {
 		if d < 0 {
 			return -1, KindNone
@@ -156,17 +158,17 @@ func (x *deltaIndex) mapToken(user *Vocab, u int32, s Strategy) (int32, Kind) {
 		return d, KindSpecial
 	}
 	switch user.Type(u) {
-	case TokenUnknown, TokenUnused:
+	case vocab.TokenUnknown, vocab.TokenUnused:
 		// Padding and unused slots stand for no text.
 		return -1, KindNone
-	case TokenByte:
+	case vocab.TokenByte:
 		// Byte tokens go to byte tokens even where the delta also has a
 		// text token for that character, as the rule says.
-		if b, ok := parseByteToken(user.Pieces[u]); ok && x.byteToken[b] >= 0 {
+		if b, ok := vocab.ParseBytePiece(user.Pieces[u]); ok && x.byteToken[b] >= 0 {
 			return x.byteToken[b], KindByte
 		}
 	}
-	return x.mapText(user.Text(u), user.Encoding == ByteLevel, s)
+	return x.mapText(user.Text(u), user.Encoding() == vocab.ByteLevel, s)
 }
 
 // special maps user token u if it is a special token: ok is true and d is
@@ -182,7 +184,7 @@ func (x *deltaIndex) mapToken(user *Vocab, u int32, s Strategy) (int32, Kind) {
 // writes, so a delta text token would only add noise to its score.
 // User-defined tokens are text (llama.cpp matches them literally), so they
 // go on to the text rule.
-func (x *deltaIndex) special(user *Vocab, u int32) (d int32, ok bool) {
+func (x *deltaIndex) special(user *vocab.Vocab, u int32) (d int32, ok bool) {
 	switch u {
 	case user.EOS:
 		return x.delta.EOS, true
@@ -194,7 +196,7 @@ func (x *deltaIndex) special(user *Vocab, u int32) (d int32, ok bool) {
 		return x.delta.PAD, true
 	}
 	t := user.Type(u)
-	if t != TokenControl && t != TokenUserDefined {
+	if t != vocab.TokenControl && t != vocab.TokenUserDefined {
 		return 0, false
 	}
 	piece := user.Pieces[u]
@@ -204,7 +206,7 @@ func (x *deltaIndex) special(user *Vocab, u int32) (d int32, ok bool) {
 	if endsTurn(piece) {
 		return x.delta.EOS, true
 	}
-	if t == TokenControl {
+	if t == vocab.TokenControl {
 		return -1, true
 	}
 	return 0, false

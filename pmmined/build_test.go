@@ -2,19 +2,21 @@ package pmmined
 
 import (
 	"testing"
+
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // spm builds a SentencePiece vocabulary with Llama-2's layout of specials:
 // <unk> 0, <s> 1, </s> 2, then the given pieces (byte tokens are typed as
 // such).
-func spm(pieces ...string) *Vocab {
-	v := &Vocab{Encoding: SentencePiece, UNK: 0, BOS: 1, EOS: 2, PAD: -1}
+func spm(pieces ...string) *vocab.Vocab {
+	v := &vocab.Vocab{Model: "llama", UNK: 0, BOS: 1, EOS: 2, PAD: -1}
 	v.Pieces = append([]string{"<unk>", "<s>", "</s>"}, pieces...)
-	v.Types = []TokenType{TokenUnknown, TokenControl, TokenControl}
+	v.Types = []vocab.TokenType{vocab.TokenUnknown, vocab.TokenControl, vocab.TokenControl}
 	for _, p := range pieces {
-		t := TokenNormal
-		if _, ok := parseByteToken(p); ok {
-			t = TokenByte
+		t := vocab.TokenNormal
+		if _, ok := vocab.ParseBytePiece(p); ok {
+			t = vocab.TokenByte
 		}
 		v.Types = append(v.Types, t)
 	}
@@ -23,52 +25,17 @@ func spm(pieces ...string) *Vocab {
 
 // byteLevel builds a byte-level vocabulary from raw token texts; the last
 // token is "<|endoftext|>", BOS and EOS as in GPT-2.
-func byteLevel(texts ...string) *Vocab {
-	v := &Vocab{Encoding: ByteLevel, UNK: -1, PAD: -1}
+func byteLevel(texts ...string) *vocab.Vocab {
+	v := &vocab.Vocab{Model: "gpt2", UNK: -1, PAD: -1}
 	for _, t := range texts {
-		v.Pieces = append(v.Pieces, EncodeByteLevel([]byte(t)))
-		v.Types = append(v.Types, TokenNormal)
+		v.Pieces = append(v.Pieces, vocab.EncodeByteLevel([]byte(t)))
+		v.Types = append(v.Types, vocab.TokenNormal)
 	}
 	v.Pieces = append(v.Pieces, "<|endoftext|>")
-	v.Types = append(v.Types, TokenControl)
+	v.Types = append(v.Types, vocab.TokenControl)
 	v.BOS = int32(len(v.Pieces) - 1)
 	v.EOS = v.BOS
 	return v
-}
-
-func TestText(t *testing.T) {
-	s := spm("▁the", "<0x0A>", "▁▁")
-	b := byteLevel(" the", "\n", "\xe2\x80", "—")
-	for _, c := range []struct {
-		v    *Vocab
-		id   int32
-		want string
-	}{
-		{s, 3, " the"}, {s, 4, "\n"}, {s, 5, "  "}, {s, 1, "<s>"},
-		{b, 0, " the"}, {b, 1, "\n"}, {b, 2, "\xe2\x80"}, {b, 3, "—"}, {b, 4, "<|endoftext|>"},
-	} {
-		if got := c.v.Text(c.id); got != c.want {
-			t.Errorf("%s piece %q: text %q, want %q", c.v.Encoding, c.v.Pieces[c.id], got, c.want)
-		}
-	}
-	// GPT-2 spells these as its vocabulary files show them.
-	if got := EncodeByteLevel([]byte(" the\n")); got != "ĠtheĊ" {
-		t.Errorf("EncodeByteLevel(\" the\\n\") = %q, want \"ĠtheĊ\"", got)
-	}
-}
-
-func TestByteLevelRoundTrip(t *testing.T) {
-	seen := map[rune]bool{}
-	for b := range 256 {
-		piece := EncodeByteLevel([]byte{byte(b)})
-		if r := []rune(piece); len(r) != 1 || seen[r[0]] {
-			t.Fatalf("byte %#x spelled %q: want one rune used by no other byte", b, piece)
-		}
-		seen[[]rune(piece)[0]] = true
-		if got := decodeByteLevel(piece); got != string([]byte{byte(b)}) {
-			t.Errorf("byte %#x: decode(%q) = %q", b, piece, got)
-		}
-	}
 }
 
 func TestBuildRules(t *testing.T) {
@@ -126,11 +93,11 @@ func TestBuildRules(t *testing.T) {
 
 func TestSpecials(t *testing.T) {
 	delta := spm("▁hi")
-	user := &Vocab{
-		Encoding: SentencePiece, BOS: 1, EOS: 2, UNK: 0, PAD: 5,
+	user := &vocab.Vocab{
+		Model: "llama", BOS: 1, EOS: 2, UNK: 0, PAD: 5,
 		Pieces: []string{"<unk>", "<s>", "<|end|>", "</s>", "<|user|>", "<pad>", "[PAD9]", "<|eot_id|>", "▁hi"},
-		Types: []TokenType{TokenUnknown, TokenControl, TokenControl, TokenUserDefined, TokenControl,
-			TokenControl, TokenUnknown, TokenUserDefined, TokenNormal},
+		Types: []vocab.TokenType{vocab.TokenUnknown, vocab.TokenControl, vocab.TokenControl, vocab.TokenUserDefined, vocab.TokenControl,
+			vocab.TokenControl, vocab.TokenUnknown, vocab.TokenUserDefined, vocab.TokenNormal},
 	}
 	want := []int32{
 		0,  // UNK by role

@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/cmc-dev/cmc/internal/atomicfile"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // A map file holds one Map so that generation can reuse it instead of
@@ -42,15 +43,15 @@ const ruleVersion = "pmmined rule 1"
 
 // cacheKey identifies the map of user onto delta under strategy s: the
 // pieces, types, encoding and special ids of both vocabularies.
-func cacheKey(user, delta *Vocab, s Strategy) [32]byte {
+func cacheKey(user, delta *vocab.Vocab, s Strategy) [32]byte {
 	h := sha256.New()
 	var buf []byte
 	buf = append(buf, ruleVersion...)
 	buf = append(buf, 0)
 	buf = append(buf, s...)
 	buf = append(buf, 0)
-	for _, v := range []*Vocab{user, delta} {
-		buf = binary.LittleEndian.AppendUint32(buf, uint32(v.Encoding))
+	for _, v := range []*vocab.Vocab{user, delta} {
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(v.Encoding()))
 		for _, id := range []int32{v.BOS, v.EOS, v.UNK, v.PAD} {
 			buf = binary.LittleEndian.AppendUint32(buf, uint32(id))
 		}
@@ -73,7 +74,7 @@ func cacheKey(user, delta *Vocab, s Strategy) [32]byte {
 
 // CachePath is the file in cacheDir that holds the map of user onto delta
 // under strategy s.
-func CachePath(cacheDir string, user, delta *Vocab, s Strategy) string {
+func CachePath(cacheDir string, user, delta *vocab.Vocab, s Strategy) string {
 	return cachePath(cacheDir, s, cacheKey(user, delta, s))
 }
 
@@ -85,7 +86,7 @@ func cachePath(cacheDir string, s Strategy, key [32]byte) string {
 // from cacheDir when a valid map file for exactly these vocabularies is
 // there, else built and saved there (a failure to save is logged, not
 // returned). An empty cacheDir only builds.
-func LoadOrBuild(cacheDir string, user, delta *Vocab, s Strategy) (*Map, error) {
+func LoadOrBuild(cacheDir string, user, delta *vocab.Vocab, s Strategy) (*Map, error) {
 	if cacheDir == "" {
 		return Build(user, delta, s)
 	}

@@ -7,9 +7,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cmc-dev/cmc/vocab"
 )
 
-func cachePair() (user, delta *Vocab) {
+func cachePair() (user, delta *vocab.Vocab) {
 	return byteLevel(" fishing", " the", "\n", "ab"), spm("<0x0A>", "▁", "▁fish", "ab")
 }
 
@@ -44,7 +46,7 @@ func TestLoadOrBuildReusesCache(t *testing.T) {
 	}
 	// Other vocabularies or another strategy get another file.
 	other, _ := cachePair()
-	other.Pieces[1] = EncodeByteLevel([]byte(" then"))
+	other.Pieces[1] = vocab.EncodeByteLevel([]byte(" then"))
 	for _, p := range []string{CachePath(dir, other, delta, PMMinED), CachePath(dir, user, delta, MinED)} {
 		if p == path {
 			t.Errorf("cache path %s shared by different maps", p)

@@ -4,22 +4,23 @@ import (
 	"fmt"
 
 	"github.com/cmc-dev/cmc/pmmined"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // A byte-level user vocabulary (as GPT-2 or Llama-3 spell it) mapped onto a
 // SentencePiece delta vocabulary (as Llama-2 spells it).
 func ExampleBuild() {
-	user := &pmmined.Vocab{
-		Encoding: pmmined.ByteLevel,
-		Pieces:   []string{"Ġthe", "Ġfishing", "Ċ", "<|endoftext|>"},
-		Types:    []pmmined.TokenType{pmmined.TokenNormal, pmmined.TokenNormal, pmmined.TokenNormal, pmmined.TokenControl},
-		BOS:      3, EOS: 3, UNK: -1, PAD: -1,
+	user := &vocab.Vocab{
+		Model:  "gpt2",
+		Pieces: []string{"Ġthe", "Ġfishing", "Ċ", "<|endoftext|>"},
+		Types:  []vocab.TokenType{vocab.TokenNormal, vocab.TokenNormal, vocab.TokenNormal, vocab.TokenControl},
+		BOS:    3, EOS: 3, UNK: -1, PAD: -1,
 	}
-	delta := &pmmined.Vocab{
-		Encoding: pmmined.SentencePiece,
-		Pieces:   []string{"<unk>", "<s>", "</s>", "<0x0A>", "▁the", "▁fish"},
-		Types: []pmmined.TokenType{pmmined.TokenUnknown, pmmined.TokenControl, pmmined.TokenControl,
-			pmmined.TokenByte, pmmined.TokenNormal, pmmined.TokenNormal},
+	delta := &vocab.Vocab{
+		Model:  "llama",
+		Pieces: []string{"<unk>", "<s>", "</s>", "<0x0A>", "▁the", "▁fish"},
+		Types: []vocab.TokenType{vocab.TokenUnknown, vocab.TokenControl, vocab.TokenControl,
+			vocab.TokenByte, vocab.TokenNormal, vocab.TokenNormal},
 		BOS: 1, EOS: 2, UNK: 0, PAD: -1,
 	}
 	m, err := pmmined.Build(user, delta, pmmined.PMMinED)

@@ -11,6 +11,7 @@ import (
 	"github.com/cmc-dev/cmc/internal/testfixture"
 	"github.com/cmc-dev/cmc/pmmined"
 	"github.com/cmc-dev/cmc/pmmined/vocabfile"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 const fixtures = "../../shared/fixtures"
@@ -19,13 +20,13 @@ const fixtures = "../../shared/fixtures"
 type vocabFixture struct {
 	path string
 	once sync.Once
-	v    *pmmined.Vocab
+	v    *vocab.Vocab
 	err  error
 }
 
 func fixture(path string) *vocabFixture { return &vocabFixture{path: path} }
 
-func (f *vocabFixture) load(tb testing.TB) *pmmined.Vocab {
+func (f *vocabFixture) load(tb testing.TB) *vocab.Vocab {
 	tb.Helper()
 	path := filepath.Join(fixtures, f.path)
 	if _, err := os.Stat(path); err != nil {
@@ -53,7 +54,7 @@ var (
 )
 
 // pieceID finds a piece in a vocabulary.
-func pieceID(tb testing.TB, v *pmmined.Vocab, piece string) int32 {
+func pieceID(tb testing.TB, v *vocab.Vocab, piece string) int32 {
 	tb.Helper()
 	for i, p := range v.Pieces {
 		if p == piece {
@@ -156,7 +157,7 @@ func TestPairsOntoLlama2(t *testing.T) {
 }
 
 // checkKinds verifies what each kind promises about the pair of tokens.
-func checkKinds(t *testing.T, m *pmmined.Map, u, d *pmmined.Vocab) {
+func checkKinds(t *testing.T, m *pmmined.Map, u, d *vocab.Vocab) {
 	t.Helper()
 	if len(m.ToDelta) != len(u.Pieces) || len(m.Kind) != len(u.Pieces) || m.DeltaSize != len(d.Pieces) {
 		t.Fatalf("map sizes %d/%d/%d for %d user and %d delta tokens", len(m.ToDelta), len(m.Kind), m.DeltaSize, len(u.Pieces), len(d.Pieces))
@@ -191,7 +192,7 @@ func checkKinds(t *testing.T, m *pmmined.Map, u, d *pmmined.Vocab) {
 				(dt != " " || strings.Trim(ut, " ") == "")
 		case pmmined.KindSpecial:
 			t := d.Type(dd)
-			ok = t == pmmined.TokenControl || t == pmmined.TokenUnknown
+			ok = t == vocab.TokenControl || t == vocab.TokenUnknown
 		}
 		if !ok {
 			t.Errorf("user %d %s -> %d %s: not a valid %s mapping", id, u.Display(id), dd, d.Display(dd), k)

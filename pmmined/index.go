@@ -1,6 +1,10 @@
 package pmmined
 
-import "unicode/utf8"
+import (
+	"unicode/utf8"
+
+	"github.com/cmc-dev/cmc/vocab"
+)
 
 // deltaIndex answers the questions the mapping rule asks of the delta
 // vocabulary without scanning it: which token has this text, which tokens
@@ -11,7 +15,7 @@ import "unicode/utf8"
 // candidates: a byte token's single byte would otherwise shadow the normal
 // token for the same character, and a special token's name is not text.
 type deltaIndex struct {
-	delta *Vocab
+	delta *vocab.Vocab
 	// prefixes holds a node for every text token key and every proper
 	// prefix of one (at unit boundaries): a trie of the delta's texts whose
 	// nodes are found by their path.
@@ -52,7 +56,7 @@ type indexEntry struct {
 	chars uint64 // MinED only: charSet of the units
 }
 
-func newDeltaIndex(delta *Vocab, forMinED bool) *deltaIndex {
+func newDeltaIndex(delta *vocab.Vocab, forMinED bool) *deltaIndex {
 	x := &deltaIndex{
 		delta:         delta,
 		prefixes:      make(map[string]int32, 4*len(delta.Pieces)),
@@ -65,15 +69,15 @@ func newDeltaIndex(delta *Vocab, forMinED bool) *deltaIndex {
 		id := int32(i)
 		isRole := id == delta.BOS || id == delta.EOS || id == delta.UNK || id == delta.PAD
 		switch t := delta.Type(id); {
-		case isRole || t == TokenControl || t == TokenUnknown:
+		case isRole || t == vocab.TokenControl || t == vocab.TokenUnknown:
 			if _, seen := x.specialByName[delta.Pieces[id]]; !seen {
 				x.specialByName[delta.Pieces[id]] = id
 			}
-		case t == TokenByte:
-			if b, ok := parseByteToken(delta.Pieces[id]); ok && x.byteToken[b] < 0 {
+		case t == vocab.TokenByte:
+			if b, ok := vocab.ParseBytePiece(delta.Pieces[id]); ok && x.byteToken[b] < 0 {
 				x.byteToken[b] = id
 			}
-		case t == TokenNormal || t == TokenUserDefined:
+		case t == vocab.TokenNormal || t == vocab.TokenUserDefined:
 			text := delta.Text(id)
 			if text == "" {
 				continue

@@ -1,5 +1,7 @@
 package pmmined
 
+import "unicode/utf8"
+
 // levenshtein computes edit distances (insert, delete, substitute, each
 // costing 1) over units, reusing its rows between calls.
 type levenshtein struct {
@@ -64,4 +66,10 @@ func (l *levenshtein) bounded(a, b []rune, bound int) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// textUnits counts the units edit distances are measured in: Unicode
+// characters, with each byte that is not part of valid UTF-8 a unit of its own.
+func textUnits(text string) int {
+	return utf8.RuneCountInString(text)
 }

@@ -7,12 +7,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/cmc-dev/cmc/pmmined"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // subset keeps about frac of v's tokens (roles are kept when drawn, else
 // dropped), so that candidate sets have holes a full vocabulary lacks.
-func subset(v *pmmined.Vocab, frac float64, rng *rand.Rand) *pmmined.Vocab {
-	s := &pmmined.Vocab{Encoding: v.Encoding, BOS: -1, EOS: -1, UNK: -1, PAD: -1}
+func subset(v *vocab.Vocab, frac float64, rng *rand.Rand) *vocab.Vocab {
+	s := &vocab.Vocab{Model: v.Model, BOS: -1, EOS: -1, UNK: -1, PAD: -1}
 	for i := range v.Pieces {
 		id := int32(i)
 		if rng.Float64() >= frac {
@@ -78,11 +79,11 @@ type plainScan struct {
 	units [][]rune
 }
 
-func newPlainScan(delta *pmmined.Vocab) *plainScan {
+func newPlainScan(delta *vocab.Vocab) *plainScan {
 	p := &plainScan{}
 	for i := range delta.Pieces {
 		id := int32(i)
-		if t := delta.Type(id); (t == pmmined.TokenNormal || t == pmmined.TokenUserDefined) &&
+		if t := delta.Type(id); (t == vocab.TokenNormal || t == vocab.TokenUserDefined) &&
 			id != delta.BOS && id != delta.EOS && id != delta.UNK && id != delta.PAD {
 			p.ids = append(p.ids, id)
 			p.texts = append(p.texts, delta.Text(id))
@@ -168,7 +169,7 @@ func TestIndexEqualsPlainScan(t *testing.T) {
 			text := user.Text(id)
 			// Specials and the byte steps come before the text rule (and
 			// checkKinds has checked what they promise).
-			if user.Type(id) != pmmined.TokenNormal || id == user.EOS || id == user.BOS ||
+			if user.Type(id) != vocab.TokenNormal || id == user.EOS || id == user.BOS ||
 				m.Kind[id] == pmmined.KindByte || m.Kind[id] == pmmined.KindLeadByte {
 				continue
 			}

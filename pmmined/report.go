@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cmc-dev/cmc/internal/atomicfile"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // Stats counts a map's user tokens by kind.
@@ -60,7 +61,7 @@ func (s Stats) String() string {
 
 // WriteSummary prints the counts of m by kind and up to examples mappings
 // of each kind, spread over the user vocabulary, pieces shown as quoted text.
-func WriteSummary(w io.Writer, m *Map, user, delta *Vocab, examples int) error {
+func WriteSummary(w io.Writer, m *Map, user, delta *vocab.Vocab, examples int) error {
 	bw := bufio.NewWriter(w)
 	s := m.Stats()
 	fmt.Fprintf(bw, "token map (%s): %d user tokens onto %d delta tokens\n", m.Strategy, len(m.ToDelta), m.DeltaSize)

@@ -3,6 +3,8 @@ package pmmined
 import (
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // TextMapper applies the rule to tokens known only by the text they stand
@@ -18,7 +20,7 @@ type TextMapper struct {
 }
 
 // NewTextMapper indexes delta for mapping texts with strategy s.
-func NewTextMapper(delta *Vocab, s Strategy) (*TextMapper, error) {
+func NewTextMapper(delta *vocab.Vocab, s Strategy) (*TextMapper, error) {
 	if _, err := ParseStrategy(string(s)); err != nil {
 		return nil, err
 	}

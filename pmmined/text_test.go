@@ -1,16 +1,20 @@
 package pmmined
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/cmc-dev/cmc/vocab"
+)
 
 // A text known only as text maps as Build maps a user token with that text:
 // exact, then a byte token for one byte, then the longest prefix or
 // shortest extension.
 func TestTextMapperMatchesBuild(t *testing.T) {
-	delta := &Vocab{
-		Encoding: SentencePiece,
-		Pieces:   []string{"<unk>", "<s>", "</s>", "<0x0A>", "<0xC3>", "▁the", "▁fish", "▁fishing", "ab", "▁"},
-		Types: []TokenType{TokenUnknown, TokenControl, TokenControl, TokenByte, TokenByte,
-			TokenNormal, TokenNormal, TokenNormal, TokenNormal, TokenNormal},
+	delta := &vocab.Vocab{
+		Model:  "llama",
+		Pieces: []string{"<unk>", "<s>", "</s>", "<0x0A>", "<0xC3>", "▁the", "▁fish", "▁fishing", "ab", "▁"},
+		Types: []vocab.TokenType{vocab.TokenUnknown, vocab.TokenControl, vocab.TokenControl, vocab.TokenByte, vocab.TokenByte,
+			vocab.TokenNormal, vocab.TokenNormal, vocab.TokenNormal, vocab.TokenNormal, vocab.TokenNormal},
 		BOS: 1, EOS: 2, UNK: 0, PAD: -1,
 	}
 	m, err := NewTextMapper(delta, PMMinED)
@@ -39,7 +43,7 @@ func TestTextMapperMatchesBuild(t *testing.T) {
 	}
 
 	// The same texts as a byte-level user vocabulary's tokens, through Build.
-	user := &Vocab{Encoding: ByteLevel, Pieces: []string{"Ġthe", "Ġfishin", "Ġfisher", "Ċ", "abc"}, BOS: -1, EOS: -1, UNK: -1, PAD: -1}
+	user := &vocab.Vocab{Model: "gpt2", Pieces: []string{"Ġthe", "Ġfishin", "Ġfisher", "Ċ", "abc"}, BOS: -1, EOS: -1, UNK: -1, PAD: -1}
 	built, err := Build(user, delta, PMMinED)
 	if err != nil {
 		t.Fatal(err)

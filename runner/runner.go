@@ -133,9 +133,9 @@ func (r *Runner) LoadDelta(deltaPath, userPath string, strategy pmmined.Strategy
 	if err != nil {
 		return fmt.Errorf("map %s onto %s: %w", userPath, deltaPath, err)
 	}
-	r.tokenMap = &control.TokenMap{ToDelta: m.ToDelta, Same: make([]bool, len(m.ToDelta))}
+	r.tokenMap = &control.TokenMap{ToDelta: m.ToDelta, Exact: make([]bool, len(m.ToDelta))}
 	for u := range m.ToDelta {
-		r.tokenMap.Same[u] = m.Exact(int32(u))
+		r.tokenMap.Exact[u] = m.Exact(int32(u))
 	}
 	st := m.Stats()
 	r.MapStats = fmt.Sprintf("token map %s: %+v", strategy, st)

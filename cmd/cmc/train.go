@@ -27,6 +27,7 @@ import (
 	"github.com/cmc-dev/cmc/internal/atomicfile"
 	"github.com/cmc-dev/cmc/internal/lossplot"
 	"github.com/cmc-dev/cmc/llama"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 func trainCommand() *cli.Command {
@@ -537,7 +538,7 @@ func fileSHA256(path string) (string, error) {
 
 // initDelta loads the starting delta or creates a random one with the
 // template's vocabulary size.
-func initDelta(c *cli.Context, tmplVocab *gguf.Vocab) (*delta.Model, error) {
+func initDelta(c *cli.Context, tmplVocab *vocab.Vocab) (*delta.Model, error) {
 	path := c.String("delta")
 	switch {
 	case path == "new":
@@ -547,7 +548,7 @@ func initDelta(c *cli.Context, tmplVocab *gguf.Vocab) (*delta.Model, error) {
 			kv = heads
 		}
 		return delta.New(delta.Config{Dim: c.Int("dim"), HiddenDim: c.Int("hidden"), NLayers: c.Int("layers"), NHeads: heads, NKVHeads: kv,
-			VocabSize: len(tmplVocab.Tokens), SeqLen: c.Int("max-len"), SharedClassifier: true}, c.Uint64("seed"))
+			VocabSize: len(tmplVocab.Pieces), SeqLen: c.Int("max-len"), SharedClassifier: true}, c.Uint64("seed"))
 	case strings.HasSuffix(path, ".bin"):
 		return delta.LoadLlama2C(path)
 	default:
@@ -557,16 +558,16 @@ func initDelta(c *cli.Context, tmplVocab *gguf.Vocab) (*delta.Model, error) {
 
 // sameVocab stops a run whose template and delta do not share a vocabulary,
 // naming both and the first difference.
-func sameVocab(tmplPath string, tv *gguf.Vocab, deltaPath string, m *delta.Model) error {
-	describe := func(path string, v *gguf.Vocab, n int) string {
+func sameVocab(tmplPath string, tv *vocab.Vocab, deltaPath string, m *delta.Model) error {
+	describe := func(path string, v *vocab.Vocab, n int) string {
 		if v == nil {
 			return fmt.Sprintf("%s (%d tokens)", path, n)
 		}
 		return fmt.Sprintf("%s (%d tokens, tokenizer %q)", path, n, v.Model)
 	}
-	if m.Config.VocabSize != len(tv.Tokens) {
+	if m.Config.VocabSize != len(tv.Pieces) {
 		return fmt.Errorf("template and delta must share one vocabulary: template %s, delta %s",
-			describe(tmplPath, tv, len(tv.Tokens)), describe(deltaPath, nil, m.Config.VocabSize))
+			describe(tmplPath, tv, len(tv.Pieces)), describe(deltaPath, nil, m.Config.VocabSize))
 	}
 	if deltaPath == "new" || !strings.HasSuffix(deltaPath, ".gguf") {
 		return nil // a llama2.c checkpoint carries no vocabulary; sizes agree
@@ -580,10 +581,10 @@ func sameVocab(tmplPath string, tv *gguf.Vocab, deltaPath string, m *delta.Model
 	if err != nil {
 		return fmt.Errorf("delta %s: %w", deltaPath, err)
 	}
-	for i := range tv.Tokens {
-		if tv.Tokens[i] != dv.Tokens[i] {
+	for i := range tv.Pieces {
+		if tv.Pieces[i] != dv.Pieces[i] {
 			return fmt.Errorf("template and delta must share one vocabulary: template %s, delta %s; first difference at token %d: %q vs %q",
-				describe(tmplPath, tv, len(tv.Tokens)), describe(deltaPath, dv, len(dv.Tokens)), i, tv.Tokens[i], dv.Tokens[i])
+				describe(tmplPath, tv, len(tv.Pieces)), describe(deltaPath, dv, len(dv.Pieces)), i, tv.Pieces[i], dv.Pieces[i])
 		}
 	}
 	return nil

@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cmc-dev/cmc/gguf"
-	"github.com/cmc-dev/cmc/pmmined"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // WriteLlama3GGUF writes a vocabulary-only GGUF of Llama-3 (128256 tokens)
@@ -26,14 +26,8 @@ func WriteLlama3GGUF(out, ranksPath string) error {
 	if err != nil {
 		return fmt.Errorf("tiktoken ranks %s: %w", ranksPath, err)
 	}
-	gv := &gguf.Vocab{
-		Model: "gpt2", Pre: "llama-bpe",
-		Tokens: v.Pieces, Types: make([]gguf.TokenType, len(v.Types)), Merges: merges,
-		BOS: 128000, EOS: 128001, UNK: -1, PAD: -1, AddBOS: true,
-	}
-	for i, t := range v.Types {
-		gv.Types[i] = gguf.TokenType(t) // both number the types as llama.cpp does
-	}
+	v.Pre, v.Merges = "llama-bpe", merges
+	v.BOS, v.EOS, v.AddBOS = 128000, 128001, true
 	w := gguf.NewWriter()
 	w.SetString("general.architecture", "llama")
 	w.SetString("general.name", "llama-3 vocabulary")
@@ -54,7 +48,7 @@ func WriteLlama3GGUF(out, ranksPath string) error {
 	}
 	w.SetFloat32("llama.rope.freq_base", 500000)
 	w.SetFloat32("llama.attention.layer_norm_rms_epsilon", 1e-5)
-	w.SetVocab(gv)
+	w.SetVocab(v)
 	if err := w.WriteFile(out); err != nil {
 		return fmt.Errorf("write the Llama-3 vocabulary: %w", err)
 	}
@@ -72,10 +66,10 @@ func WriteLlama3GGUF(out, ranksPath string) error {
 // splits. Merges are "LEFT RIGHT" in the vocabulary's byte-level encoding,
 // the form of tokenizer.ggml.merges. Special (non-normal) tokens take no
 // part.
-func MergesFromRanks(v *pmmined.Vocab) ([]string, error) {
+func MergesFromRanks(v *vocab.Vocab) ([]string, error) {
 	rank := make(map[string]int32, len(v.Pieces))
 	for id, p := range v.Pieces {
-		if v.Types[id] == pmmined.TokenNormal {
+		if v.Types[id] == vocab.TokenNormal {
 			rank[p] = int32(id)
 		}
 	}
@@ -86,7 +80,7 @@ func MergesFromRanks(v *pmmined.Vocab) ([]string, error) {
 	var merges []string
 	var splits []split // scratch: the splits of one token
 	for id, piece := range v.Pieces {
-		if v.Types[id] != pmmined.TokenNormal || utf8.RuneCountInString(piece) == 1 {
+		if v.Types[id] != vocab.TokenNormal || utf8.RuneCountInString(piece) == 1 {
 			continue
 		}
 		// Byte-level pieces spell each byte as one rune, so splitting at

@@ -11,8 +11,8 @@ import (
 	"github.com/cmc-dev/cmc/gguf"
 	"github.com/cmc-dev/cmc/internal/testfixture"
 	"github.com/cmc-dev/cmc/llama"
-	"github.com/cmc-dev/cmc/pmmined"
 	"github.com/cmc-dev/cmc/pmmined/vocabfile"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // TestLlama3GGUFMatchesLlamaCppVectors builds the Llama-3 vocabulary GGUF
@@ -43,12 +43,12 @@ func TestLlama3GGUFMatchesLlamaCppVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 280147 merges, as in Meta-Llama-3's tokenizer.json.
-	if len(v.Tokens) != 128256 || len(v.Merges) != 280147 || v.Pre != "llama-bpe" {
-		t.Fatalf("%d tokens, %d merges, pre-tokenizer %q; want 128256, 280147, llama-bpe", len(v.Tokens), len(v.Merges), v.Pre)
+	if len(v.Pieces) != 128256 || len(v.Merges) != 280147 || v.Pre != "llama-bpe" {
+		t.Fatalf("%d tokens, %d merges, pre-tokenizer %q; want 128256, 280147, llama-bpe", len(v.Pieces), len(v.Merges), v.Pre)
 	}
 	// The first merge of every GPT-style BPE: two spaces ("Ġ" is a space).
-	if v.Merges[0] != "Ġ Ġ" || v.Tokens[128009] != "<|eot_id|>" || v.Types[128009] != gguf.TokenControl {
-		t.Fatalf("merge 0 %q, token 128009 %q type %d", v.Merges[0], v.Tokens[128009], v.Types[128009])
+	if v.Merges[0] != "Ġ Ġ" || v.Pieces[128009] != "<|eot_id|>" || v.Types[128009] != vocab.TokenControl {
+		t.Fatalf("merge 0 %q, token 128009 %q type %d", v.Merges[0], v.Pieces[128009], v.Types[128009])
 	}
 
 	m, err := llama.LoadModel(out, llama.ModelParams{VocabOnly: true})
@@ -73,7 +73,7 @@ func TestLlama3GGUFMatchesLlamaCppVectors(t *testing.T) {
 // the halves; a token that no two tokens make is an error.
 func TestMergesFromRanks(t *testing.T) {
 	pieces := []string{"a", "b", "c", "ab", "bc", "abc", "cab", "abab"}
-	v := &pmmined.Vocab{Encoding: pmmined.ByteLevel, Pieces: pieces, Types: slices.Repeat([]pmmined.TokenType{pmmined.TokenNormal}, len(pieces))}
+	v := &vocab.Vocab{Model: "gpt2", Pieces: pieces, Types: slices.Repeat([]vocab.TokenType{vocab.TokenNormal}, len(pieces))}
 	got, err := vocabfile.MergesFromRanks(v)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func TestMergesFromRanks(t *testing.T) {
 	if _, err := vocabfile.MergesFromRanks(v); err == nil || !strings.Contains(err.Error(), "acb") {
 		t.Fatalf("a token no two tokens make: %v", err)
 	}
-	v.Types[7] = pmmined.TokenControl // specials take no part
+	v.Types[7] = vocab.TokenControl // specials take no part
 	if _, err := vocabfile.MergesFromRanks(v); err != nil {
 		t.Fatal(err)
 	}

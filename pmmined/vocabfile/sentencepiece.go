@@ -6,7 +6,7 @@ import (
 	"math"
 	"os"
 
-	"github.com/cmc-dev/cmc/pmmined"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // SentencePiece model protobuf field numbers (sentencepiece_model.proto).
@@ -33,7 +33,7 @@ const (
 // Llama-2, Mistral, ...). Only the pieces, their types and the special ids
 // are read; the protobuf is parsed by hand, since these few fields are all
 // token mapping needs.
-func ReadSentencePiece(path string) (*pmmined.Vocab, error) {
+func ReadSentencePiece(path string) (*vocab.Vocab, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read sentencepiece model: %w", err)
@@ -45,8 +45,8 @@ func ReadSentencePiece(path string) (*pmmined.Vocab, error) {
 	return v, nil
 }
 
-func parseSentencePiece(data []byte) (*pmmined.Vocab, error) {
-	v := &pmmined.Vocab{Encoding: pmmined.SentencePiece, UNK: 0, BOS: 1, EOS: 2, PAD: -1}
+func parseSentencePiece(data []byte) (*vocab.Vocab, error) {
+	v := &vocab.Vocab{Model: "llama", UNK: 0, BOS: 1, EOS: 2, PAD: -1}
 	err := eachField(data, func(field int, wire int, value uint64, bytes []byte) error {
 		switch {
 		case field == fieldModelPieces && wire == wireBytes:
@@ -89,9 +89,9 @@ func parseSentencePiece(data []byte) (*pmmined.Vocab, error) {
 	return v, nil
 }
 
-func parsePiece(data []byte) (string, pmmined.TokenType, error) {
+func parsePiece(data []byte) (string, vocab.TokenType, error) {
 	var piece string
-	typ := pmmined.TokenNormal
+	typ := vocab.TokenNormal
 	err := eachField(data, func(field int, wire int, value uint64, bytes []byte) error {
 		switch {
 		case field == fieldPieceText && wire == wireBytes:
@@ -100,7 +100,7 @@ func parsePiece(data []byte) (string, pmmined.TokenType, error) {
 			if value < 1 || value > 6 {
 				return fmt.Errorf("piece type %d, want 1..6", value)
 			}
-			typ = pmmined.TokenType(value)
+			typ = vocab.TokenType(value)
 		}
 		return nil
 	})

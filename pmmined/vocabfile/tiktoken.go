@@ -7,7 +7,7 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/cmc-dev/cmc/pmmined"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // Special is a special token that a tiktoken rank file leaves out.
@@ -65,7 +65,7 @@ func Qwen2Specials() TiktokenSpecials {
 // rank = token id; LF or CRLF) and adds the model's special tokens as
 // control tokens. Pieces are stored the way a GGUF of the same model stores
 // them, byte-level encoded, so both give the same vocabulary.
-func ReadTiktoken(path string, specials TiktokenSpecials) (*pmmined.Vocab, error) {
+func ReadTiktoken(path string, specials TiktokenSpecials) (*vocab.Vocab, error) {
 	v, err := readRanks(path)
 	if err != nil {
 		return nil, err
@@ -76,7 +76,7 @@ func ReadTiktoken(path string, specials TiktokenSpecials) (*pmmined.Vocab, error
 	return v, nil
 }
 
-func readRanks(path string) (*pmmined.Vocab, error) {
+func readRanks(path string) (*vocab.Vocab, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read tiktoken ranks: %w", err)
@@ -88,8 +88,8 @@ func readRanks(path string) (*pmmined.Vocab, error) {
 	return v, nil
 }
 
-func parseRanks(data []byte) (*pmmined.Vocab, error) {
-	v := &pmmined.Vocab{Encoding: pmmined.ByteLevel}
+func parseRanks(data []byte) (*vocab.Vocab, error) {
+	v := &vocab.Vocab{Model: "gpt2"}
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		fields := bytes.Fields(line) // also drops the CR of CRLF files
 		if len(fields) == 0 {
@@ -106,21 +106,21 @@ func parseRanks(data []byte) (*pmmined.Vocab, error) {
 		if err != nil || rank != len(v.Pieces) {
 			return nil, fmt.Errorf("line %d: rank %q, want %d (ranks must count up from 0)", i+1, fields[1], len(v.Pieces))
 		}
-		v.Pieces = append(v.Pieces, pmmined.EncodeByteLevel(token))
-		v.Types = append(v.Types, pmmined.TokenNormal)
+		v.Pieces = append(v.Pieces, vocab.EncodeByteLevel(token))
+		v.Types = append(v.Types, vocab.TokenNormal)
 	}
 	return v, nil
 }
 
 // addSpecials appends the special tokens, which must follow the ranks
 // without a gap, and sets the roles.
-func addSpecials(v *pmmined.Vocab, specials TiktokenSpecials) error {
+func addSpecials(v *vocab.Vocab, specials TiktokenSpecials) error {
 	for _, s := range specials.Tokens {
 		if int(s.ID) != len(v.Pieces) {
 			return fmt.Errorf("special token %s has id %d, want %d (right after the ranks)", s.Piece, s.ID, len(v.Pieces))
 		}
 		v.Pieces = append(v.Pieces, s.Piece)
-		v.Types = append(v.Types, pmmined.TokenControl)
+		v.Types = append(v.Types, vocab.TokenControl)
 	}
 	v.BOS, v.EOS, v.UNK, v.PAD = specials.BOS, specials.EOS, specials.UNK, specials.PAD
 	return v.Validate()

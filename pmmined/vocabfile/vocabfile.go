@@ -10,14 +10,14 @@ import (
 	"os"
 
 	"github.com/cmc-dev/cmc/gguf"
-	"github.com/cmc-dev/cmc/pmmined"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // Open reads a vocabulary from path, telling the format by its contents:
 // GGUF by its magic, a tiktoken rank file by a first line "base64 0", else
 // a SentencePiece model. A tiktoken file of 128000 ranks gets Llama-3's
 // special tokens and one of 151643 ranks Qwen2's; others get none.
-func Open(path string) (*pmmined.Vocab, error) {
+func Open(path string) (*vocab.Vocab, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open vocabulary: %w", err)
@@ -57,50 +57,23 @@ func looksLikeTiktoken(head []byte) bool {
 	return len(fields) == 2 && string(fields[1]) == "0"
 }
 
-// ReadGGUF reads the tokenizer of a GGUF file.
-func ReadGGUF(path string) (*pmmined.Vocab, error) {
+// ReadGGUF reads the tokenizer of a GGUF file and checks that token maps
+// can read its pieces: with "▁" for a space (tokenizer models "llama" for
+// SentencePiece, "t5" for its unigram variant, and "bert", whose WordPiece
+// vocabulary llama.cpp's converter rewrites with "▁" at word starts) or
+// byte-level ("gpt2").
+func ReadGGUF(path string) (*vocab.Vocab, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	gv, err := f.Vocab()
+	v, err := f.Vocab()
 	if err != nil {
 		return nil, fmt.Errorf("vocabulary of %s: %w", path, err)
-	}
-	v, err := FromGGUF(gv)
-	if err != nil {
-		return nil, fmt.Errorf("vocabulary of %s: %w", path, err)
-	}
-	return v, nil
-}
-
-// FromGGUF converts a GGUF vocabulary whose pieces spell text in a known
-// way: with "▁" for a space (tokenizer models "llama" for SentencePiece,
-// "t5" for its unigram variant, and "bert", whose WordPiece vocabulary
-// llama.cpp's converter rewrites with "▁" at word starts) or byte-level
-// ("gpt2").
-func FromGGUF(gv *gguf.Vocab) (*pmmined.Vocab, error) {
-	v := &pmmined.Vocab{
-		Pieces: gv.Tokens,
-		BOS:    gv.BOS, EOS: gv.EOS, UNK: gv.UNK, PAD: gv.PAD,
-	}
-	switch gv.Model {
-	case "llama", "t5", "bert":
-		v.Encoding = pmmined.SentencePiece
-	case "gpt2":
-		v.Encoding = pmmined.ByteLevel
-	default:
-		return nil, fmt.Errorf("tokenizer.ggml.model is %q; token maps support llama, t5, bert and gpt2 tokenizers", gv.Model)
-	}
-	if gv.Types != nil {
-		v.Types = make([]pmmined.TokenType, len(gv.Types))
-		for i, t := range gv.Types {
-			v.Types[i] = pmmined.TokenType(t)
-		}
 	}
 	if err := v.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("vocabulary of %s: %w", path, err)
 	}
 	return v, nil
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/cmc-dev/cmc/gguf"
 	"github.com/cmc-dev/cmc/internal/testfixture"
-	"github.com/cmc-dev/cmc/pmmined"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 const fixtures = "../../../shared/fixtures"
@@ -51,10 +51,10 @@ func TestSentencePieceEqualsGGUF(t *testing.T) {
 		if fromModel.BOS != 1 || fromModel.EOS != 2 || fromModel.UNK != 0 || fromModel.PAD != -1 {
 			t.Errorf("%s: BOS %d EOS %d UNK %d PAD %d, want 1 2 0 -1", c.model, fromModel.BOS, fromModel.EOS, fromModel.UNK, fromModel.PAD)
 		}
-		if fromModel.Encoding != pmmined.SentencePiece || fromGGUF.Encoding != pmmined.SentencePiece {
-			t.Errorf("%s: encodings %s and %s, want sentencepiece", c.model, fromModel.Encoding, fromGGUF.Encoding)
+		if fromModel.Encoding() != vocab.SentencePiece || fromGGUF.Encoding() != vocab.SentencePiece {
+			t.Errorf("%s: encodings %s and %s, want sentencepiece", c.model, fromModel.Encoding(), fromGGUF.Encoding())
 		}
-		if fromModel.Pieces[3] != "<0x00>" || fromModel.Types[3] != pmmined.TokenByte {
+		if fromModel.Pieces[3] != "<0x00>" || fromModel.Types[3] != vocab.TokenByte {
 			t.Errorf("%s: piece 3 is %q (type %d), want the byte token <0x00>", c.model, fromModel.Pieces[3], fromModel.Types[3])
 		}
 	}
@@ -78,19 +78,19 @@ func TestTiktoken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(v.Pieces) != c.size || v.BOS != c.bos || v.EOS != c.eos || v.Encoding != pmmined.ByteLevel {
+		if len(v.Pieces) != c.size || v.BOS != c.bos || v.EOS != c.eos || v.Encoding() != vocab.ByteLevel {
 			t.Errorf("%s: %d tokens, BOS %d, EOS %d, %s; want %d, %d, %d, byte-level",
-				c.path, len(v.Pieces), v.BOS, v.EOS, v.Encoding, c.size, c.bos, c.eos)
+				c.path, len(v.Pieces), v.BOS, v.EOS, v.Encoding(), c.size, c.bos, c.eos)
 		}
 		if v.Pieces[c.id] != c.piece || v.Text(c.id) != " the" {
 			t.Errorf("%s: token %d is %q (text %q), want %q", c.path, c.id, v.Pieces[c.id], v.Text(c.id), c.piece)
 		}
-		if v.Pieces[c.specialID] != c.special || v.Type(c.specialID) != pmmined.TokenControl {
+		if v.Pieces[c.specialID] != c.special || v.Type(c.specialID) != vocab.TokenControl {
 			t.Errorf("%s: token %d is %q (type %d), want control token %s", c.path, c.specialID, v.Pieces[c.specialID], v.Type(c.specialID), c.special)
 		}
 		controls := 0
 		for i := range v.Pieces {
-			if v.Type(int32(i)) == pmmined.TokenControl {
+			if v.Type(int32(i)) == vocab.TokenControl {
 				controls++
 			}
 		}
@@ -135,17 +135,28 @@ func TestSentencePieceRejects(t *testing.T) {
 	}
 }
 
-func TestFromGGUFTokenizerModels(t *testing.T) {
+func TestOpenGGUFBert(t *testing.T) {
 	// llama.cpp's converter spells BERT's WordPiece vocabulary with "▁" at
 	// word starts, as SentencePiece does.
 	v, err := Open(fixturePath(t, "gguf-vocab/ggml-vocab-bert-bge.gguf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Encoding != pmmined.SentencePiece || v.Text(2000) != " to" || v.UNK != 100 {
-		t.Errorf("bert-bge: %s, token 2000 %q, UNK %d; want sentencepiece, \" to\", 100", v.Encoding, v.Text(2000), v.UNK)
+	if v.Encoding() != vocab.SentencePiece || v.Text(2000) != " to" || v.UNK != 100 {
+		t.Errorf("bert-bge: %s, token 2000 %q, UNK %d; want sentencepiece, \" to\", 100", v.Encoding(), v.Text(2000), v.UNK)
 	}
-	_, err = FromGGUF(&gguf.Vocab{Model: "rwkv", Tokens: []string{"a"}, BOS: -1, EOS: -1, UNK: -1, PAD: -1})
+}
+
+// A tokenizer model whose pieces token maps cannot read is refused when the
+// file is read, with an error naming it.
+func TestReadGGUFUnknownTokenizerModel(t *testing.T) {
+	w := gguf.NewWriter()
+	w.SetVocab(&vocab.Vocab{Model: "rwkv", Pieces: []string{"a"}, BOS: -1, EOS: -1, UNK: -1, PAD: -1})
+	rwkv := filepath.Join(t.TempDir(), "rwkv.gguf")
+	if err := w.WriteFile(rwkv); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ReadGGUF(rwkv)
 	if err == nil || !strings.Contains(err.Error(), `"rwkv"`) {
 		t.Errorf("rwkv vocabulary: error %v, want one naming the tokenizer model", err)
 	}
@@ -156,8 +167,8 @@ func TestOpenGGUFByteLevel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Encoding != pmmined.ByteLevel || len(v.Pieces) != 50257 || v.EOS != 50256 || v.Text(198) != "\n" {
-		t.Errorf("gpt-2: %s, %d tokens, EOS %d, token 198 %q", v.Encoding, len(v.Pieces), v.EOS, v.Text(198))
+	if v.Encoding() != vocab.ByteLevel || len(v.Pieces) != 50257 || v.EOS != 50256 || v.Text(198) != "\n" {
+		t.Errorf("gpt-2: %s, %d tokens, EOS %d, token 198 %q", v.Encoding(), len(v.Pieces), v.EOS, v.Text(198))
 	}
 }
 

@@ -51,7 +51,7 @@ func run(vocabPath, out string, dim, layers, heads, kvHeads, hidden, ctx int, f1
 		kvHeads = heads
 	}
 	m, err := delta.New(delta.Config{Dim: dim, HiddenDim: hidden, NLayers: layers, NHeads: heads, NKVHeads: kvHeads,
-		VocabSize: len(v.Tokens), SeqLen: ctx, SharedClassifier: tied}, seed)
+		VocabSize: len(v.Pieces), SeqLen: ctx, SharedClassifier: tied}, seed)
 	if err != nil {
 		return err
 	}
