@@ -12,10 +12,10 @@
 // "▁", byte-level BPE (GPT-2, Llama-3, Qwen; GGUF tokenizer model "gpt2")
 // spells every byte through GPT-2's byte-to-unicode table ("Ġ" a space,
 // "Ċ" a newline), and "<0xNN>" tokens are single bytes. The rule compares
-// the bytes tokens stand for (Vocab.Text). Edit distances count units:
-// Unicode characters, and each byte that is not valid UTF-8 (part of a
-// character, as byte-level pieces can hold) as a unit of its own. Prefixes
-// are whole units, so a candidate never ends inside a character.
+// the bytes tokens stand for (vocab.Vocab.Text). Edit distances count
+// units: Unicode characters, and each byte that is not valid UTF-8 (part of
+// a character, as byte-level pieces can hold) as a unit of its own.
+// Prefixes are whole units, so a candidate never ends inside a character.
 //
 // # The rule (strategy pmmined), in order
 //

@@ -1,6 +1,6 @@
-// Package vocabfile reads tokenizer vocabularies for token mapping from the
-// files models ship with: GGUF (vocab-only or whole models), SentencePiece
-// .model protobufs and tiktoken rank files.
+// Package vocabfile reads tokenizer vocabularies (vocab.Vocab) for token
+// mapping from the files models ship with: GGUF (vocab-only or whole
+// models), SentencePiece .model protobufs and tiktoken rank files.
 package vocabfile
 
 import (
