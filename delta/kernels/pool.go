@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // A Pool runs kernels on a fixed set of goroutines: the calling goroutine
@@ -19,13 +20,17 @@ import (
 // decoded slower than one; now the caller does the work the worker has not
 // claimed, and a call costs at most one chunk more than running alone.
 //
-// Workers park between calls; they do not spin. Busy-waiting for the next
-// call (as llama.cpp's threads do) saves the wake-up, a few µs, but on a
-// machine shared with other work it takes the CPU from the very thread it
-// waits for: with a 5 or 50 µs spin, two threads decoded stories15M 20-40%
-// slower than without one at load 10, because the Linux scheduler shares
-// CPU between process groups, not threads. A worker that wakes late finds
-// the early chunks taken, so the wake-up only delays its share.
+// Between calls a worker busy-waits for the next one for up to spinWait
+// before it parks, and so does a caller waiting for a worker's last chunk:
+// decoding one token makes a few dozen parallel calls of some µs each, and
+// waking a parked goroutine costs about as much. On a quiet machine that
+// took two threads from 218-248 to 300-355 tokens/s decoding stories15M.
+// But on a machine shared with other work a spinner takes the CPU from the
+// very thread it waits for (Linux shares CPU between process groups, not
+// threads): at load 10 two threads decoded up to 40% slower with a spin.
+// So a waiter whose spins keep going unanswered stops spinning for a while,
+// and starts again once a parked wait was answered within spinWait; see
+// receive.
 //
 // A Pool runs one parallel call at a time. A call that finds the pool busy
 // (another goroutine's call, or a kernel called from inside a For callback)
@@ -44,6 +49,7 @@ type Pool struct {
 	finished atomic.Int32
 	gen      uint32    // generation of the current call, owned by the caller
 	idle     chan bool // workers report here that they have finished a chunk
+	idleSpin spinner   // the caller's waits on idle
 
 	// scratch[i] is thread i's memory for packed panels of b; thread 0 is
 	// the caller.
@@ -68,6 +74,7 @@ type mailbox struct {
 	has    bool
 	closed bool
 	wake   chan struct{} // a token when task or closed changed
+	spin   spinner       // the worker's waits on wake
 }
 
 // NewPool starts a pool of threads goroutines in all (the caller counts as
@@ -104,7 +111,7 @@ func newPool(threads int) *Pool {
 // work is worker thread's loop: wait for a task, claim its chunks.
 func (p *Pool) work(thread int, mb *mailbox) {
 	for {
-		<-mb.wake
+		receive(&mb.spin, mb.wake)
 		mb.mu.Lock()
 		t, has, closed := mb.task, mb.has, mb.closed
 		mb.task, mb.has = task{}, false // drop the references to the caller's slices
@@ -116,6 +123,48 @@ func (p *Pool) work(thread int, mb *mailbox) {
 			p.claim(thread, &t)
 		}
 	}
+}
+
+// spinWait bounds a busy-wait: long enough to span the serial steps
+// between the parallel calls of one decoded token (norms, RoPE, the
+// sampler), short enough that a pool gone idle gives its cores back at once.
+const spinWait = 30 * time.Microsecond
+
+// A spinner decides whether one waiter busy-waits before it parks. Some
+// spins go unanswered in normal work (a worker waits while the caller
+// finishes a long chunk of the classifier); maxFails in a row say that the
+// goroutine waited for is not getting a CPU, and the waiter then parks at
+// once for the next skipWaits waits, unless one of them is answered within
+// spinWait, which says that a spin would have paid.
+type spinner struct {
+	fails, skip int
+}
+
+const maxFails, skipWaits = 8, 64
+
+// receive receives from ch, busy-waiting first as sp decides.
+func receive[T any](sp *spinner, ch chan T) T {
+	start := time.Now()
+	if sp.skip > 0 {
+		sp.skip--
+		v := <-ch
+		if time.Since(start) < spinWait {
+			sp.fails, sp.skip = 0, 0
+		}
+		return v
+	}
+	// The channel's length is only a hint, read without its lock; the
+	// receive that follows is what synchronises.
+	for i := 1; len(ch) == 0; i++ {
+		if i%256 == 0 && time.Since(start) > spinWait {
+			if sp.fails++; sp.fails >= maxFails {
+				sp.skip = skipWaits
+			}
+			return <-ch
+		}
+	}
+	sp.fails = 0
+	return <-ch
 }
 
 // Close stops the workers. The pool must not be used afterwards.
@@ -186,7 +235,7 @@ func (p *Pool) parallel(t task) {
 	}
 	p.claim(0, &t)
 	for int(p.finished.Load()) < chunks {
-		<-p.idle
+		receive(&p.idleSpin, p.idle)
 	}
 	// The tokens of chunks finished after the last check are left in idle
 	// for a later call's loop to skip; drain them so they do not pile up.
@@ -311,9 +360,8 @@ type grain struct {
 }
 
 // minParallelWork is the number of multiply-adds below which a parallel
-// call costs more than it saves: posting one costs the caller about 1 µs
-// (BenchmarkFor), and 128K multiply-adds of the tiled kernel take about
-// 1.3 µs on one core.
+// call costs more than it saves: one costs 0.1-1 µs (BenchmarkFor), and
+// 128K multiply-adds of the tiled kernel take about 1.3 µs on one core.
 const minParallelWork = 128 * 1024
 
 // untiledCost is what a multiply-add of the untiled path (matrix-vector
