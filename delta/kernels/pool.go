@@ -30,7 +30,8 @@ import (
 // threads): at load 10 two threads decoded up to 40% slower with a spin.
 // So a waiter whose spins keep going unanswered stops spinning for a while,
 // and starts again once a parked wait was answered within spinWait; see
-// receive.
+// receive. Pools with more threads than GOMAXPROCS never spin: a spinner
+// would hold a processor that the goroutine it waits for needs.
 //
 // A Pool runs one parallel call at a time. A call that finds the pool busy
 // (another goroutine's call, or a kernel called from inside a For callback)
@@ -93,22 +94,24 @@ func newPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
+	never := threads > runtime.GOMAXPROCS(0)
 	p := &Pool{
-		threads: threads,
-		workers: make([]*mailbox, threads-1),
-		idle:    make(chan bool, threads),
-		scratch: make([][]float32, threads),
+		threads:  threads,
+		workers:  make([]*mailbox, threads-1),
+		idle:     make(chan bool, threads),
+		idleSpin: spinner{never: never},
+		scratch:  make([][]float32, threads),
 	}
 	for i := range p.scratch {
 		p.scratch[i] = make([]float32, scratchFloats)
 	}
 	for i := range p.workers {
-		p.workers[i] = &mailbox{wake: make(chan struct{}, 1)}
+		p.workers[i] = &mailbox{wake: make(chan struct{}, 1), spin: spinner{never: never}}
 	}
 	return p
 }
 
-// work is worker thread's loop: wait for a task, claim its chunks.
+// work is a worker's loop: wait for a task, claim its chunks.
 func (p *Pool) work(thread int, mb *mailbox) {
 	for {
 		receive(&mb.spin, mb.wake)
@@ -137,6 +140,7 @@ const spinWait = 30 * time.Microsecond
 // once for the next skipWaits waits, unless one of them is answered within
 // spinWait, which says that a spin would have paid.
 type spinner struct {
+	never       bool // the pool has more threads than GOMAXPROCS
 	fails, skip int
 }
 
@@ -144,6 +148,9 @@ const maxFails, skipWaits = 8, 64
 
 // receive receives from ch, busy-waiting first as sp decides.
 func receive[T any](sp *spinner, ch chan T) T {
+	if sp.never {
+		return <-ch
+	}
 	start := time.Now()
 	if sp.skip > 0 {
 		sp.skip--
