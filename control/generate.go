@@ -46,11 +46,10 @@ type Generator struct {
 	lp              logprobState
 	penalties       penaltyState
 	deltaPromptLast [1]int32
-	// deltaSpacePrefix: the delta's tokenizer starts every text with a
-	// space (SentencePiece's dummy prefix), so a generated text that
-	// begins with one gives it up before re-tokenising, as in training,
-	// where the response was tokenised on its own.
-	deltaSpacePrefix bool
+	// deltaEnds, anchorIDs and piece: advanceDelta's bookkeeping.
+	deltaEnds []int
+	anchorIDs []int32
+	piece     []byte
 }
 
 // AbortableLM is an LM whose decode in progress can be abandoned: when the
@@ -180,8 +179,9 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 			return res, fmt.Errorf("generate: delta model: %w", err)
 		}
 		deltaNext = deltaPrompt[keep:]
-		g.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
-		g.deltaSpacePrefix = g.addsSpacePrefix()
+		if err := g.beginDelta(deltaPrompt); err != nil {
+			return res, err
+		}
 	}
 	deltaBase := len(deltaPrompt) // delta context length before the generated part
 	if a, ok := g.User.(AbortableLM); ok {
@@ -368,29 +368,75 @@ func (g *Generator) addDelta(scores, dl []float32) {
 	}
 }
 
+// deltaTail is where a re-tokenisation for the delta starts reading the
+// generated text: at the token boundary at least this many bytes before its
+// end. Tokenizers look a word or so around a change, and re-reading the
+// whole text at every inexact token would cost a long generation O(n²).
+const deltaTail = 32
+
+// deltaAnchor goes before a re-tokenised text so that the delta's
+// tokenizer reads it as the continuation it is, not as the start of a text
+// (SentencePiece would give it a space it does not have). The delta was
+// trained on responses tokenised after their prompt (data.TokenizeJoined):
+// "Once" after a newline is "Once", " Once" is "▁Once". Exactly mapped
+// tokens follow that rule by construction; with the anchor the
+// re-tokenised ones do too, so the delta's context for a text does not
+// depend on which path ran first.
+const deltaAnchor = "\n"
+
+// beginDelta readies the per-generation bookkeeping of the delta's view of
+// the generated text.
+func (g *Generator) beginDelta(deltaPrompt []int32) error {
+	g.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
+	g.deltaEnds = g.deltaEnds[:0]
+	if g.Map == nil || g.anchorIDs != nil {
+		return nil // same vocabulary (the delta never re-tokenises), or known
+	}
+	ids, err := g.DeltaTok.Tokenize(deltaAnchor, false, false)
+	if err != nil {
+		return fmt.Errorf("generate: tokenise for the delta: %w", err)
+	}
+	g.anchorIDs = append(make([]int32, 0, len(ids)), ids...)
+	return nil
+}
+
 // advanceDelta brings the delta's context in line with the generated text
 // after user token u, returning the delta tokens still to decode. Exactly
-// mapped tokens are appended; otherwise the text is tokenised again for the
-// delta and its cache trimmed back to the longest still-valid prefix.
+// mapped tokens are appended; otherwise the tail of the text is tokenised
+// again for the delta and its cache trimmed back to the longest still-valid
+// prefix. gen is the delta tokens of the generated text so far, nil at the
+// start of a generation.
 func (g *Generator) advanceDelta(u int32, text []byte, base int, gen []int32, res *Result) (next, newGen []int32, err error) {
+	// g.deltaEnds[i] is the byte offset in text where gen[i] ends
+	// (unknown: math.MaxInt, so that no re-tokenisation starts after it).
+	g.deltaEnds = g.deltaEnds[:min(len(g.deltaEnds), len(gen))]
+	for len(g.deltaEnds) < len(gen) {
+		g.deltaEnds = append(g.deltaEnds, math.MaxInt)
+	}
 	if g.Map == nil || g.Map.Exact[u] {
 		d := u
 		if g.Map != nil {
 			d = g.Map.ToDelta[u]
 		}
 		gen = append(gen, d)
+		g.appendEnd(d)
 		return gen[len(gen)-1:], gen, nil
 	}
 	res.DeltaRetokenised++
-	if g.deltaSpacePrefix && len(text) > 0 && text[0] == ' ' {
-		text = text[1:]
+	k := len(gen) // gen[:k] stays as it is
+	for k > 0 && g.deltaEnds[k-1] > len(text)-deltaTail {
+		k--
 	}
-	ids, err := g.DeltaTok.Tokenize(string(text), false, false)
+	from := 0
+	if k > 0 {
+		from = g.deltaEnds[k-1]
+	}
+	ids, err := g.tokenizeContinuation(text[from:])
 	if err != nil {
 		return nil, gen, fmt.Errorf("generate: tokenise for the delta: %w", err)
 	}
-	keep := commonPrefix(gen, ids)
-	if keep == len(ids) {
+	keep := k + commonPrefix(gen[k:], ids)
+	if keep == k+len(ids) {
 		// The new text added no delta token of its own (an empty piece):
 		// decode the last one again to get fresh logits.
 		keep--
@@ -402,28 +448,53 @@ func (g *Generator) advanceDelta(u int32, text []byte, base int, gen []int32, re
 			return nil, gen, fmt.Errorf("generate: trim delta cache: %w", err)
 		}
 		res.DeltaRedecoded += len(gen) + 1
+		g.deltaEnds = g.deltaEnds[:0]
 		return g.deltaPromptLast[:], gen[:0], nil
 	}
 	if err := g.Delta.Trim(base + keep); err != nil {
 		return nil, gen, fmt.Errorf("generate: trim delta cache: %w", err)
 	}
 	res.DeltaRedecoded += len(gen) - keep
-	gen = append(gen[:keep], ids[keep:]...)
+	gen = append(gen[:k], ids...)
+	g.deltaEnds = g.deltaEnds[:k]
+	for _, d := range ids {
+		g.appendEnd(d)
+	}
+	if k < len(gen) && g.deltaEnds[len(gen)-1] != len(text) {
+		// The pieces do not spell the text (an unknown character): no
+		// later re-tokenisation may start inside them.
+		for i := k; i < len(gen); i++ {
+			g.deltaEnds[i] = math.MaxInt
+		}
+	}
 	return gen[keep:], gen, nil
 }
 
-// addsSpacePrefix reports whether the delta's tokenizer puts a space
-// before a text that has none.
-func (g *Generator) addsSpacePrefix() bool {
-	if g.Map == nil {
-		return false // same vocabulary: the delta never re-tokenises
+// appendEnd records where delta token d, just appended, ends in the text.
+func (g *Generator) appendEnd(d int32) {
+	end := 0
+	if n := len(g.deltaEnds); n > 0 {
+		end = g.deltaEnds[n-1]
 	}
-	ids, err := g.DeltaTok.Tokenize("a", false, false)
-	if err != nil || len(ids) == 0 {
-		return false
+	if end != math.MaxInt {
+		g.piece = g.DeltaTok.AppendPiece(g.piece[:0], d, false)
+		end += len(g.piece)
 	}
-	piece := g.DeltaTok.AppendPiece(nil, ids[0], false)
-	return len(piece) > 1 && piece[0] == ' '
+	g.deltaEnds = append(g.deltaEnds, end)
+}
+
+// tokenizeContinuation tokenises text for the delta as text that follows
+// other text (after deltaAnchor, whose tokens are then dropped).
+func (g *Generator) tokenizeContinuation(text []byte) ([]int32, error) {
+	ids, err := g.DeltaTok.Tokenize(deltaAnchor+string(text), false, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) >= len(g.anchorIDs) && commonPrefix(ids, g.anchorIDs) == len(g.anchorIDs) {
+		return ids[len(g.anchorIDs):], nil
+	}
+	// The anchor merged with the text: tokenise the text on its own.
+	return g.DeltaTok.Tokenize(string(text), false, false)
 }
 
 // checkFinite fails when logits hold a NaN or an infinity: a model with

@@ -94,7 +94,10 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 		return res, errors.New("remote generate: a delta needs a text map")
 	}
 	s := &g.step
-	deltaNext, deltaBase := g.begin(useDelta, deltaPrompt)
+	deltaNext, deltaBase, err := g.begin(useDelta, deltaPrompt)
+	if err != nil {
+		return res, err
+	}
 	var deltaGen []int32
 	sampler := NewSampler(opt.Sample, g.K+1)
 	out := newStopWriter(opt.Stop, emit)
@@ -177,7 +180,7 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 // begin readies the per-step generator for a new text and returns the
 // delta tokens to decode first (its prompt) and the delta's context length
 // after them.
-func (g *RemoteGenerator) begin(useDelta bool, deltaPrompt []int32) (deltaNext []int32, deltaBase int) {
+func (g *RemoteGenerator) begin(useDelta bool, deltaPrompt []int32) (deltaNext []int32, deltaBase int, err error) {
 	s := &g.step
 	*s = Generator{Delta: g.Delta, DeltaTok: g.DeltaTok, Alpha: g.Alpha, Map: &g.stepMap,
 		scores: s.scores, scratch: s.scratch}
@@ -185,11 +188,12 @@ func (g *RemoteGenerator) begin(useDelta bool, deltaPrompt []int32) (deltaNext [
 		g.cache = make(map[string]mappedText)
 	}
 	if !useDelta {
-		return nil, 0
+		return nil, 0, nil
 	}
-	s.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
-	s.deltaSpacePrefix = s.addsSpacePrefix()
-	return deltaPrompt, g.Delta.Len() + len(deltaPrompt)
+	if err := s.beginDelta(deltaPrompt); err != nil {
+		return nil, 0, err
+	}
+	return deltaPrompt, g.Delta.Len() + len(deltaPrompt), nil
 }
 
 // scoreCandidates returns the candidates' scores: the engine's
@@ -272,7 +276,10 @@ func (g *RemoteGenerator) RemoteScore(ctx context.Context, prompt, response stri
 		return nil, nil, errors.New("remote score: a delta needs its prompt and a text map")
 	}
 	s := &g.step
-	deltaNext, deltaBase := g.begin(useDelta, deltaPrompt)
+	deltaNext, deltaBase, err := g.begin(useDelta, deltaPrompt)
+	if err != nil {
+		return nil, nil, err
+	}
 	var deltaGen []int32
 	var res Result
 	text := prompt + response

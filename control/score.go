@@ -84,8 +84,9 @@ func (s *Scorer) Score(ctx context.Context, userPrompt, deltaPrompt, target []in
 			return nil, nil, fmt.Errorf("score: delta model: %w", err)
 		}
 		deltaNext = deltaPrompt[keep:]
-		g.deltaPromptLast[0] = deltaPrompt[len(deltaPrompt)-1]
-		g.deltaSpacePrefix = g.addsSpacePrefix()
+		if err := g.beginDelta(deltaPrompt); err != nil {
+			return nil, nil, err
+		}
 	}
 	scores := g.buffers(nU)
 	alone, controlled = make([]float64, len(target)), make([]float64, len(target))
