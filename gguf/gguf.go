@@ -12,6 +12,7 @@ package gguf
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -95,6 +96,9 @@ func (f *File) Close() error {
 	return err
 }
 
+// ErrNotGGUF reports a file that does not start with the GGUF magic.
+var ErrNotGGUF = errors.New("not a GGUF file")
+
 // Parse reads a GGUF file from r, whose size is size bytes. r must stay
 // valid while tensor data is read from the File.
 func Parse(r io.ReaderAt, size int64) (*File, error) {
@@ -115,7 +119,7 @@ func (f *File) parseHeader(d *decoder) error {
 		return fmt.Errorf("reading magic: %w", err)
 	}
 	if string(magic) != Magic {
-		return fmt.Errorf("offset 0: magic is %q, want %q: not a GGUF file", magic, Magic)
+		return fmt.Errorf("offset 0: magic is %q, want %q: %w", magic, Magic, ErrNotGGUF)
 	}
 	version, err := d.u32()
 	if err != nil {

@@ -8,11 +8,11 @@ package llama
 import "C"
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"unsafe"
+
+	"github.com/cmc-dev/cmc/gguf"
+	"github.com/cmc-dev/cmc/vocab"
 )
 
 // ModelParams says how to load a model.
@@ -32,22 +32,20 @@ type Model struct {
 	c     *C.struct_llama_model
 	vocab *Vocab
 	path  string
+	file  fileMetadata
 }
 
 // ErrNotGGUF reports a file that does not start with the GGUF magic.
-var ErrNotGGUF = errors.New("not a GGUF file")
+var ErrNotGGUF = gguf.ErrNotGGUF
 
 // LoadModel loads the GGUF model at path. The file's metadata is checked
 // first (gguf.File.CheckModel), since llama.cpp aborts the process on some
 // lies instead of returning an error; when llama.cpp refuses the file, the
 // error carries the reason it logged.
 func LoadModel(path string, p ModelParams) (*Model, error) {
-	if err := checkGGUF(path); err != nil {
-		return nil, fmt.Errorf("load model %q: %w", path, err)
-	}
-	arch, err := checkMetadata(path)
+	md, err := readMetadata(path)
 	if err != nil {
-		return nil, fmt.Errorf("load model: %w", err)
+		return nil, fmt.Errorf("load model %q: %w", path, err)
 	}
 	initBackend()
 	mp := C.llama_model_default_params()
@@ -62,26 +60,11 @@ func LoadModel(path string, p ModelParams) (*Model, error) {
 	reason := make([]byte, reasonSize)
 	cm := C.cmc_model_load_from_file(cpath, mp, (*C.char)(unsafe.Pointer(&reason[0])), C.size_t(len(reason)))
 	if cm == nil {
-		return nil, fmt.Errorf("load model %q (architecture %q): %s", path, arch, llamaReason(reason))
+		return nil, fmt.Errorf("load model %q (architecture %q): %s", path, md.arch, llamaReason(reason))
 	}
-	m := &Model{c: cm, path: path}
+	m := &Model{c: cm, path: path, file: md}
 	m.vocab = newVocab(C.llama_model_get_vocab(cm))
 	return m, nil
-}
-
-// checkGGUF gives a clear error for the common mistakes (missing file,
-// wrong format) before llama.cpp prints its own less helpful ones.
-func checkGGUF(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var magic [4]byte
-	if _, err := io.ReadFull(f, magic[:]); err != nil || string(magic[:]) != "GGUF" {
-		return fmt.Errorf("%w: the file does not start with the bytes \"GGUF\"", ErrNotGGUF)
-	}
-	return nil
 }
 
 // Close frees the model. The Model must not be used afterwards.
@@ -95,8 +78,13 @@ func (m *Model) Close() {
 // Path is the file the model was loaded from.
 func (m *Model) Path() string { return m.path }
 
-// Vocab is the model's vocabulary.
+// Vocab is the model's vocabulary, as llama.cpp tokenizes with it.
 func (m *Model) Vocab() *Vocab { return m.vocab }
+
+// FileVocab is the vocabulary as the file stores it (pieces, token types,
+// special ids), read while the model loaded: what token maps are built
+// from, without opening the file again.
+func (m *Model) FileVocab() (*vocab.Vocab, error) { return m.file.vocab, m.file.vocabErr }
 
 // EmbeddingSize is the model's hidden size (n_embd).
 func (m *Model) EmbeddingSize() int { return int(C.llama_model_n_embd(m.c)) }

@@ -10,7 +10,6 @@ import (
 	"github.com/cmc-dev/cmc/data"
 	"github.com/cmc-dev/cmc/llama"
 	"github.com/cmc-dev/cmc/pmmined"
-	"github.com/cmc-dev/cmc/pmmined/vocabfile"
 	"github.com/cmc-dev/cmc/remote"
 	"github.com/cmc-dev/cmc/server"
 )
@@ -160,7 +159,7 @@ func loadRemote(ctx context.Context, cfg Config) (*Runner, error) {
 		r.Close()
 		return nil, err
 	}
-	dv, err := vocabfile.ReadGGUF(deltaPath)
+	dv, err := r.DeltaVocab.FileVocab()
 	if err != nil {
 		r.Close()
 		return nil, fmt.Errorf("delta vocabulary: %w", err)

@@ -18,7 +18,6 @@ import (
 	"github.com/cmc-dev/cmc/delta/kernels"
 	"github.com/cmc-dev/cmc/llama"
 	"github.com/cmc-dev/cmc/pmmined"
-	"github.com/cmc-dev/cmc/pmmined/vocabfile"
 	"github.com/cmc-dev/cmc/remote"
 )
 
@@ -114,11 +113,13 @@ func (r *Runner) LoadDelta(deltaPath, userPath string, strategy pmmined.Strategy
 	if err := r.loadDeltaModel(deltaPath); err != nil {
 		return err
 	}
-	uv, err := vocabfile.ReadGGUF(userPath)
+	// Both vocabularies were read as the models loaded: no file is opened
+	// twice.
+	uv, err := r.User.FileVocab()
 	if err != nil {
 		return fmt.Errorf("user vocabulary: %w", err)
 	}
-	dv, err := vocabfile.ReadGGUF(deltaPath)
+	dv, err := r.DeltaVocab.FileVocab()
 	if err != nil {
 		return fmt.Errorf("delta vocabulary: %w", err)
 	}

@@ -65,13 +65,13 @@ func BenchmarkRemoteTinyWorld(b *testing.B) {
 			model := filepath.Join(world, name+".gguf")
 			common := []string{"--delta", deltaPath, "--alpha", "1", "--template", "qa", "--delta-template", "qa", "--threads", "1", "--map-cache", ""}
 			local := benchRuntime(b, append([]string{"--model", model}, common...))
-			defer local.close()
+			defer local.Close()
 			base := startServe(b, "--model", model, "--no-delta")
 			ks := []int{5, 20}
 			remotes := make([]*runner.Runner, len(ks))
 			for j, k := range ks {
 				remotes[j] = benchRuntime(b, append([]string{"--model", base, "--remote-top-k", strconv.Itoa(k)}, common...))
-				defer remotes[j].close()
+				defer remotes[j].Close()
 			}
 
 			// Question by question, so that the machine's load weighs on
@@ -83,11 +83,11 @@ func BenchmarkRemoteTinyWorld(b *testing.B) {
 			outside, same, tokens := make([]int, len(ks)), make([]int, len(ks)), make([]int, len(ks))
 			elapsed := make([]time.Duration, len(ks))
 			for _, ex := range examples {
-				userIDs, deltaIDs, _, err := local.prompts(nil, ex.Query())
+				userIDs, deltaIDs, _, err := local.Prompts(nil, ex.Query())
 				if err != nil {
 					b.Fatal(err)
 				}
-				g := local.generator(1)
+				g := local.Generator(1)
 				ranked := &rankingLM{LM: g.User}
 				isEnd := g.EndOfGeneration
 				g.User = ranked
@@ -104,16 +104,16 @@ func BenchmarkRemoteTinyWorld(b *testing.B) {
 				}
 				localTokens += len(want.Tokens)
 				steps += len(ranks)
-				alone, err := local.generator(0).Generate(context.Background(), userIDs, deltaIDs, opt, nil)
+				alone, err := local.Generator(0).Generate(context.Background(), userIDs, deltaIDs, opt, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
 
-				text, remoteDeltaIDs, err := remotes[0].remotePrompts([]llama.Message{{Role: "user", Content: ex.Query()}})
+				text, remoteDeltaIDs, err := remotes[0].RemotePrompts([]llama.Message{{Role: "user", Content: ex.Query()}})
 				if err != nil {
 					b.Fatal(err)
 				}
-				res, err := remotes[0].remoteGenerate(context.Background(), text, remoteDeltaIDs, 0, opt, nil)
+				res, err := remotes[0].RemoteGenerate(context.Background(), text, remoteDeltaIDs, 0, opt, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
