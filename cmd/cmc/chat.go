@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -85,7 +86,7 @@ func runChat(c *cli.Context) error {
 			fmt.Fprintf(out, "unknown command %s; /help lists them\n", strings.Fields(line)[0])
 			continue
 		}
-		reply, err := chatTurn(c, rm, history, line, alpha, opt, out)
+		reply, err := chatTurn(c.Context, rm, history, line, alpha, opt, out)
 		if err != nil {
 			return err
 		}
@@ -93,15 +94,10 @@ func runChat(c *cli.Context) error {
 	}
 }
 
-func chatTurn(c *cli.Context, rm *runner.Runner, history []llama.Message, line string, alpha float32, opt control.Options, out *bufio.Writer) (string, error) {
-	if rm.Remote != nil {
-		return remoteChatTurn(c.Context, rm, history, line, alpha, opt, out)
-	}
-	userIDs, deltaIDs, _, err := rm.Prompts(history, line)
-	if err != nil {
-		return "", err
-	}
-	res, err := rm.GenerateIDs(c.Context, userIDs, deltaIDs, alpha, opt, func(piece string) error {
+// chatTurn answers line after history, streaming the reply to out.
+func chatTurn(ctx context.Context, rm *runner.Runner, history []llama.Message, line string, alpha float32, opt control.Options, out *bufio.Writer) (string, error) {
+	msgs := append(history[:len(history):len(history)], llama.Message{Role: "user", Content: line})
+	res, err := rm.Generate(ctx, runner.Request{Messages: msgs, Alpha: alpha, Options: opt}, func(piece string) error {
 		if _, err := io.WriteString(out, piece); err != nil {
 			return err
 		}

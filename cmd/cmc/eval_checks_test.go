@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cmc-dev/cmc/evaluate"
 )
 
 // TestEvalChecksFilesFirst: a bad --data file, wherever it comes in the
@@ -78,7 +80,7 @@ func TestEvalSkipsOverLong(t *testing.T) {
 		if !strings.Contains(stderr.String(), "example skipped") || !strings.Contains(stderr.String(), "retain_perturbed.json:3") {
 			t.Errorf("%s: no warning naming the skipped example:\n%s", task, stderr.String())
 		}
-		var doc evalDoc
+		var doc evaluate.Doc
 		b, err := os.ReadFile(out)
 		if err != nil {
 			t.Fatal(err)
@@ -100,38 +102,5 @@ func TestEvalSkipsOverLong(t *testing.T) {
 		if fields := strings.Fields(lines[len(lines)-1]); len(fields) < 2 || fields[len(fields)-2] != "2" || fields[len(fields)-1] != "1" {
 			t.Errorf("%s: table does not count 2 scored, 1 skipped:\n%s", task, stdout)
 		}
-	}
-}
-
-// TestParseDataArg: TOFU's sets by prefix or by TOFU's file names.
-func TestParseDataArg(t *testing.T) {
-	for arg, want := range map[string][2]string{
-		"data/forget10_perturbed.json":         {"forget", "data/forget10_perturbed.json"},
-		"retain_perturbed.json":                {"retain", "retain_perturbed.json"},
-		"tofu/real_authors_perturbed.json":     {"real-authors", "tofu/real_authors_perturbed.json"},
-		"World-Facts.jsonl":                    {"world-facts", "World-Facts.jsonl"},
-		"retain=my/questions.json":             {"retain", "my/questions.json"},
-		"world-facts=a=b.json":                 {"world-facts", "a=b.json"},
-		"x=forget.json":                        {"forget", "x=forget.json"}, // no set named x: a path
-		"alpaca_eval.json":                     {"", "alpaca_eval.json"},
-		"real-authors=forget10_perturbed.json": {"real-authors", "forget10_perturbed.json"},
-	} {
-		set, path := parseDataArg(arg)
-		if string(set) != want[0] || path != want[1] {
-			t.Errorf("parseDataArg(%q) = %q, %q; want %q, %q", arg, set, path, want[0], want[1])
-		}
-	}
-}
-
-// TestJSONFloat: values that are not measured travel as null and come back
-// as NaN, which encoding/json alone refuses to write.
-func TestJSONFloat(t *testing.T) {
-	b, err := json.Marshal([]jsonFloat{0.25, jsonFloat(math.NaN()), jsonFloat(math.Inf(1))})
-	if err != nil || string(b) != "[0.25,null,null]" {
-		t.Fatalf("got %s, %v", b, err)
-	}
-	var back []jsonFloat
-	if err := json.Unmarshal(b, &back); err != nil || back[0] != 0.25 || !math.IsNaN(float64(back[1])) {
-		t.Fatalf("got %v, %v", back, err)
 	}
 }

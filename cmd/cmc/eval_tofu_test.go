@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/cmc-dev/cmc/data"
+	"github.com/cmc-dev/cmc/evaluate"
 	"github.com/cmc-dev/cmc/llama"
 )
 
@@ -65,7 +66,7 @@ func TestEvalTOFUHeadlineNumbers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cmc eval: %v\n%s", err, stderrOf(err))
 	}
-	var doc evalDoc
+	var doc evaluate.Doc
 	if b, err := os.ReadFile(out); err != nil {
 		t.Fatal(err)
 	} else if err := json.Unmarshal(b, &doc); err != nil {
@@ -73,8 +74,8 @@ func TestEvalTOFUHeadlineNumbers(t *testing.T) {
 	}
 
 	// TOFU's numbers, from the records.
-	type column func(tofuItem) tofuScores
-	columns := map[string]column{"user": func(it tofuItem) tofuScores { return it.User }, "user_delta": func(it tofuItem) tofuScores { return it.Delta }}
+	type column func(evaluate.Item) evaluate.Scores
+	columns := map[string]column{"user": func(it evaluate.Item) evaluate.Scores { return it.User }, "user_delta": func(it evaluate.Item) evaluate.Scores { return it.Delta }}
 	for name, col := range columns {
 		var utility []float64 // prob, ROUGE, truth ratio of the three sets
 		var forgetRatios []float64
@@ -158,7 +159,7 @@ func TestEvalTOFUHeadlineNumbers(t *testing.T) {
 			t.Fatal(err)
 		}
 		ex := examples[0]
-		got, gotDelta := []jsonFloat{it.User.AnswerLogProb}, []jsonFloat{it.Delta.AnswerLogProb}
+		got, gotDelta := []evaluate.Float{it.User.AnswerLogProb}, []evaluate.Float{it.Delta.AnswerLogProb}
 		answers := []string{it.Answer}
 		if ex.Paraphrased != "" {
 			got, gotDelta, answers = append(got, it.User.ParaphrasedLogProb), append(gotDelta, it.Delta.ParaphrasedLogProb), append(answers, ex.Paraphrased)
@@ -294,7 +295,7 @@ func average(x []float64) float64 {
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*max(1, math.Abs(b)) }
 
 // resultOf is the value of the summary row whose metric starts with prefix.
-func resultOf(t *testing.T, doc evalDoc, prefix, column string) float64 {
+func resultOf(t *testing.T, doc evaluate.Doc, prefix, column string) float64 {
 	t.Helper()
 	for _, r := range doc.Results {
 		if r.File == "" && strings.HasPrefix(r.Metric, prefix) {

@@ -10,6 +10,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cmc-dev/cmc/data"
+	"github.com/cmc-dev/cmc/llama"
+	"github.com/cmc-dev/cmc/runner"
 )
 
 func generateCommand() *cli.Command {
@@ -34,20 +36,15 @@ func runGenerate(c *cli.Context) error {
 		return err
 	}
 	defer rm.Close()
-	if rm.Remote != nil {
-		return runRemoteGenerate(c, rm)
-	}
-	userIDs, deltaIDs, userText, err := rm.Prompts(nil, c.String("prompt"))
-	if err != nil {
-		return err
-	}
 	out := bufio.NewWriter(os.Stdout)
 	defer out.Flush()
 	if _, raw := rm.UserTmpl.(data.Raw); c.Bool("echo") && raw {
-		fmt.Fprint(out, userText)
+		// The raw template renders the prompt as it is.
+		fmt.Fprint(out, c.String("prompt"))
 	}
 	start := time.Now()
-	res, err := rm.GenerateIDs(c.Context, userIDs, deltaIDs, rm.Alpha, sampleOptions(c), func(piece string) error {
+	req := runner.Request{Messages: []llama.Message{{Role: "user", Content: c.String("prompt")}}, Alpha: rm.Alpha, Options: sampleOptions(c)}
+	res, err := rm.Generate(c.Context, req, func(piece string) error {
 		if _, err := out.WriteString(piece); err != nil {
 			return err
 		}
@@ -59,10 +56,14 @@ func runGenerate(c *cli.Context) error {
 	}
 	elapsed := time.Since(start)
 	if c.Bool("stats") {
-		slog.Info("generated", "tokens", len(res.Tokens), "finish", res.FinishReason,
-			"tokens_per_s", fmt.Sprintf("%.1f", float64(len(res.Tokens))/elapsed.Seconds()),
+		attrs := []any{"tokens", res.CompletionTokens, "finish", res.FinishReason,
+			"tokens_per_s", fmt.Sprintf("%.1f", float64(res.CompletionTokens)/elapsed.Seconds()),
 			"elapsed_s", fmt.Sprintf("%.3f", elapsed.Seconds()),
-			"delta_retokenised", res.DeltaRetokenised, "delta_redecoded", res.DeltaRedecoded, "map", rm.MapStats)
+			"delta_retokenised", res.DeltaRetokenised, "delta_redecoded", res.DeltaRedecoded, "map", rm.MapStats}
+		if rm.Remote != nil {
+			attrs = append(attrs, "not_the_engines_first_choice", res.NotFirstChoice)
+		}
+		slog.Info("generated", attrs...)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cmc-dev/cmc/evaluate"
 )
 
 // startServe runs `cmc serve` on a free loopback port with args and returns
@@ -108,7 +110,7 @@ func TestRemoteEvalChatServe(t *testing.T) {
 	if err := os.WriteFile(forget, []byte(tofuTestSets["forget"]), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eval := func(m string) evalDoc {
+	eval := func(m string) evaluate.Doc {
 		t.Helper()
 		out := filepath.Join(dir, "eval.json")
 		args := []string{"eval", "--model", m, "--delta", model, "--template", "qa", "--delta-template", "qa", "--task", "tofu",
@@ -116,7 +118,7 @@ func TestRemoteEvalChatServe(t *testing.T) {
 		if b, err := cmcCommand(args...).CombinedOutput(); err != nil {
 			t.Fatalf("eval --model %s: %v\n%s", m, err, b)
 		}
-		var doc evalDoc
+		var doc evaluate.Doc
 		b, err := os.ReadFile(out)
 		if err == nil {
 			err = json.Unmarshal(b, &doc)
@@ -140,7 +142,7 @@ func TestRemoteEvalChatServe(t *testing.T) {
 	// NLL from the engine's echo scores every token of a text but the end
 	// token, which the engine does not echo; at alpha 0 both columns are
 	// the engine's own.
-	nll := func(m string) evalDoc {
+	nll := func(m string) evaluate.Doc {
 		t.Helper()
 		out := filepath.Join(dir, "nll.json")
 		args := []string{"eval", "--model", m, "--delta", model, "--alpha", "0", "--template", "raw", "--delta-template", "raw",
@@ -148,7 +150,7 @@ func TestRemoteEvalChatServe(t *testing.T) {
 		if b, err := cmcCommand(args...).CombinedOutput(); err != nil {
 			t.Fatalf("eval nll --model %s: %v\n%s", m, err, b)
 		}
-		var doc evalDoc
+		var doc evaluate.Doc
 		b, err := os.ReadFile(out)
 		if err == nil {
 			err = json.Unmarshal(b, &doc)
