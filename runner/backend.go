@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cmc-dev/cmc/control"
 	"github.com/cmc-dev/cmc/llama"
@@ -221,6 +222,31 @@ func (b *Backend) logprobs(out *server.Result, req server.Request, p servedPromp
 			offset += len(v.AppendPiece(nil, id, false))
 		}
 	}
+	// OpenAI's text_offset counts characters; the offsets above count bytes.
+	chars := charOffsets(out.PromptText + out.Text)
+	for i := range out.PromptLogprobs {
+		out.PromptLogprobs[i].Offset = chars[out.PromptLogprobs[i].Offset]
+	}
+	for i := range out.Logprobs {
+		out.Logprobs[i].Offset = chars[out.Logprobs[i].Offset]
+	}
+}
+
+// charOffsets maps each byte offset of text (0 to len(text)) to the number
+// of characters that start before it: a token that starts inside a
+// character (byte-level BPE splits them) is placed after that character's
+// start.
+func charOffsets(text string) []int {
+	chars := make([]int, len(text)+1)
+	n := 0
+	for i := range len(text) {
+		chars[i] = n
+		if utf8.RuneStart(text[i]) {
+			n++
+		}
+	}
+	chars[len(text)] = n
+	return chars
 }
 
 // remoteUnsupported names a field of req that the top-k loop over a served

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/cmc-dev/cmc/control"
@@ -38,5 +39,16 @@ func TestGenerateChatReusesTheCache(t *testing.T) {
 	}
 	if fresh.CachedTokens != 0 || fresh.Text != second.Text {
 		t.Errorf("second turn with the caches %q, on empty caches %q (%d cached)", second.Text, fresh.Text, fresh.CachedTokens)
+	}
+}
+
+// TestCharOffsets: text_offset counts characters as OpenAI's does, where
+// byte offsets would run ahead after "é" (2 bytes) and "日" (3 bytes).
+func TestCharOffsets(t *testing.T) {
+	text := "aé日b"
+	got := charOffsets(text)
+	want := []int{0, 1, 2, 2, 3, 3, 3, 4} // a at 0, é at 1-2, 日 at 3-5, b at 6, the end at 7
+	if !slices.Equal(got, want) {
+		t.Errorf("charOffsets(%q) = %v, want %v", text, got, want)
 	}
 }
