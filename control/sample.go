@@ -25,35 +25,58 @@ type SampleOptions struct {
 //
 // Nothing here sorts the vocabulary: with a vocabulary of V tokens, top-k
 // is a bounded min-heap (O(V log k)), the nucleus without top-k is found by
-// a histogram of the probabilities and a weighted selection inside the one
-// histogram bucket where the nucleus ends (O(V)), and plain temperature
-// sampling is a softmax and one walk (O(V)). Only the k survivors of top-k
-// are sorted when top-p then needs their order. The V exponentials per
-// token are the remaining cost; they go through a table (weighAll) at
-// about a quarter of math.Exp's time.
+// a histogram of the probabilities, filled in the same pass as the
+// exponentials, and a weighted selection inside the one histogram bucket
+// where the nucleus ends (O(V)), and plain temperature sampling is a
+// softmax and one walk (O(V)). Only the k survivors of top-k are sorted
+// when top-p then needs their order. The V exponentials per token are the
+// remaining cost; they go through a table (weigh) at about a quarter of
+// math.Exp's time.
 type Sampler struct {
 	opt SampleOptions
 	rng *rand.Rand
 	// weight[id] is exp((score[id] − best) / T), the unnormalised
-	// probability, for the ids in cand, or every id when all is set
-	// (other entries are stale).
+	// probability, for the ids that may be drawn (other entries are
+	// stale). Those ids are, by mode: cand (top-k, with or without top-p),
+	// every id (all: plain temperature; weight[id] may be 0), or the ids
+	// in the histogram's buckets above cut and those in tail (the nucleus
+	// of the whole vocabulary: a list of most of a flat vocabulary would
+	// cost a pass of its own).
 	weight []float64
-	cand   []int32 // the ids that may be drawn, unless all is set
-	all    bool    // every id may be drawn, weight[id] may be 0
-	tail   []int32 // the ids in the bucket where the nucleus ends
-	exp    expTable
+	cand   []int32
+	all    bool
+	tail   []int32
+	// nucleus is set when the ids are those of the buckets below cut (in
+	// hist) and tail.
+	nucleus bool
+	cut     uint16
+	exp     expTable
+	hist    nucleusHist
+}
+
+// nucleusHist is the histogram of the probability mass by score that
+// top-p without top-k cuts: bucket[id] is the bucket of token id (noBucket
+// when its weight is 0) and mass[b] the sum of the weights in bucket b.
+type nucleusHist struct {
+	bucket []uint16
 	mass   [nucleusBuckets]float64
 }
 
-// The nucleus histogram: bucket b holds the tokens whose scaled score
-// x = (score − best)/T lies in (−(b+1)/bucketsPerNat, −b/bucketsPerNat];
-// the last bucket also takes everything below, whose probability relative
-// to the best token is under e^−32 ≈ 1e−14. The sizes only trade the cost
-// of the final selection against that of the histogram; the nucleus is the
-// same for any choice.
+// The nucleus histogram: the exponential (weigh) writes the scaled score
+// x = (score − best)/T ≤ 0 as k·ln2/64 + r with k the nearest integer, and
+// bucket b holds the tokens with −k in [8b, 8b+8): 0.087 nats each, so 512
+// buckets span 44 nats, and the last also takes everything below, whose
+// probability relative to the best token is under e^−44 ≈ 1e−19. Any
+// bucketing that is monotone in the score finds the same nucleus; the
+// sizes only trade the cost of the final selection against that of the
+// histogram, and taking them from k costs the pass nothing.
 const (
-	nucleusBuckets = 512
-	bucketsPerNat  = 16
+	// maxListedNucleus is the most tokens above the cut bucket that are
+	// listed in cand; a larger nucleus is drawn by a walk over the buckets.
+	maxListedNucleus = 4096
+	nucleusBuckets   = 512
+	bucketShift      = 3 // −k >> bucketShift is the bucket
+	noBucket         = math.MaxUint16
 )
 
 // NewSampler returns a sampler for vocabularies of n tokens.
@@ -73,6 +96,7 @@ func (s *Sampler) grow(n int) {
 		s.weight = make([]float64, n)
 		s.cand = make([]int32, 0, n)
 		s.tail = make([]int32, 0, n)
+		s.hist.bucket = make([]uint16, n)
 	}
 }
 
@@ -88,6 +112,9 @@ func (s *Sampler) Sample(scores []float32) int32 {
 		return argmax(scores)
 	}
 	r := s.rng.Float64() * sum
+	if s.nucleus {
+		return s.drawNucleus(r)
+	}
 	if s.all {
 		last := int32(0)
 		for id, w := range s.weight[:len(scores)] {
@@ -115,12 +142,37 @@ func (s *Sampler) Sample(scores []float32) int32 {
 	}
 }
 
-// candidates fills s.cand with the ids that may be drawn (or sets s.all
-// when every id may) and s.weight with their unnormalised probabilities,
-// and returns the sum of those: the top-k, then the nucleus of what is
-// left, each only when set.
+// drawNucleus returns the id at mass r (below the nucleus's mass) in the
+// nucleus of the whole vocabulary: the tokens of the buckets below s.cut
+// in id order, then s.tail.
+func (s *Sampler) drawNucleus(r float64) int32 {
+	last := int32(-1)
+	for id, b := range s.hist.bucket {
+		if b < s.cut {
+			w := s.weight[id]
+			if r < w {
+				return int32(id)
+			}
+			r -= w
+			last = int32(id)
+		}
+	}
+	for _, id := range s.tail {
+		w := s.weight[id]
+		if r < w {
+			return id
+		}
+		r -= w
+		last = id
+	}
+	return last // rounding left r a hair above the last weight
+}
+
+// candidates sets the mode of the ids that may be drawn (see Sampler) and
+// s.weight with their unnormalised probabilities, and returns the sum of
+// those: the top-k, then the nucleus of what is left, each only when set.
 func (s *Sampler) candidates(scores []float32) float64 {
-	s.all = false
+	s.all, s.nucleus = false, false
 	k, p := s.opt.TopK, s.opt.TopP
 	nucleus := p > 0 && p < 1
 	if k > 0 && k < len(scores) {
@@ -146,7 +198,7 @@ func (s *Sampler) candidates(scores []float32) float64 {
 		}
 	}
 	inv := 1 / s.opt.Temperature
-	return s.exp.weighAll(s.weight, scores, best, inv)
+	return s.exp.weigh(s.weight, scores, best, inv, nil)
 }
 
 // topK leaves the ids of the k highest scores in s.cand, in heap order.
@@ -203,11 +255,12 @@ func (s *Sampler) prefixNucleus(total, p float64) float64 {
 	return acc
 }
 
-// histogramNucleus leaves in s.cand the nucleus of the whole vocabulary:
-// the fewest most probable tokens whose mass reaches p of the total. A
-// histogram of the mass by score finds the bucket where the nucleus ends;
-// every token above that bucket is in, and only the tokens inside it are
-// ranked, by a weighted selection. It returns the nucleus's mass.
+// histogramNucleus finds the nucleus of the whole vocabulary: the fewest
+// most probable tokens whose mass reaches p of the total. A histogram of
+// the mass by score finds the bucket where the nucleus ends (s.cut); every
+// token above that bucket is in, and only the tokens inside it are ranked,
+// by a weighted selection, and those taken left in s.tail. It returns the
+// nucleus's mass.
 func (s *Sampler) histogramNucleus(scores []float32, p float64) float64 {
 	best := float32(math.Inf(-1))
 	for _, v := range scores {
@@ -216,48 +269,45 @@ func (s *Sampler) histogramNucleus(scores []float32, p float64) float64 {
 		}
 	}
 	inv := 1 / s.opt.Temperature
-	clear(s.mass[:])
-	total := s.exp.weighAll(s.weight, scores, best, inv)
-	for id, w := range s.weight[:len(scores)] {
-		if w > 0 {
-			s.mass[bucketOf((float64(scores[id])-float64(best))*inv)] += w
-		}
-	}
+	total := s.exp.weigh(s.weight, scores, best, inv, &s.hist)
 	// The first bucket at which the running mass reaches the target.
 	target := p * total
 	var above float64 // mass of the buckets before cut
 	var cut int
-	for b, m := range s.mass {
+	for b, m := range s.hist.mass {
 		if above+m >= target || b == nucleusBuckets-1 {
 			cut = b
 			break
 		}
 		above += m
 	}
+	// A peaked nucleus (a few hundred tokens) is listed in s.cand and drawn
+	// from the list; a flat one (most of the vocabulary) is drawn by a walk
+	// over the buckets instead of being listed.
 	s.cand, s.tail = s.cand[:0], s.tail[:0]
-	for id, v := range scores {
-		if !(s.weight[id] > 0) {
-			continue
-		}
-		switch b := bucketOf((float64(v) - float64(best)) * inv); {
-		case b < cut:
-			s.cand = append(s.cand, int32(id))
-		case b == cut:
+	c := uint16(cut)
+	s.hist.bucket = s.hist.bucket[:len(scores)]
+	listed := true
+	for id, b := range s.hist.bucket {
+		switch {
+		case b == c:
 			s.tail = append(s.tail, int32(id))
+		case b < c && listed:
+			if len(s.cand) == maxListedNucleus {
+				listed = false
+				continue
+			}
+			s.cand = append(s.cand, int32(id))
 		}
 	}
 	n, mass := heaviestReaching(s.tail, s.weight, target-above)
-	s.cand = append(s.cand, s.tail[:n]...)
-	return above + mass
-}
-
-// bucketOf returns the histogram bucket of a scaled score x ≤ 0.
-func bucketOf(x float64) int {
-	b := -x * bucketsPerNat
-	if b >= nucleusBuckets-1 {
-		return nucleusBuckets - 1
+	s.tail = s.tail[:n]
+	if listed {
+		s.cand = append(s.cand, s.tail...)
+	} else {
+		s.nucleus, s.cut = true, c
 	}
-	return int(b)
+	return above + mass
 }
 
 // heaviestReaching reorders ids so that the first n have the largest
@@ -336,7 +386,7 @@ func argmax(x []float32) int32 {
 	return int32(best)
 }
 
-// expTable holds 2^(j/64) for j = 0..63, the table of weighAll.
+// expTable holds 2^(j/64) for j = 0..63, the table of weigh.
 type expTable [64]float64
 
 func newExpTable() expTable {
@@ -347,22 +397,29 @@ func newExpTable() expTable {
 	return t
 }
 
-// weighAll sets dst[i] = e^x with x = (scores[i] − best)·inv ≤ 0 (0 for
-// −Inf and NaN scores) and returns their sum: the sampler's exponential
+// weigh sets dst[i] = e^x with x = (scores[i] − best)·inv ≤ 0 (0 for
+// −Inf and NaN scores) and returns their sum, and with hist (non-nil)
+// fills the nucleus histogram in the same pass: the sampler's exponential
 // over the whole vocabulary, within a few ulps of math.Exp but about four
 // times faster, and written out in the loop so that a token costs no call.
 // x = (64m + j)·ln2/64 + r with |r| ≤ ln2/128, so e^x = 2^m · 2^(j/64) ·
 // e^r, with 2^(j/64) from the table, e^r by its Taylor series to r^5
 // (truncation below 4e−17) and 2^m built from the exponent bits. Below
 // −708 the result is subnormal, and math.Exp handles it.
-func (t *expTable) weighAll(dst []float64, scores []float32, best float32, inv float64) float64 {
+func (t *expTable) weigh(dst []float64, scores []float32, best float32, inv float64, hist *nucleusHist) float64 {
 	const shifter = 0x1.8p52 // adding and subtracting it rounds to an integer
 	const ln2Hi, ln2Lo = 6.93147180369123816490e-01 / 64, 1.90821492927058770002e-10 / 64
 	var sum float64
 	dst = dst[:len(scores)]
+	var bucket []uint16
+	if hist != nil {
+		clear(hist.mass[:])
+		bucket = hist.bucket[:len(scores)]
+	}
 	for i, v := range scores {
 		x := (float64(v) - float64(best)) * inv
 		var w float64
+		b := nucleusBuckets - 1
 		if x >= -708 {
 			k := (x*(64/math.Ln2) + shifter) - shifter
 			r := (x - k*ln2Hi) - k*ln2Lo
@@ -374,11 +431,20 @@ func (t *expTable) weighAll(dst []float64, scores []float32, best float32, inv f
 			p = p*r + 1
 			n := int64(k)
 			w = p * t[n&63] * math.Float64frombits(uint64(n>>6+1023)<<52)
+			b = min(int(-n>>bucketShift), nucleusBuckets-1)
 		} else if x == x {
 			w = math.Exp(x)
 		}
 		dst[i] = w
 		sum += w
+		if hist != nil {
+			if w > 0 {
+				bucket[i] = uint16(b)
+				hist.mass[b] += w
+			} else {
+				bucket[i] = noBucket
+			}
+		}
 	}
 	return sum
 }

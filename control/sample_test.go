@@ -85,9 +85,15 @@ func TestSamplerMatchesFullSort(t *testing.T) {
 		{Temperature: 1, TopK: 700, TopP: 0.95},
 		{Temperature: 1, TopK: 5000, TopP: 0.3}, // k above the vocabulary: all
 	}
+	walked := 0 // nuclei drawn by the walk over the buckets
 	for seed := range uint64(40) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		n := 200 + rng.IntN(3000)
+		if seed%5 == 4 {
+			// Large enough that a flat nucleus outgrows maxListedNucleus
+			// and is drawn by the walk over the buckets.
+			n = 3*maxListedNucleus + rng.IntN(3000)
+		}
 		sigma := []float64{0.05, 0.5, 2, 6}[seed%4]
 		scores := randomScores(rng, n, sigma, seed%3 == 0)
 		for _, opt := range options {
@@ -95,12 +101,9 @@ func TestSamplerMatchesFullSort(t *testing.T) {
 			want := fullSortDistribution(opt, scores)
 			s := NewSampler(opt, n)
 			sum := s.candidates(scores)
-			ids := s.cand
-			if s.all {
-				ids = make([]int32, n)
-				for i := range ids {
-					ids[i] = int32(i)
-				}
+			ids := drawable(s, n)
+			if s.nucleus {
+				walked++
 			}
 			got := make(map[int32]float64, len(ids))
 			for _, id := range ids {
@@ -122,6 +125,9 @@ func TestSamplerMatchesFullSort(t *testing.T) {
 			}
 		}
 	}
+	if walked == 0 {
+		t.Error("no nucleus was large enough to be drawn by the walk over the buckets")
+	}
 }
 
 // TestSamplerTies: with every score equal the nucleus is any ceil(p·n)
@@ -130,12 +136,35 @@ func TestSamplerTies(t *testing.T) {
 	scores := make([]float32, 1000)
 	s := NewSampler(SampleOptions{Temperature: 1, TopP: 0.25}, len(scores))
 	s.candidates(scores)
-	if len(s.cand) != 250 {
-		t.Fatalf("nucleus of 1000 equal scores at p 0.25 has %d tokens, want 250", len(s.cand))
+	ids := drawable(s, len(scores))
+	if len(ids) != 250 {
+		t.Fatalf("nucleus of 1000 equal scores at p 0.25 has %d tokens, want 250", len(ids))
 	}
-	if seen := slices.Compact(slices.Sorted(slices.Values(s.cand))); len(seen) != 250 {
-		t.Fatalf("nucleus holds duplicates: %d distinct of %d", len(seen), len(s.cand))
+	if seen := slices.Compact(slices.Sorted(slices.Values(ids))); len(seen) != 250 {
+		t.Fatalf("nucleus holds duplicates: %d distinct of %d", len(seen), len(ids))
 	}
+}
+
+// drawable lists the ids that s may draw after candidates, in any of its
+// modes, for a vocabulary of n.
+func drawable(s *Sampler, n int) []int32 {
+	switch {
+	case s.all:
+		ids := make([]int32, n)
+		for i := range ids {
+			ids[i] = int32(i)
+		}
+		return ids
+	case s.nucleus:
+		var ids []int32
+		for id, b := range s.hist.bucket[:n] {
+			if b < s.cut {
+				ids = append(ids, int32(id))
+			}
+		}
+		return append(ids, s.tail...)
+	}
+	return s.cand
 }
 
 // TestSamplerNucleusFrequencies: draws from the nucleus follow its
@@ -159,6 +188,55 @@ func TestSamplerNucleusFrequencies(t *testing.T) {
 	for id, p := range want {
 		if got := float64(counts[id]) / draws; math.Abs(got-p) > 0.01 {
 			t.Errorf("token %d drawn %.4f of the time, want %.4f", id, got, p)
+		}
+	}
+}
+
+// TestSamplerWalkedNucleusFrequencies: a nucleus too large to list is
+// drawn by the walk over the histogram's buckets with the probabilities of
+// the full sort, compared over groups of tokens (each token alone is too
+// rare to count): the five spiked ones, and the low and high halves of the
+// ids.
+func TestSamplerWalkedNucleusFrequencies(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	n := 3*maxListedNucleus + 100
+	scores := randomScores(rng, n, 0.5, false)
+	opt := SampleOptions{Temperature: 3, TopP: 0.95, Seed: 6}
+	want := fullSortDistribution(opt, scores)
+	s := NewSampler(opt, n)
+	if s.candidates(scores); !s.nucleus {
+		t.Fatal("the nucleus was listed, not walked: the test needs a flatter one")
+	}
+	byScore := make([]int32, n)
+	for i := range byScore {
+		byScore[i] = int32(i)
+	}
+	slices.SortFunc(byScore, func(a, b int32) int { return cmpDesc(scores[a], scores[b]) })
+	spiked := byScore[:5] // randomScores lifts five tokens far above the bulk
+	group := func(id int32) int {
+		switch {
+		case slices.Contains(spiked, id):
+			return 0
+		case int(id) < n/2:
+			return 1
+		}
+		return 2
+	}
+	var wantMass, got [3]float64
+	for id, p := range want {
+		wantMass[group(id)] += p
+	}
+	const draws = 8000 // each draw redoes the whole vocabulary
+	for range draws {
+		id := s.Sample(scores)
+		if want[id] == 0 {
+			t.Fatalf("drew token %d outside the nucleus", id)
+		}
+		got[group(id)]++
+	}
+	for g := range got {
+		if f := got[g] / draws; math.Abs(f-wantMass[g]) > 0.025 {
+			t.Errorf("group %d drawn %.4f of the time, want %.4f", g, f, wantMass[g])
 		}
 	}
 }
@@ -309,10 +387,10 @@ func BenchmarkSample(b *testing.B) {
 	}
 }
 
-// TestWeighAll: the sampler's exponential agrees with math.Exp to a few
+// TestWeigh: the sampler's exponential agrees with math.Exp to a few
 // ulps over the whole range it is used on, including its edges, and gives
 // 0 for −Inf and NaN scores.
-func TestWeighAll(t *testing.T) {
+func TestWeigh(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 4))
 	scores := []float32{0, -1e-30, -0.5 * math.Ln2, -math.Ln2, -1, -707.9, -708, -708.1, -745, -800, float32(math.Inf(-1)), float32(math.NaN())}
 	for range 200000 {
@@ -320,7 +398,7 @@ func TestWeighAll(t *testing.T) {
 	}
 	tab := newExpTable()
 	got := make([]float64, len(scores))
-	sum := tab.weighAll(got, scores, 0, 1)
+	sum := tab.weigh(got, scores, 0, 1, nil)
 	var want float64
 	for i, v := range scores {
 		w := math.Exp(float64(v))
@@ -336,7 +414,7 @@ func TestWeighAll(t *testing.T) {
 		t.Fatalf("sum %v, want %v", sum, want)
 	}
 	// Temperature and shift: e^((v − best)·inv).
-	tab.weighAll(got[:1], []float32{-3}, 1, 0.5)
+	tab.weigh(got[:1], []float32{-3}, 1, 0.5, nil)
 	if w := math.Exp(-2); math.Abs(got[0]-w) > 1e-15*w {
 		t.Fatalf("e^((−3 − 1)/2) = %v, want %v", got[0], w)
 	}
