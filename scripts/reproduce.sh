@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# reproduce.sh: the experiments of issue 7 on the committed tiny world (tinyworld/, see
+# reproduce.sh: the experiments of issue 14 on the committed tiny world (tinyworld/, see
 # tinyworld/MANIFEST.md); writes RESULTS.md. Everything runs on CPU, one thread per job.
 #
-#   1. unlearning: one delta trained once with T (grad_diff on the forget authors),
-#      applied unchanged to T, A (bigger, same vocabulary) and B (GPT-2 vocabulary);
-#      baseline: each model unlearned directly with the same objective and budget.
-#   2. format transfer: one delta trained with T on the retain authors' QA in the
-#      open-instruct chat format; measured on A and B on the (held-out) forget authors.
-#   3. alpha sweep of the unlearning delta on one user model.
+#   1. instruction following: one delta trained with T only on instruction-to-story pairs
+#      (scripts/instruct_pairs.py, open-instruct prompt), applied unchanged to T, A, B, M and
+#      stories260K on held-out names and creatures (scripts/instruct_eval.py);
+#      baseline: each model fine-tuned directly on the same pairs.
+#   2. unlearning (grad_diff): one delta trained with T on the forget authors, applied to
+#      T, A, B and M; baseline: each model unlearned directly with the same objective and budget.
 #
-# Env: WORLD (tinyworld), RUN (build/reproduce), OUT_MD (RESULTS.md), EVAL_N (80: examples
-# per eval file), UNL_EPOCHS/UNL_LR, FMT_EPOCHS/FMT_LR, SWEEP_MODEL (B), SEED (1), JOBS (2),
-# DIRECT_LR2 (1e-4: a gentler direct baseline), NOISE_SEEDS ("2": extra seeds of the CMC delta, on A and B),
-# SKIP_FORMAT, SKIP_SWEEP.
+# Env: WORLD (tinyworld), RUN (build/reproduce), OUT_MD (RESULTS.md), CMC (bin/cmc), JOBS (2),
+# SEED (1), INS_EPOCHS (8), INS_LR (2e-3), FT_EPOCHS (3), FT_LR (1e-3), UNL_EPOCHS (30),
+# UNL_LR (1e-3), EVAL_N (80), INS_SEEDS ("": extra seeds of the instruct delta, on A, B, M),
+# SKIP_UNLEARN, WAIT_FOR_MODELS (start while the world is still being built: wait for each model file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fx=${FX:-../shared/fixtures}
@@ -21,20 +21,27 @@ run=${RUN:-build/reproduce}
 md=${OUT_MD:-RESULTS.md}
 n=${EVAL_N:-80}
 seed=${SEED:-1}
+ins_epochs=${INS_EPOCHS:-8}
+ins_lr=${INS_LR:-2e-3}
+ft_epochs=${FT_EPOCHS:-3}
+ft_lr=${FT_LR:-1e-3}
 unl_epochs=${UNL_EPOCHS:-30}
 unl_lr=${UNL_LR:-1e-3}
-fmt_epochs=${FMT_EPOCHS:-30}
-fmt_lr=${FMT_LR:-2e-3}
-direct_lr2=${DIRECT_LR2:-1e-4}
-noise_seeds=${NOISE_SEEDS:-2}
-sweep=${SWEEP_MODEL:-B}
-cmc=bin/cmc
-[ -x $cmc ] || make build
-mkdir -p "$run"
+ins_seeds=${INS_SEEDS:-}
+cmc=${CMC:-bin/cmc}
+[ -x "$cmc" ] || make build
+mkdir -p "$run" "$w/deltas"
 : >"$run/commands.sh"
+s260=$fx/models/stories260K/stories260K.gguf
 forget=$w/data/forget.jsonl
 retain=$w/data/retain.jsonl
-declare -A vocab=([T]=$fx/gguf-vocab/ggml-vocab-llama-spm.gguf [A]=$fx/gguf-vocab/ggml-vocab-llama-spm.gguf [B]=$fx/gguf-vocab/ggml-vocab-gpt-2.gguf)
+pairs=$w/data/instruct_train.jsonl
+queries=$w/data/instruct_eval.jsonl
+declare -A vocab=([T]=$fx/gguf-vocab/ggml-vocab-llama-spm.gguf [A]=$fx/gguf-vocab/ggml-vocab-llama-spm.gguf
+	[B]=$fx/gguf-vocab/ggml-vocab-gpt-2.gguf [M]=$fx/gguf-vocab/ggml-vocab-mistral-v1.gguf [S]=$s260)
+declare -A model=([T]=$w/T.gguf [A]=$w/A.gguf [B]=$w/B.gguf [M]=$w/M.gguf [S]=$s260)
+# the fluency judge of each writer: a model that did not write the story
+declare -A judge=([T]=$w/A.gguf [A]=$w/T.gguf [B]=$w/A.gguf [M]=$w/A.gguf [S]=$w/A.gguf)
 
 # x NAME CMD...: log the command (for RESULTS.md), run it, time it.
 x() {
@@ -54,72 +61,74 @@ bg() {
 	while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || exit 1; done
 	x "$@" &
 }
+# need FILE: with WAIT_FOR_MODELS set, wait for a model that make tinyworld is still writing.
+need() {
+	[ -n "${WAIT_FOR_MODELS:-}" ] || return 0
+	while [ ! -s "$1" ]; do sleep 10; done
+}
 barrier() { while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || exit 1; done; wait || exit 1; }
-unl=(--objective grad_diff --forget "$forget" --retain "$retain" --format tofu --prompt-template qa
-	--max-len 160 --epochs "$unl_epochs" --batch 16 --micro-batch 8 --warmup 0.03
-	--weight-decay 0.01 --threads 1 --checkpoint-every 100000 --f16)
-ev=(--task tofu --format tofu --limit "$n" --max-tokens 48 --stop $'\n' --threads 1)
+
+# the instruction pairs (deterministic; committed under tinyworld/data)
+need "$w/D0.gguf"
+python3 scripts/instruct_pairs.py "$w/data/stories.jsonl" "$w/data"
 
 # Phase 1: every training (one thread each, $JOBS at a time).
-# 1. unlearning: the CMC delta (from D0, against T) and the direct baselines
-bg delta_unlearn $cmc train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${unl[@]}" --lr "$unl_lr" --seed "$seed" --out "$run/delta_unlearn.gguf"
-for m in T A B; do
-	bg "direct_$m" $cmc train --template none --vocab "${vocab[$m]}" --delta "$w/$m.gguf" "${unl[@]}" --lr "$unl_lr" --seed "$seed" --out "$run/direct_$m.gguf"
+ins=(--objective sft --data "$pairs" --format tofu --prompt-template open-instruct --max-len 160 --batch 16
+	--micro-batch 8 --warmup 0.03 --threads 1 --checkpoint-every 100000 --f16)
+unl=(--objective grad_diff --forget "$forget" --retain "$retain" --format tofu --prompt-template qa
+	--max-len 160 --epochs "$unl_epochs" --batch 16 --micro-batch 8 --warmup 0.03
+	--weight-decay 0.01 --threads 1 --checkpoint-every 100000 --f16 --lr "$unl_lr" --seed "$seed")
+# what needs only T and D0 first, so that it can overlap a world still training (WAIT_FOR_MODELS)
+need "$w/T.gguf"
+bg delta_instruct "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${ins[@]}" \
+	--epochs "$ins_epochs" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct.gguf"
+for s in $ins_seeds; do
+	bg "delta_instruct_s$s" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${ins[@]}" \
+		--epochs "$ins_epochs" --lr "$ins_lr" --seed "$s" --template-cache "$run/tcache" --out "$run/delta_instruct_s$s.gguf"
 done
-# the direct route once more at the paper's gentler learning rate (same epochs)
-if [ -n "$direct_lr2" ]; then
-	for m in T A B; do
-		bg "directlo_$m" $cmc train --template none --vocab "${vocab[$m]}" --delta "$w/$m.gguf" "${unl[@]}" --lr "$direct_lr2" --seed "$seed" --out "$run/directlo_$m.gguf"
-	done
-fi
-# seed noise: the same CMC delta with other seeds (data order)
-for s in $noise_seeds; do
-	bg "delta_unlearn_s$s" $cmc train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${unl[@]}" --lr "$unl_lr" --seed "$s" --out "$run/delta_unlearn_s$s.gguf"
+[ -n "${SKIP_UNLEARN:-}" ] || bg delta_unlearn "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${unl[@]}" --out "$run/delta_unlearn.gguf"
+for m in T S M B A; do
+	need "${model[$m]}"
+	bg "ft_$m" "$cmc" train --template none --vocab "${vocab[$m]}" --delta "${model[$m]}" "${ins[@]}" \
+		--epochs "$ft_epochs" --lr "$ft_lr" --seed "$seed" --out "$run/ft_$m.gguf"
+	case $m in S) continue ;; esac
+	[ -n "${SKIP_UNLEARN:-}" ] || bg "direct_$m" "$cmc" train --template none --vocab "${vocab[$m]}" --delta "${model[$m]}" "${unl[@]}" --out "$run/direct_$m.gguf"
 done
-# 2. format transfer: the delta learns the open-instruct format on the retain authors only
-if [ -z "${SKIP_FORMAT:-}" ]; then
-	bg delta_format $cmc train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" --objective sft \
-		--data "$retain" --format tofu --prompt-template open-instruct --max-len 160 --epochs "$fmt_epochs" \
-		--batch 16 --micro-batch 8 --lr "$fmt_lr" --warmup 0.03 --seed "$seed" --threads 1 --checkpoint-every 100000 \
-		--f16 --out "$run/delta_format.gguf"
-fi
 barrier
 
-# Phase 2: every evaluation. Each prints the user model alone and with the delta.
-for m in T A B; do
-	bg "eval_cmc_$m" $cmc eval --model "$w/$m.gguf" --delta "$run/delta_unlearn.gguf" --alpha 1 --template qa --delta-template qa \
-		--data "$forget" --data "$retain" "${ev[@]}" --json "$run/eval_cmc_$m.json"
-done
-for m in T A B; do
-	bg "eval_direct_$m" $cmc eval --model "$run/direct_$m.gguf" --no-delta --template qa \
-		--data "$forget" --data "$retain" "${ev[@]}" --json "$run/eval_direct_$m.json"
-done
-if [ -n "$direct_lr2" ]; then
-	for m in T A B; do
-		bg "eval_directlo_$m" $cmc eval --model "$run/directlo_$m.gguf" --no-delta --template qa \
-			--data "$forget" --data "$retain" "${ev[@]}" --json "$run/eval_directlo_$m.json"
-	done
-fi
-for s in $noise_seeds; do
-	for m in A B; do
-		bg "eval_cmc_s${s}_$m" $cmc eval --model "$w/$m.gguf" --delta "$run/delta_unlearn_s$s.gguf" --alpha 1 --template qa --delta-template qa \
-			--data "$forget" --data "$retain" "${ev[@]}" --json "$run/eval_cmc_s${s}_$m.json"
+# Phase 2: every evaluation.
+for m in A B M T S; do
+	bg "ins_alone_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_alone_$m.json" "${model[$m]}" none "${judge[$m]}"
+	bg "ins_delta_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_$m.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
+	bg "ins_ft_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_ft_$m.json" "$run/ft_$m.gguf" none "${judge[$m]}"
+	for s in $ins_seeds; do
+		case $m in T | S) continue ;; esac
+		bg "ins_delta_s${s}_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_s${s}_$m.json" "${model[$m]}" "$run/delta_instruct_s$s.gguf" "${judge[$m]}"
 	done
 done
-if [ -z "${SKIP_FORMAT:-}" ]; then
-	for m in A B T; do
-		bg "eval_format_$m" $cmc eval --model "$w/$m.gguf" --delta "$run/delta_format.gguf" --alpha 1 \
-			--template open-instruct --delta-template open-instruct --data "$forget" --data "$retain" "${ev[@]}" --json "$run/eval_format_$m.json"
-	done
-fi
-# 3. alpha sweep of the unlearning delta (alpha 0 is the "user" column, 1 is eval_cmc)
-if [ -z "${SKIP_SWEEP:-}" ]; then
-	for a in 0.5 2; do
-		bg "eval_sweep_${sweep}_$a" $cmc eval --model "$w/$sweep.gguf" --delta "$run/delta_unlearn.gguf" --alpha "$a" \
-			--template qa --delta-template qa --data "$forget" --data "$retain" "${ev[@]}" --json "$run/eval_sweep_${sweep}_$a.json"
+# the fluency scale: the reference openings themselves under each judge
+python3 - "$queries" "$run/reference.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1]) as f, open(sys.argv[2], "w") as g:
+    for l in f:
+        g.write(json.dumps({"question": "", "answer": json.loads(l)["answer"]}) + "\n")
+PY
+for m in A T; do
+	bg "ref_ppl_$m" "$cmc" eval --model "$w/$m.gguf" --no-delta --template raw --task nll --format tofu --threads 1 \
+		--data "$run/reference.jsonl" --json "$run/ref_ppl_$m.json"
+done
+ev=(--task tofu --format tofu --limit "$n" --max-tokens 48 --stop $'\n' --threads 1)
+if [ -z "${SKIP_UNLEARN:-}" ]; then
+	for m in A B M T; do
+		bg "eval_cmc_$m" "$cmc" eval --model "${model[$m]}" --delta "$run/delta_unlearn.gguf" --alpha 1 --template qa --delta-template qa \
+			--data "$forget" --data "$retain" "${ev[@]}" --json "$run/eval_cmc_$m.json"
+		bg "eval_direct_$m" "$cmc" eval --model "$run/direct_$m.gguf" --no-delta --template qa \
+			--data "$forget" --data "$retain" "${ev[@]}" --json "$run/eval_direct_$m.json"
 	done
 fi
 barrier
+cp "$run/delta_instruct.gguf" "$w/deltas/instruct.gguf.new" && mv "$w/deltas/instruct.gguf.new" "$w/deltas/instruct.gguf"
+[ -f "$run/delta_unlearn.gguf" ] && cp "$run/delta_unlearn.gguf" "$w/deltas/grad_diff.gguf"
 
-NOISE_SEEDS="$noise_seeds" python3 scripts/reproduce_report.py "$w" "$run" "$md" "$sweep"
+INS_SEEDS="$ins_seeds" python3 scripts/reproduce_report.py "$w" "$run" "$md"
 echo "reproduce: wrote $md"

@@ -1,146 +1,180 @@
 #!/usr/bin/env python3
-"""Render RESULTS.md from the JSON written by scripts/reproduce.sh (issue 7)."""
-import json, os, re, sys, datetime, platform
+"""Render RESULTS.md from the JSON written by scripts/reproduce.sh (issue 14).
 
-w, run, md, sweep = sys.argv[1:5]
+usage: reproduce_report.py WORLD RUN RESULTS.md
 
-def load(name):
-    p = os.path.join(run, name + ".json")
-    if not os.path.exists(p):
-        return None
-    out = {}
-    for r in json.load(open(p))["results"]:
-        f = "forget" if "forget" in os.path.basename(r["file"]) else "retain"
-        out[(f, r["metric"])] = (r["user"], r["user_delta"])
-    return out
+The tables are regenerated from RUN by every run; WORLD/READING.md, the hand-written
+reading of one run, is appended as it is.
+"""
+import datetime, json, os, platform, re, sys
+
+w, run, md = sys.argv[1:4]
+ins_seeds = os.environ.get("INS_SEEDS", "").split()
+USERS = [("T", "T (template, Llama-2 vocab)"), ("A", "A (larger, Llama-2 vocab)"), ("B", "B (GPT-2 vocab)"),
+         ("M", "M (Mistral v0.1 vocab)"), ("S", "stories260K (512-token vocab, outside)")]
+MODEL = {"T": w + "/T.gguf", "A": w + "/A.gguf", "B": w + "/B.gguf", "M": w + "/M.gguf",
+         "S": "../shared/fixtures/models/stories260K/stories260K.gguf"}
+
+
+def path(name, ext):
+    return os.path.join(run, name + ext)
+
+
+def jload(name):
+    p = path(name, ".json")
+    return json.load(open(p)) if os.path.exists(p) else None
+
+
+def text(name, ext, default=None):
+    p = path(name, ext)
+    return open(p).read() if os.path.exists(p) else default
+
 
 def secs(name):
-    p = os.path.join(run, name + ".seconds")
-    return int(open(p).read()) if os.path.exists(p) else None
+    t = text(name, ".seconds")
+    return int(t) if t else None
 
-def params(logname):
-    p = os.path.join(run, logname + ".log")
-    if not os.path.exists(p):
-        return None
-    m = re.search(r"delta_params=(\d+)", open(p).read())
-    return int(m.group(1)) if m else None
 
-def final_loss(logname):
-    p = os.path.join(run, logname + ".log")
-    m = re.search(r"final loss (-?[0-9.]+)", open(p).read()) if os.path.exists(p) else None
+def logval(name, rx):
+    m = re.search(rx, text(name, ".log", ""))
     return m.group(1) if m else "?"
 
-def size(p):
-    return os.path.getsize(p) / 2**20 if os.path.exists(p) else float("nan")
 
-def cmd(name):
-    p = os.path.join(run, name + ".cmd")
-    return open(p).read().strip() if os.path.exists(p) else "(not run)"
+def epochs(name):
+    m = re.search(r"--epochs (\d+)", text(name, ".cmd", ""))
+    return m.group(1) if m else "?"
 
-P, R, TF, TR = "answer probability", "ROUGE-L recall (greedy)", "truth ratio, forget summary mean(min(R,1/R))", "truth ratio, retain summary mean(max(0,1-R))"
-def g(d, f, m, i):
-    if d is None or (f, m) not in d:
-        return float("nan")
-    return d[(f, m)][i]
-fmt = lambda v: "n/a" if v != v else "%.3f" % v
 
-L = []
-L.append("# RESULTS: the tiny world (issue 7)\n")
-L.append("Written by `make reproduce` (`scripts/reproduce.sh`, report by `scripts/reproduce_report.py`) on %s UTC, %s, %d CPUs. "
-         "The world (T, A, B, D0) is described in [tinyworld/MANIFEST.md](tinyworld/MANIFEST.md). Metrics come from `cmc eval --task tofu`: "
-         "answer probability (length-normalised likelihood of the true answer), ROUGE-L recall of the greedy answer (48 tokens max, stop at newline) "
-         "and TOFU's truth-ratio summary on the forget set (mean min(R,1/R): 1 means the model cannot tell the true answer from perturbed ones). "
-         "Forget = the 80 QA pairs of the 4 forget authors; retain = the first %s retain QA pairs (the first 4 of the 8 retain authors, all memorised by every model).\n"
-         % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), platform.machine(), os.cpu_count(), os.environ.get("EVAL_N", "80")))
+def mib(p):
+    return "%.1f" % (os.path.getsize(p) / 2**20) if os.path.exists(p) else "?"
 
-cm = {m: load("eval_cmc_" + m) for m in "TAB"}
-di = {m: load("eval_direct_" + m) for m in "TAB"}
-dl = {m: load("eval_directlo_" + m) for m in "TAB"}
-lr_main = re.search(r"--lr (\S+)", cmd("direct_T")).group(1) if os.path.exists(os.path.join(run, "direct_T.cmd")) else "?"
-lr_lo = re.search(r"--lr (\S+)", cmd("directlo_T")).group(1) if os.path.exists(os.path.join(run, "directlo_T.cmd")) else None
-L.append("## 1. Unlearning: one delta trained with T, applied to T, A and B\n")
-L.append("| user model | route | forget ROUGE-L ↓ | forget answer prob ↓ | forget truth ratio | retain ROUGE-L ↑ | retain answer prob ↑ |")
+
+pct = lambda v: "n/a" if v is None else "%.0f%%" % (100 * v)
+f3 = lambda v: "n/a" if v is None or v != v else "%.3f" % v
+f1 = lambda v: "n/a" if v is None else "%.1f" % v
+
+L = ["# RESULTS: the tiny world, round two (issue 14)\n",
+     "Written by `make reproduce` (`scripts/reproduce.sh`, report by `scripts/reproduce_report.py`) on %s UTC, %s, %d CPUs. "
+     "The world (T, A, B, M, D0; stories260K from the fixtures) is described in [tinyworld/MANIFEST.md](tinyworld/MANIFEST.md). "
+     "No delta here was trained with any model but T.\n" % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), platform.machine(), os.cpu_count())]
+
+# 1. instruction following
+q = [json.loads(l) for l in open(os.path.join(w, "data/instruct_eval.jsonl"))] if os.path.exists(os.path.join(w, "data/instruct_eval.jsonl")) else []
+ntrain = sum(1 for _ in open(os.path.join(w, "data/instruct_train.jsonl"))) if os.path.exists(os.path.join(w, "data/instruct_train.jsonl")) else 0
+L.append("## 1. Instruction following: one delta trained with T, applied to T, A, B, M and stories260K\n")
+L.append("Prompt: the open-instruct format (`<|user|>\\n{query}\\n<|assistant|>\\n`) with the query `Write a story about a {creature} named {Name}.`, "
+         "which no base model saw in pretraining. The delta (from D0, against T) was trained on %d instruction-to-story pairs made from TinyStories "
+         "(`scripts/instruct_pairs.py`: the main character's name and creature substituted, the response the story's first sentences, at most 220 characters, then EOS). "
+         "Evaluated on %d queries whose 12 names and 8 creatures never occur in any training pair (`scripts/instruct_eval.py`; "
+         "`cmc generate --template open-instruct --delta-template open-instruct --temp 0 --max-tokens 60`, once per query). "
+         "*follows* = the story contains both the name and the creature; *EOS* = cmc's own finish reason was `stop` (the end-of-generation token) within the 60 tokens; "
+         "*fluency* = perplexity of the stories as plain text under a judge that did not write them (A judges everyone but A, T judges A; "
+         "lower is more fluent to the judge, and degenerate repetition scores low too, so read it beside the examples). "
+         "The direct baseline fine-tunes the whole model on the same pairs (`cmc train --template none --delta MODEL`).\n" % (ntrain, len(q)))
+ref = {m: jload("ref_ppl_" + m) for m in "AT"}
+refp = {m: next((r["user"] for r in ref[m]["results"] if r["metric"] == "perplexity"), None) if ref[m] else None for m in "AT"}
+L.append("| user model | route | follows ↑ | names the character | names the creature | ends with EOS | mean tokens | fluency: judge ppl ↓ |")
+L.append("|---|---|---|---|---|---|---|---|")
+S = {}
+for m, label in USERS:
+    for route, name in (("alone", "ins_alone_"), ("+ instruct delta (α=1)", "ins_delta_"), ("fine-tuned directly", "ins_ft_")):
+        d = jload(name + m)
+        s = d["summary"] if d else None
+        S[(m, name)] = s
+        if s:
+            L.append("| %s | %s | %s | %s | %s | %s | %.1f | %s |" % (label, route, pct(s["follows"]), pct(s["name"]), pct(s["creature"]), pct(s["eos"]), s["mean_tokens"], f1(s["fluency_ppl"])))
+        else:
+            L.append("| %s | %s | not run | | | | | |" % (label, route))
+L.append("")
+L.append("Fluency scale: the reference openings (held-out substituted TinyStories text) have perplexity %s under A and %s under T.\n" % (f1(refp["A"]), f1(refp["T"])))
+
+L.append("Goal of the issue: A, B and M follow the instruction at least 60% of the time with the delta, at least 40 points more than alone, with fluency kept.\n")
+L.append("| user | alone | + delta | gain (points) | ≥ 60% | ≥ +40 points | ppl alone → with delta |")
 L.append("|---|---|---|---|---|---|---|")
-for m in "TAB":
-    routes = [("alone", cm[m], 0), ("+ CMC delta (α=1)", cm[m], 1), ("directly unlearned, same budget (lr %s)" % lr_main, di[m], 0)]
-    if dl[m]:
-        routes.append(("directly unlearned, lr %s" % lr_lo, dl[m], 0))
-    for route, d, i in routes:
-        L.append("| %s | %s | %s | %s | %s | %s | %s |" % (m, route, fmt(g(d, "forget", R, i)), fmt(g(d, "forget", P, i)),
-                 fmt(g(d, "forget", TF, i)), fmt(g(d, "retain", R, i)), fmt(g(d, "retain", P, i))))
-L.append("")
-L.append("Cost of each route (one thread; wall time on a shared 2-core machine, so compare ratios, not absolute seconds):\n")
-L.append("| route | parameters trained | training time (s) | disk of what was trained (MiB) | final loss (−CE forget + CE retain) | models it serves |")
-L.append("|---|---|---|---|---|---|")
-L.append("| CMC: one delta, trained with T | %s | %s | %.1f | %s | T, A, B (and any other) |" % (
-    params("delta_unlearn"), secs("delta_unlearn"), size(os.path.join(run, "delta_unlearn.gguf")), final_loss("delta_unlearn")))
-tot_s, tot_p, tot_d = 0, 0, 0.0
-for m in "TAB":
-    s, p, d = secs("direct_" + m), params("direct_" + m), size(os.path.join(run, "direct_%s.gguf" % m))
-    tot_s += s or 0; tot_p += p or 0; tot_d += d
-    L.append("| fine-tune %s itself (lr %s) | %s | %s | %.1f | %s | %s only |" % (m, lr_main, p, s, d, final_loss("direct_" + m), m))
-L.append("| fine-tune every model (sum) | %d | %d | %.1f | | T, A, B |" % (tot_p, tot_s, tot_d))
-if lr_lo:
-    for m in "TAB":
-        L.append("| fine-tune %s itself (lr %s) | %s | %s | %.1f | %s | %s only |" % (m, lr_lo, params("directlo_" + m), secs("directlo_" + m),
-                 size(os.path.join(run, "directlo_%s.gguf" % m)), final_loss("directlo_" + m), m))
+for m in "ABM":
+    a, d = S.get((m, "ins_alone_")), S.get((m, "ins_delta_"))
+    if a and d:
+        gain = 100 * (d["follows"] - a["follows"])
+        L.append("| %s | %s | %s | %+.0f | %s | %s | %s → %s |" % (m, pct(a["follows"]), pct(d["follows"]), gain, "met" if d["follows"] >= 0.6 else "**not met**",
+                 "met" if gain >= 40 else "**not met**", f1(a["fluency_ppl"]), f1(d["fluency_ppl"])))
 L.append("")
 
-L.append("Reading, computed from the table (a drop is relative to the model alone):\n")
-for m in "TAB":
-    fa, fc, fd = g(cm[m], "forget", R, 0), g(cm[m], "forget", R, 1), g(di[m], "forget", R, 0)
-    ra, rc, rd = g(cm[m], "retain", R, 0), g(cm[m], "retain", R, 1), g(di[m], "retain", R, 0)
-    L.append("- **%s**: forget ROUGE-L %s → %s with the delta (%s directly unlearned); retain ROUGE-L %s → %s (%s directly unlearned)." % (
-        m, fmt(fa), fmt(fc), fmt(fd), fmt(ra), fmt(rc), fmt(rd)))
-L.append("")
-
-seeds = os.environ.get("NOISE_SEEDS", "").split()
-if seeds:
-    L.append("Seed noise: the CMC delta retrained with other seeds (`--seed` sets the data order; D0 is the same start), applied to A and B:\n")
-    L.append("| user model | seed | forget ROUGE-L | forget answer prob | retain ROUGE-L | retain answer prob |")
-    L.append("|---|---|---|---|---|---|")
-    for m in "AB":
-        for sd, d in [(os.environ.get("SEED", "1"), cm[m])] + [(x, load("eval_cmc_s%s_%s" % (x, m))) for x in seeds]:
-            L.append("| %s | %s | %s | %s | %s | %s |" % (m, sd, fmt(g(d, "forget", R, 1)), fmt(g(d, "forget", P, 1)), fmt(g(d, "retain", R, 1)), fmt(g(d, "retain", P, 1))))
+if ins_seeds:
+    L.append("Seed noise: the instruct delta retrained with other seeds (data order; same D0), follows / EOS:\n")
+    L.append("| user | seed 1 | " + " | ".join("seed %s" % s for s in ins_seeds) + " |")
+    L.append("|---|---|" + "---|" * len(ins_seeds))
+    for m in "ABM":
+        cells = [S.get((m, "ins_delta_"))] + [(jload("ins_delta_s%s_%s" % (s, m)) or {}).get("summary") for s in ins_seeds]
+        L.append("| %s | " % m + " | ".join("%s / %s" % (pct(c["follows"]), pct(c["eos"])) if c else "n/a" for c in cells) + " |")
     L.append("")
 
-fm = {m: load("eval_format_" + m) for m in "TAB"}
-if any(fm.values()):
-    L.append("## 2. Format transfer: open-instruct answers from a delta trained with T\n")
-    L.append("The delta was trained with T (sft, `--prompt-template open-instruct`) on the 160 retain QA pairs only; "
-             "no base model ever saw the `<|user|>\\n…\\n<|assistant|>\\n` format. Measured on the 80 forget-author questions "
-             "(which the delta never saw, but every base model memorised in the `Question: …\\nAnswer: ` format) and on the first 80 retain questions "
-             "(the delta's own training set), all asked in the open-instruct format (`--template open-instruct --delta-template open-instruct`). The last column is the same model asked in its own training format, as a ceiling.\n")
-    L.append("| user model | questions | ROUGE-L alone | ROUGE-L + delta | answer prob alone | answer prob + delta | ROUGE-L in its own qa format |")
-    L.append("|---|---|---|---|---|---|---|")
-    for m in "TAB":
-        d = fm[m]
-        for f, what in (("forget", "forget authors (held out from the delta)"), ("retain", "retain authors (the delta's training set)")):
-            L.append("| %s | %s | %s | %s | %s | %s | %s |" % (m, what, fmt(g(d, f, R, 0)), fmt(g(d, f, R, 1)),
-                     fmt(g(d, f, P, 0)), fmt(g(d, f, P, 1)), fmt(g(cm[m], f, R, 0))))
-    L.append("\nTraining: %s s, %s parameters, final loss %s.\n" % (secs("delta_format"), params("delta_format"), final_loss("delta_format")))
+L.append("Cost of each route (one thread each, wall time on a shared 2-core machine: compare ratios, not absolute seconds):\n")
+L.append("| route | parameters trained | epochs | training time (s) | disk (MiB) | final loss | models it serves |")
+L.append("|---|---|---|---|---|---|---|")
+L.append("| CMC: one delta, trained with T | %s | %s | %s | %s | %s | any user model |" % (
+    logval("delta_instruct", r"delta_params=(\d+)"), epochs("delta_instruct"),
+    secs("delta_instruct"), mib(path("delta_instruct", ".gguf")), logval("delta_instruct", r"final loss (-?[0-9.]+)")))
+tot_p, tot_s, tot_d = 0, 0, 0.0
+for m, label in USERS:
+    p, s = logval("ft_" + m, r"delta_params=(\d+)"), secs("ft_" + m)
+    L.append("| fine-tune %s | %s | %s | %s | %s | %s | %s only |" % (label.split(" (")[0], p, epochs("ft_" + m), s, mib(path("ft_" + m, ".gguf")), logval("ft_" + m, r"final loss (-?[0-9.]+)"), m))
+    if p != "?":
+        tot_p += int(p)
+        tot_s += s or 0
+        tot_d += os.path.getsize(path("ft_" + m, ".gguf")) / 2**20
+L.append("| fine-tune every model (sum) | %d | | %d | %.1f | | the five |" % (tot_p, tot_s, tot_d))
+L.append("")
 
-sw = {"0": (cm.get(sweep), 0), "1": (cm.get(sweep), 1)}
-for a in ("0.5", "2"):
-    d = load("eval_sweep_%s_%s" % (sweep, a))
-    if d:
-        sw[a] = (d, 1)
-if len(sw) > 2:
-    L.append("## 3. Alpha sweep: the unlearning delta on %s\n" % sweep)
-    L.append("| α | forget ROUGE-L ↓ | forget answer prob ↓ | forget truth ratio | retain ROUGE-L ↑ | retain answer prob ↑ |")
-    L.append("|---|---|---|---|---|---|")
-    for a in ("0", "0.5", "1", "2"):
-        if a in sw:
-            d, i = sw[a]
-            L.append("| %s | %s | %s | %s | %s | %s |" % (a, fmt(g(d, "forget", R, i)), fmt(g(d, "forget", P, i)), fmt(g(d, "forget", TF, i)),
-                     fmt(g(d, "retain", R, i)), fmt(g(d, "retain", P, i))))
-    L.append("\nα = 0 is the model alone, α = 1 the row of table 1.\n")
+L.append("Examples (the first query, `%s`, greedy):\n" % (q[0]["question"] if q else "?"))
+L.append("| user | alone | + instruct delta | fine-tuned directly |")
+L.append("|---|---|---|---|")
+for m, label in USERS:
+    cells = []
+    for name in ("ins_alone_", "ins_delta_", "ins_ft_"):
+        d = jload(name + m)
+        g = d["rows"][0]["generation"] if d else "n/a"
+        cells.append(g.replace("|", "\\|").replace("\n", " ")[:200] or "(empty: EOS at once)")
+    L.append("| %s | %s |" % (m, " | ".join(cells)))
+L.append("")
+
+# 2. unlearning
+P, R, TF = "answer probability", "ROUGE-L recall (greedy)", "truth ratio, forget summary mean(min(R,1/R))"
+
+
+def tofu(name):
+    d = jload(name)
+    if not d:
+        return None
+    return {("forget" if "forget" in os.path.basename(r["file"]) else "retain", r["metric"]): (r["user"], r["user_delta"]) for r in d["results"]}
+
+
+def g(d, f, metric, i):
+    return d[(f, metric)][i] if d and (f, metric) in d else None
+
+
+if os.path.exists(path("eval_cmc_T", ".json")):
+    L.append("## 2. Unlearning (grad_diff): one delta trained with T, applied to T, A, B and M\n")
+    L.append("Forget = the 80 QA pairs of the 4 forget authors, retain = the first 80 retain QA pairs, asked with the `qa` prompt (`cmc eval --task tofu`, "
+             "greedy, 48 tokens, stop at newline). Answer probability is length-normalised; the truth ratio is TOFU's forget summary mean(min(R,1/R)).\n")
+    L.append("| user model | route | forget ROUGE-L ↓ | forget answer prob ↓ | forget truth ratio | retain ROUGE-L ↑ | retain answer prob ↑ |")
+    L.append("|---|---|---|---|---|---|---|")
+    for m in "TABM":
+        c, di = tofu("eval_cmc_" + m), tofu("eval_direct_" + m)
+        for route, d, i in (("alone", c, 0), ("+ CMC delta (α=1)", c, 1), ("directly unlearned, same recipe", di, 0)):
+            L.append("| %s | %s | %s | %s | %s | %s | %s |" % (m, route, f3(g(d, "forget", R, i)), f3(g(d, "forget", P, i)), f3(g(d, "forget", TF, i)), f3(g(d, "retain", R, i)), f3(g(d, "retain", P, i))))
+    L.append("")
+    L.append("| route | parameters trained | training time (s) | disk (MiB) | final loss (−CE forget + CE retain) |")
+    L.append("|---|---|---|---|---|")
+    for name, label in [("delta_unlearn", "CMC: one delta, trained with T")] + [("direct_" + m, "unlearn %s itself" % m) for m in "TABM"]:
+        L.append("| %s | %s | %s | %s | %s |" % (label, logval(name, r"delta_params=(\d+)"), secs(name), mib(path(name, ".gguf")), logval(name, r"final loss (-?[0-9.]+)")))
+    L.append("")
 
 L.append("## Exact commands\n")
-L.append("The world: see tinyworld/MANIFEST.md (`make tinyworld`). These experiments (`make reproduce`), in order:\n")
-L.append("```sh")
-L.append(open(os.path.join(run, "commands.sh")).read().strip())
-L.append("```\n")
+L.append("The world: see tinyworld/MANIFEST.md (`make tinyworld`). These experiments (`make reproduce`), in order of start "
+         "(`scripts/instruct_eval.py` runs `cmc generate` once per query and `cmc eval --task nll` on the stories, see its docstring):\n")
+L.append("```sh\n" + (text("commands", ".sh", "") or "").strip() + "\n```\n")
 if os.path.exists(os.path.join(w, "READING.md")):
     L.append(open(os.path.join(w, "READING.md")).read().strip() + "\n")
-open(md, "w").write("\n".join(L) + "\n")
+with open(md + ".tmp", "w") as f:
+    f.write("\n".join(L) + "\n")
+os.replace(md + ".tmp", md)

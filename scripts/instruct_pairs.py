@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Instruction-to-story pairs for the instruction-following experiment (issue 14).
+
+usage: instruct_pairs.py STORIES.jsonl OUTDIR
+
+A TinyStories story whose first paragraph introduces "a [adjectives] CREATURE named NAME"
+becomes the response to "Write a story about a {creature} named {Name}." after the
+main character's name and creature are substituted (every whole-word occurrence, with
+"a"/"an" fixed). The response is the story's opening: its first sentences, at most 220
+characters, so that a model can finish it (EOS) within the 60 tokens of the evaluation.
+
+  instruct_train.jsonl  {"question": query, "answer": opening}: 2 substitutions per story from
+                        the TRAIN names and creatures; a pair that mentions any held-out name or
+                        creature anywhere is dropped, so the delta never sees one.
+  instruct_eval.jsonl   48 queries on HELD-OUT names and creatures (12 names x 8 creatures, every
+                        other combination), with "answer" a reference opening (a substituted story
+                        never used for training) and "name"/"creature" for the scorer.
+"""
+import json, os, random, re, sys
+
+TRAIN_NAMES = "Lily Timmy Tim Max Lucy Tom Benny Sammy Mia Jack Billy Sarah Jane Sam Sue Bob Mary Ben Jenny Spot Kitty Ellie Pip Finn Tina Ted".split()
+TRAIN_CREATURES = "girl boy dog cat bird bunny mouse fish duck frog puppy kitten turtle monkey elephant squirrel".split()
+EVAL_NAMES = "Amy Anna Sally Joe Molly Jake Emma Daisy Jill Sara Kim Roxy".split()
+EVAL_CREATURES = "bear rabbit lion cow fox owl tiger goat".split()
+QUERY = "Write a story about a {creature} named {name}."
+
+ADJ = r"(?:(?:little|big|small|young|kind|happy|old|tiny|friendly|cute|brave|smart|curious|fluffy|silly|nice|good|shy|lazy|sweet|pretty|funny),? )*"
+INTRO = re.compile(r"\b(a|an) (" + ADJ + r")([a-z]+) named ([A-Z][a-z]+)")
+
+
+def article(word):
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def substitute(story, name, creature, new_name, new_creature):
+    """The story with its main character renamed and re-creatured."""
+    s = INTRO.sub(lambda m: "%s %s%s named %s" % (article((m.group(2) or new_creature)), m.group(2), new_creature, new_name), story, count=1)
+    s = re.sub(r"\b%s\b" % re.escape(name), new_name, s)
+    s = re.sub(r"\b(a|an) %s\b" % re.escape(creature), lambda m: "%s %s" % (article(new_creature), new_creature), s)
+    s = re.sub(r"\b%ss\b" % re.escape(creature), new_creature + "s", s)
+    return re.sub(r"\b%s\b" % re.escape(creature), new_creature, s)
+
+
+def opening(story, limit=220):
+    """The first sentences of the story, at most limit characters (at least one sentence)."""
+    sents = re.split(r"(?<=[.!?])\s+", story.replace("\n", " "))
+    out = sents[0]
+    for s in sents[1:]:
+        if len(out) + 1 + len(s) > limit:
+            break
+        out += " " + s
+    return out
+
+
+def mentions(text, words):
+    return any(re.search(r"\b%s\b" % re.escape(w), text, re.IGNORECASE) for w in words)
+
+
+def main():
+    src, out = sys.argv[1], sys.argv[2]
+    with open(src) as f:
+        stories = [json.loads(l)["answer"] for l in f if l.strip()]
+    rng = random.Random(14)
+    intros = []
+    for st in stories:
+        first = st.split("\n")[0]
+        m = INTRO.search(first)
+        if m and m.start() < 120:  # the main character is introduced in the first sentence or two
+            intros.append((st, m.group(3), m.group(4)))
+    held = EVAL_NAMES + EVAL_CREATURES
+    train, spare = [], []
+    for i, (st, creature, name) in enumerate(intros):
+        if i % 10 == 9:  # every tenth story is kept for the evaluation's reference openings
+            spare.append((st, creature, name))
+            continue
+        for _ in range(2):
+            n, c = rng.choice(TRAIN_NAMES), rng.choice(TRAIN_CREATURES)
+            resp = opening(substitute(st, name, creature, n, c))
+            if n not in resp or mentions(resp, held):
+                continue
+            train.append({"question": QUERY.format(creature=c, name=n), "answer": resp})
+    evals = []
+    for i, n in enumerate(EVAL_NAMES):
+        for j, c in enumerate(EVAL_CREATURES):
+            if (i + j) % 2:
+                continue
+            st, creature, name = spare[len(evals) % len(spare)]
+            evals.append({"question": QUERY.format(creature=c, name=n), "answer": opening(substitute(st, name, creature, n, c)), "name": n, "creature": c})
+    os.makedirs(out, exist_ok=True)
+    for fn, rows in (("instruct_train.jsonl", train), ("instruct_eval.jsonl", evals)):
+        with open(os.path.join(out, fn), "w") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    print("instruct pairs: %d stories introduce a named character; %d training pairs, %d evaluation queries" % (len(intros), len(train), len(evals)))
+
+
+main()
