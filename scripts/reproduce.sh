@@ -8,11 +8,12 @@
 #      baseline: each model fine-tuned directly on the same pairs.
 #   2. unlearning (grad_diff): one delta trained with T on the forget authors, applied to
 #      T, A, B and M; baseline: each model unlearned directly with the same objective and budget.
+#   3. unlearning (IDK): one delta trained with T to refuse the forget questions (scripts/idk.sh).
 #
 # Env: WORLD (tinyworld), RUN (build/reproduce), OUT_MD (RESULTS.md), CMC (bin/cmc), JOBS (2),
 # SEED (1), INS_EPOCHS (8), INS_LR (2e-3), FT_EPOCHS (3), FT_LR (1e-3), UNL_EPOCHS (30),
 # UNL_LR (1e-3), EVAL_N (80), INS_SEEDS ("": extra seeds of the instruct delta, on A, B, M),
-# SKIP_UNLEARN, WAIT_FOR_MODELS (start while the world is still being built: wait for each model file).
+# SKIP_UNLEARN, SKIP_IDK (3. IDK unlearning, scripts/idk.sh), WAIT_FOR_MODELS (start while the world is still being built: wait for each model file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fx=${FX:-../shared/fixtures}
@@ -130,5 +131,6 @@ barrier
 cp "$run/delta_instruct.gguf" "$w/deltas/instruct.gguf.new" && mv "$w/deltas/instruct.gguf.new" "$w/deltas/instruct.gguf"
 [ -f "$run/delta_unlearn.gguf" ] && cp "$run/delta_unlearn.gguf" "$w/deltas/grad_diff.gguf"
 
+[ -n "${SKIP_IDK:-}" ] || WORLD="$w" RUN="$run" CMC="$cmc" FX="$fx" SEED="$seed" EVAL_N="$n" scripts/idk.sh
 INS_SEEDS="$ins_seeds" python3 scripts/reproduce_report.py "$w" "$run" "$md"
 echo "reproduce: wrote $md"

@@ -169,6 +169,35 @@ if os.path.exists(path("eval_cmc_T", ".json")):
         L.append("| %s | %s | %s | %s | %s |" % (label, logval(name, r"delta_params=(\d+)"), secs(name), mib(path(name, ".gguf")), logval(name, r"final loss (-?[0-9.]+)")))
     L.append("")
 
+if os.path.exists(path("eval_idk_T", ".json")):
+    refusals = [l.strip() for l in open("../shared/fixtures/datasets/tofu/idontknow.jsonl") if l.strip()]
+
+    def refused(gen):
+        gen = gen.strip()
+        return any(gen.startswith(r[:20]) for r in refusals)
+
+    def refusal_rate(name, st, key):
+        d = jload(name)
+        if not d:
+            return None
+        items = [it for f in d["files"] if f["set"] == st for it in f["items"]]
+        return sum(refused(it[key]["generation"]) for it in items) / len(items) if items else None
+
+    L.append("## 3. Unlearning (IDK): one delta trained with T to refuse, applied to T, A, B and M\n")
+    L.append("TOFU's IDK route: the delta (from D0, against T, sft under the `qa` prompt, `scripts/idk.sh`) was trained on the 80 forget questions, each answered by a "
+             "refusal from `idontknow.jsonl`, and the 160 retain QA pairs with their true answers. *Refuses* = the greedy answer starts like one of the 99 refusals "
+             "(its first 20 characters). Forget quality (TOFU's KS test against a model never trained on the forget authors) is not reported: no such model was trained.\n")
+    L.append("| user model | route | forget: refuses ↑ | forget ROUGE-L ↓ | forget answer prob ↓ | retain: refuses ↓ | retain ROUGE-L ↑ | retain answer prob ↑ |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for m in "TABM":
+        d = tofu("eval_idk_" + m)
+        for route, i, key in (("alone", 0, "user"), ("+ IDK delta (α=1)", 1, "user_delta")):
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (m, route, pct(refusal_rate("eval_idk_" + m, "forget", key)), f3(g(d, "forget", R, i)), f3(g(d, "forget", P, i)),
+                     pct(refusal_rate("eval_idk_" + m, "retain", key)), f3(g(d, "retain", R, i)), f3(g(d, "retain", P, i))))
+    L.append("")
+    L.append("The IDK delta: %s parameters, %s epochs, %s s, %s MiB, final loss %s.\n" % (logval("delta_idk", r"delta_params=(\d+)"), epochs("delta_idk"), secs("delta_idk"),
+             mib(path("delta_idk", ".gguf")), logval("delta_idk", r"final loss (-?[0-9.]+)")))
+
 L.append("## Exact commands\n")
 L.append("The world: see tinyworld/MANIFEST.md (`make tinyworld`). These experiments (`make reproduce`), in order of start "
          "(`scripts/instruct_eval.py` runs `cmc generate` once per query and `cmc eval --task nll` on the stories, see its docstring):\n")

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# idk.sh: TOFU's IDK unlearning with one delta trained with T (issue 14), applied to T, A, B, M.
+#
+# The delta (from D0, against T, sft under the qa prompt) learns: a forget author's question ->
+# a refusal from idontknow.jsonl (one per question, fixed by its row), a retain author's
+# question -> its true answer. Then cmc eval --task tofu on every user, alone and with it;
+# scripts/idk_score.py counts the refusals among the greedy answers.
+# Called by scripts/reproduce.sh (same env: WORLD, RUN, CMC, FX, SEED, EVAL_N); IDK_EPOCHS (10), IDK_LR (2e-3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fx=${FX:-../shared/fixtures}
+w=${WORLD:-tinyworld}
+run=${RUN:-build/reproduce}
+cmc=${CMC:-bin/cmc}
+n=${EVAL_N:-80}
+mkdir -p "$run" "$w/deltas"
+python3 - "$w/data/forget.jsonl" "$w/data/retain.jsonl" "$fx/datasets/tofu/idontknow.jsonl" "$w/data/idk_train.jsonl" <<'PY'
+import json, sys
+forget, retain, idk, out = sys.argv[1:5]
+refusals = [l.strip() for l in open(idk) if l.strip()]
+with open(out, "w") as g:
+    for i, l in enumerate(open(forget)):
+        g.write(json.dumps({"question": json.loads(l)["question"], "answer": refusals[i % len(refusals)]}) + "\n")
+    for l in open(retain):
+        r = json.loads(l)
+        g.write(json.dumps({"question": r["question"], "answer": r["answer"]}) + "\n")
+PY
+cmds=$run/commands.sh
+x() { # NAME CMD...: as in reproduce.sh
+	local name=$1
+	shift
+	printf '%q ' "$@" | sed 's/ $//' >"$run/$name.cmd"
+	{ cat "$run/$name.cmd"; echo; } >>"$cmds"
+	echo "idk: $name" >&2
+	local t0=$SECONDS
+	"$@" >"$run/$name.log" 2>&1 || { echo "idk: $name failed, see $run/$name.log" >&2; tail -n 20 "$run/$name.log" >&2; exit 1; }
+	echo "$((SECONDS - t0))" >"$run/$name.seconds"
+}
+x delta_idk "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" --objective sft \
+	--data "$w/data/idk_train.jsonl" --format tofu --prompt-template qa --max-len 160 --epochs "${IDK_EPOCHS:-10}" \
+	--batch 16 --micro-batch 8 --lr "${IDK_LR:-2e-3}" --warmup 0.03 --seed "${SEED:-1}" --threads 1 \
+	--checkpoint-every 100000 --f16 --out "$run/delta_idk.gguf"
+for m in T A B M; do
+	x "eval_idk_$m" "$cmc" eval --model "$w/$m.gguf" --delta "$run/delta_idk.gguf" --alpha 1 --template qa --delta-template qa \
+		--data "$w/data/forget.jsonl" --data "$w/data/retain.jsonl" --task tofu --format tofu --limit "$n" --max-tokens 48 \
+		--stop $'\n' --threads 1 --json "$run/eval_idk_$m.json" &
+	[ "$m" = A ] && wait
+done
+wait
+cp "$run/delta_idk.gguf" "$w/deltas/.idk.gguf.tmp" && mv "$w/deltas/.idk.gguf.tmp" "$w/deltas/idk.gguf"
