@@ -25,13 +25,13 @@ func (r *Runner) ChatPrompts(msgs []llama.Message) (userIDs, deltaIDs []int32, u
 	if len(msgs) == 0 {
 		return nil, nil, "", errors.New("no messages")
 	}
-	if r.UserChat != nil {
-		if r.System != "" && msgs[0].Role != "system" {
-			msgs = append([]llama.Message{{Role: "system", Content: r.System}}, msgs...)
+	if r.userChat != nil {
+		if r.system != "" && msgs[0].Role != "system" {
+			msgs = append([]llama.Message{{Role: "system", Content: r.system}}, msgs...)
 		}
 		// Special tokens come from the template's text only: a message
 		// that spells "<|im_end|>" must not end its turn.
-		userIDs, userText, err = r.UserChat.Tokenize(msgs, true)
+		userIDs, userText, err = r.userChat.Tokenize(msgs, true)
 		if err != nil {
 			return nil, nil, "", err
 		}
@@ -63,8 +63,8 @@ func (r *Runner) RenderUser(chat *llama.Chat, tmpl data.Template, history []llam
 	if chat == nil {
 		return renderTurns(tmpl, msgs), false, nil
 	}
-	if r.System != "" && msgs[0].Role != "system" {
-		msgs = append([]llama.Message{{Role: "system", Content: r.System}}, msgs...)
+	if r.system != "" && msgs[0].Role != "system" {
+		msgs = append([]llama.Message{{Role: "system", Content: r.system}}, msgs...)
 	}
 	_, text, err = chat.Tokenize(msgs, false)
 	return text, true, err

@@ -29,7 +29,7 @@ func TestChatPromptsKeepRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rm := &Runner{User: phi, UserChat: chat}
+	rm := &Runner{User: phi, userChat: chat}
 	_, _, text, err := rm.ChatPrompts([]llama.Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello, I am"}})
 	if err != nil {
 		t.Fatal(err)

@@ -54,8 +54,8 @@ func (r *Runner) RemoteGenerate(ctx context.Context, text string, deltaIDs []int
 	g := &r.Remote.Gen
 	g.Delta, g.DeltaTok, g.Alpha = nil, nil, 0
 	if r.Delta != nil && alpha != 0 {
-		r.DeltaLM.Trim(0)
-		g.Delta, g.DeltaTok, g.Alpha = r.DeltaLM, r.DeltaVocab.Vocab(), alpha
+		r.deltaLM.Trim(0)
+		g.Delta, g.DeltaTok, g.Alpha = r.deltaLM, r.DeltaVocab.Vocab(), alpha
 	}
 	return g.Generate(ctx, text, deltaIDs, opt, emit)
 }
@@ -109,8 +109,8 @@ func (r *Runner) RemoteScoreAfter(ctx context.Context, prompt, response string, 
 	g := &r.Remote.Gen
 	g.Delta, g.DeltaTok, g.Alpha = nil, nil, 0
 	if r.Delta != nil && r.Alpha != 0 {
-		r.DeltaLM.Trim(0)
-		g.Delta, g.DeltaTok, g.Alpha = r.DeltaLM, r.DeltaVocab.Vocab(), r.Alpha
+		r.deltaLM.Trim(0)
+		g.Delta, g.DeltaTok, g.Alpha = r.deltaLM, r.DeltaVocab.Vocab(), r.Alpha
 	}
 	alone, controlled, err = g.RemoteScore(ctx, prompt, response, deltaIDs, echo)
 	if err == nil && len(alone) == 0 {
@@ -127,7 +127,7 @@ func loadRemote(ctx context.Context, cfg Config) (*Runner, error) {
 	if k < 1 {
 		return nil, fmt.Errorf("--remote-top-k %d: want at least 1", k)
 	}
-	r := &Runner{System: cfg.System, Alpha: cfg.Alpha}
+	r := &Runner{system: cfg.System, Alpha: cfg.Alpha}
 	// cmc cannot apply a served model's chat template: the engine does not
 	// hand it out. The prompt is rendered here with a data template.
 	tmpl := cfg.Template

@@ -36,16 +36,16 @@ type Runner struct {
 
 	Delta      *delta.Model // nil: the user model alone
 	DeltaVocab *llama.Model // the delta's tokenizer, loaded vocab-only
-	DeltaLM    *control.DeltaLM
+	deltaLM    *control.DeltaLM
 	tokenMap   *control.TokenMap // nil when the vocabularies are the same
 	MapStats   string            // how the vocabularies were mapped, for logs
 
 	// The prompt templates, resolved once at load: the user model's own
-	// chat template (UserChat) or a data template, and the delta's.
-	UserChat  *llama.Chat // nil: a data template
+	// chat template (userChat) or a data template, and the delta's.
+	userChat  *llama.Chat // nil: a data template
 	UserTmpl  data.Template
 	DeltaTmpl data.Template
-	System    string  // the system message chat templates get
+	system    string  // the system message chat templates get
 	Alpha     float32 // the delta's strength when a request names none
 	pool      *kernels.Pool
 
@@ -84,7 +84,7 @@ func Load(ctx context.Context, cfg Config) (*Runner, error) {
 	if remote.IsURL(cfg.Model) {
 		return loadRemote(ctx, cfg)
 	}
-	r := &Runner{System: cfg.System, Alpha: cfg.Alpha}
+	r := &Runner{system: cfg.System, Alpha: cfg.Alpha}
 	var err error
 	if r.User, err = llama.LoadModel(cfg.Model, llama.ModelParams{GPULayers: cfg.GPULayers}); err != nil {
 		return nil, err
@@ -157,7 +157,7 @@ func (r *Runner) loadDeltaModel(deltaPath string) error {
 	if r.DeltaVocab, err = llama.LoadModel(deltaPath, llama.ModelParams{VocabOnly: true}); err != nil {
 		return fmt.Errorf("load the delta's tokenizer: %w", err)
 	}
-	r.DeltaLM = control.NewDeltaLM(r.Delta, 1024)
+	r.deltaLM = control.NewDeltaLM(r.Delta, 1024)
 	return nil
 }
 
@@ -198,7 +198,7 @@ func (r *Runner) Generator(alpha float32) *control.Generator {
 		EndOfGeneration: r.User.Vocab().IsEOG,
 	}
 	if r.Delta != nil && alpha != 0 {
-		g.Delta, g.DeltaTok, g.Map, g.Alpha = r.DeltaLM, r.DeltaVocab.Vocab(), r.tokenMap, alpha
+		g.Delta, g.DeltaTok, g.Map, g.Alpha = r.deltaLM, r.DeltaVocab.Vocab(), r.tokenMap, alpha
 	}
 	return g
 }
@@ -242,7 +242,7 @@ func (r *Runner) ResolveTemplates(user, deltaName string) error {
 	}
 	var err error
 	if user == "chat" {
-		if r.UserChat, err = r.User.NewChat(); err != nil {
+		if r.userChat, err = r.User.NewChat(); err != nil {
 			return fmt.Errorf("--template chat: %w", err)
 		}
 	} else if r.UserTmpl, err = data.ParseTemplate(user); err != nil {
