@@ -196,17 +196,10 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 	}
 	// The delta decodes on its own goroutine while the user model decodes:
 	// both need only the token chosen last.
-	var work chan []int32
-	var done chan deltaResult
+	var bg *backgroundDecoder
 	if useDelta {
-		work, done = make(chan []int32), make(chan deltaResult, 1)
-		defer close(work)
-		go func() {
-			for tokens := range work {
-				logits, err := g.Delta.Append(tokens)
-				done <- deltaResult{logits, err}
-			}
-		}()
+		bg = startBackground(g.Delta)
+		defer bg.stop()
 	}
 	// text is what the delta's context spells after its prompt: the forced
 	// prompt tokens, then the generated ones.
@@ -222,7 +215,7 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 			return res, err
 		}
 		if useDelta {
-			work <- deltaNext
+			bg.decode(deltaNext)
 		}
 		var rows []float32 // this step's user logits, when decoded already
 		if forcing && batch != nil {
@@ -235,7 +228,7 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 			}
 			rows = g.rows[i*nU : (i+1)*nU]
 		}
-		if err := g.step(scores, userNext, rows, useDelta, step == 0, done); err != nil {
+		if err := g.step(scores, userNext, rows, bg, step == 0); err != nil {
 			return res, err
 		}
 		var u int32
@@ -307,7 +300,7 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 // already (the delta's are on their way through work), and writes the
 // steered scores. On the first step both
 // models' logits must be finite.
-func (g *Generator) step(scores []float32, userNext []int32, decoded []float32, useDelta, first bool, done <-chan deltaResult) error {
+func (g *Generator) step(scores []float32, userNext []int32, decoded []float32, bg *backgroundDecoder, first bool) error {
 	logits, userErr := decoded, error(nil)
 	if logits == nil {
 		logits, userErr = g.User.Append(userNext)
@@ -318,9 +311,9 @@ func (g *Generator) step(scores []float32, userNext []int32, decoded []float32, 
 	if userErr == nil {
 		logSoftmax(scores, logits, g.scratch)
 	}
-	if useDelta {
+	if bg != nil {
 		// Always wait for the delta, so that it is idle when we return.
-		d := <-done
+		d := bg.wait()
 		if userErr != nil {
 			return fmt.Errorf("generate: user model: %w", userErr)
 		}
@@ -338,10 +331,36 @@ func (g *Generator) step(scores []float32, userNext []int32, decoded []float32, 
 	return nil
 }
 
+// backgroundDecoder runs a model's decodes on a goroutine of its own, one
+// at a time, so that the delta decodes while the user model (local or
+// served) computes the same step: both need only the token chosen last.
+type backgroundDecoder struct {
+	work chan []int32
+	done chan deltaResult
+}
+
 type deltaResult struct {
 	logits []float32
 	err    error
 }
+
+func startBackground(lm LM) *backgroundDecoder {
+	b := &backgroundDecoder{work: make(chan []int32), done: make(chan deltaResult, 1)}
+	go func() {
+		for tokens := range b.work {
+			logits, err := lm.Append(tokens)
+			b.done <- deltaResult{logits, err}
+		}
+	}()
+	return b
+}
+
+// decode starts decoding tokens; wait returns its logits.
+func (b *backgroundDecoder) decode(tokens []int32) { b.work <- tokens }
+func (b *backgroundDecoder) wait() deltaResult     { return <-b.done }
+
+// stop ends the goroutine once it has finished its decode.
+func (b *backgroundDecoder) stop() { close(b.work) }
 
 // buffers returns the score buffer for a vocabulary of n tokens, reusing
 // the previous generation's.

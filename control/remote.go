@@ -103,17 +103,10 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 	out := newStopWriter(opt.Stop, emit)
 	// The delta decodes while the engine answers: both need only the text
 	// chosen last.
-	var work chan []int32
-	var done chan deltaResult
+	var bg *backgroundDecoder
 	if useDelta {
-		work, done = make(chan []int32), make(chan deltaResult, 1)
-		defer close(work)
-		go func() {
-			for tokens := range work {
-				logits, err := g.Delta.Append(tokens)
-				done <- deltaResult{logits, err}
-			}
-		}()
+		bg = startBackground(g.Delta)
+		defer bg.stop()
 	}
 	text := []byte(prompt)
 	gen := len(text) // where the generated text starts
@@ -124,12 +117,12 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 			return res, err
 		}
 		if useDelta {
-			work <- deltaNext
+			bg.decode(deltaNext)
 		}
 		cands, err := g.User.TopK(ctx, string(text), g.K)
 		var dl []float32
 		if useDelta {
-			d := <-done
+			d := bg.wait()
 			if err == nil && d.err != nil {
 				return res, fmt.Errorf("remote generate: delta model: %w", d.err)
 			}
