@@ -27,11 +27,7 @@ func (e *evaluator) remoteTOFUItem(set metrics.TOFUSet, ex data.Example) (Item, 
 	if err != nil {
 		return it, err
 	}
-	answers := []string{ex.Output}
-	if ex.Paraphrased != "" {
-		answers = append(answers, ex.Paraphrased)
-	}
-	answers = append(answers, ex.Perturbed...)
+	answers := scoredAnswers(ex)
 	opt := control.Options{MaxTokens: e.maxTokens, Stop: e.stop}
 	genA, err := e.rm.RemoteGenerate(e.ctx, text, deltaIDs, 0, opt, nil)
 	if err != nil {

@@ -61,11 +61,7 @@ func (e *evaluator) tofuItem(set metrics.TOFUSet, ex data.Example) (Item, error)
 	if err != nil {
 		return it, err
 	}
-	answers := []string{ex.Output}
-	if ex.Paraphrased != "" {
-		answers = append(answers, ex.Paraphrased)
-	}
-	answers = append(answers, ex.Perturbed...)
+	answers := scoredAnswers(ex)
 	prompts, deltaPrompts, targets := make([][]int32, len(answers)), make([][]int32, len(answers)), make([][]int32, len(answers))
 	for i, a := range answers {
 		if prompts[i], deltaPrompts[i], targets[i], err = e.answer(p, a); err != nil {
@@ -103,6 +99,17 @@ func (e *evaluator) tofuItem(set metrics.TOFUSet, ex data.Example) (Item, error)
 	it.User = newTOFUScores(set, ex, genA.Text, genA.FinishReason, meanA)
 	it.Delta = newTOFUScores(set, ex, genC.Text, genC.FinishReason, meanC)
 	return it, nil
+}
+
+// scoredAnswers are the texts a TOFU question scores, in the order
+// newTOFUScores reads their log-probs: the answer, the paraphrase (when
+// there is one) and the perturbed answers.
+func scoredAnswers(ex data.Example) []string {
+	answers := []string{ex.Output}
+	if ex.Paraphrased != "" {
+		answers = append(answers, ex.Paraphrased)
+	}
+	return append(answers, ex.Perturbed...)
 }
 
 // newTOFUScores fills one model's record of ex from its greedy answer and
