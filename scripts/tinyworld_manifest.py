@@ -83,6 +83,9 @@ if samples:
     L.append("")
 L.append("## Commands\n")
 L.extend(details)
+note = read(os.path.join(logs, "NOTE.md")).strip()
+if note:  # a hand-written note on how the committed files came about
+    L.append(note + "\n")
 L.append("Written %s UTC by scripts/tinyworld_manifest.py.\n" % datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"))
 with open(os.path.join(out, "MANIFEST.md.tmp"), "w") as f:
     f.write("\n".join(L) + "\n")
