@@ -5,7 +5,7 @@
 # a refusal from idontknow.jsonl (one per question, fixed by its row), a retain author's
 # question -> its true answer. Then cmc eval --task tofu on every user, alone and with it;
 # scripts/idk_score.py counts the refusals among the greedy answers.
-# Called by scripts/reproduce.sh (same env: WORLD, RUN, CMC, FX, SEED, EVAL_N); IDK_EPOCHS (10), IDK_LR (2e-3).
+# Called by scripts/reproduce.sh (same env: WORLD, RUN, CMC, FX, SEED, EVAL_N); IDK_EPOCHS (30), IDK_LR (5e-3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fx=${FX:-../shared/fixtures}
@@ -37,8 +37,8 @@ x() { # NAME CMD...: as in reproduce.sh
 	echo "$((SECONDS - t0))" >"$run/$name.seconds"
 }
 x delta_idk "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" --objective sft \
-	--data "$w/data/idk_train.jsonl" --format tofu --prompt-template qa --max-len 160 --epochs "${IDK_EPOCHS:-10}" \
-	--batch 16 --micro-batch 8 --lr "${IDK_LR:-2e-3}" --warmup 0.03 --seed "${SEED:-1}" --threads 1 \
+	--data "$w/data/idk_train.jsonl" --format tofu --prompt-template qa --max-len 160 --epochs "${IDK_EPOCHS:-30}" \
+	--batch 16 --micro-batch 8 --lr "${IDK_LR:-5e-3}" --warmup 0.03 --seed "${SEED:-1}" --threads 1 \
 	--checkpoint-every 100000 --f16 --out "$run/delta_idk.gguf"
 for m in T A B M; do
 	x "eval_idk_$m" "$cmc" eval --model "$w/$m.gguf" --delta "$run/delta_idk.gguf" --alpha 1 --template qa --delta-template qa \

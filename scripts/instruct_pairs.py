@@ -12,6 +12,7 @@ characters, so that a model can finish it (EOS) within the 60 tokens of the eval
   instruct_train.jsonl  {"question": query, "answer": opening}: 2 substitutions per story from
                         the TRAIN names and creatures; a pair that mentions any held-out name or
                         creature anywhere is dropped, so the delta never sees one.
+  instruct_seen.jsonl   the control: the first 24 distinct training queries (seen names and creatures).
   instruct_eval.jsonl   48 queries on HELD-OUT names and creatures (12 names x 8 creatures, every
                         other combination), with "answer" a reference opening (a substituted story
                         never used for training) and "name"/"creature" for the scorer.
@@ -86,8 +87,15 @@ def main():
                 continue
             st, creature, name = spare[len(evals) % len(spare)]
             evals.append({"question": QUERY.format(creature=c, name=n), "answer": opening(substitute(st, name, creature, n, c)), "name": n, "creature": c})
+    # the control: 24 queries the delta was trained on (seen names and creatures)
+    seen, asked = [], set()
+    for r in train:
+        if r["question"] not in asked and len(seen) < 24:
+            asked.add(r["question"])
+            c, n = re.match(r"Write a story about a (\w+) named (\w+)\.", r["question"]).groups()
+            seen.append({"question": r["question"], "answer": r["answer"], "name": n, "creature": c})
     os.makedirs(out, exist_ok=True)
-    for fn, rows in (("instruct_train.jsonl", train), ("instruct_eval.jsonl", evals)):
+    for fn, rows in (("instruct_train.jsonl", train), ("instruct_eval.jsonl", evals), ("instruct_seen.jsonl", seen)):
         with open(os.path.join(out, fn), "w") as f:
             for r in rows:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")

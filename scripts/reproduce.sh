@@ -107,6 +107,11 @@ for m in A B M T S; do
 		bg "ins_delta_s${s}_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_s${s}_$m.json" "${model[$m]}" "$run/delta_instruct_s$s.gguf" "${judge[$m]}"
 	done
 done
+# the control: queries the delta was trained on, on A, B, M
+for m in A B M; do
+	bg "seen_alone_$m" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/seen_alone_$m.json" "${model[$m]}" none "${judge[$m]}"
+	bg "seen_delta_$m" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/seen_delta_$m.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
+done
 # the fluency scale: the reference openings themselves under each judge
 python3 - "$queries" "$run/reference.jsonl" <<'PY'
 import json, sys

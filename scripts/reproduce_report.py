@@ -99,6 +99,18 @@ for m in "ABM":
                  "met" if gain >= 40 else "**not met**", f1(a["fluency_ppl"]), f1(d["fluency_ppl"])))
 L.append("")
 
+if jload("seen_delta_A"):
+    L.append("Control: the same measures on 24 queries the delta *was* trained on (seen names and creatures, `instruct_seen.jsonl`), on A, B and M:\n")
+    L.append("| user | route | follows | names the character | names the creature | ends with EOS | fluency: judge ppl |")
+    L.append("|---|---|---|---|---|---|---|")
+    for m in "ABM":
+        for route, name in (("alone", "seen_alone_"), ("+ instruct delta", "seen_delta_")):
+            d = jload(name + m)
+            if d:
+                s_ = d["summary"]
+                L.append("| %s | %s | %s | %s | %s | %s | %s |" % (m, route, pct(s_["follows"]), pct(s_["name"]), pct(s_["creature"]), pct(s_["eos"]), f1(s_["fluency_ppl"])))
+    L.append("")
+
 if ins_seeds:
     L.append("Seed noise: the instruct delta retrained with other seeds (data order; same D0), follows / EOS:\n")
     L.append("| user | seed 1 | " + " | ".join("seed %s" % s for s in ins_seeds) + " |")
@@ -172,28 +184,34 @@ if os.path.exists(path("eval_cmc_T", ".json")):
 if os.path.exists(path("eval_idk_T", ".json")):
     refusals = [l.strip() for l in open("../shared/fixtures/datasets/tofu/idontknow.jsonl") if l.strip()]
 
+    MARKERS = ("i'm", "don't", "not sure", "not certain", "uncertain", "knowledge", "information", "beyond", "unable", "can't", "cannot", "no idea")
+
     def refused(gen):
         gen = gen.strip()
         return any(gen.startswith(r[:20]) for r in refusals)
 
-    def refusal_rate(name, st, key):
+    def hedged(gen):
+        return any(k in gen.lower() for k in MARKERS)
+
+    def refusal_rate(name, st, key, test=refused):
         d = jload(name)
         if not d:
             return None
         items = [it for f in d["files"] if f["set"] == st for it in f["items"]]
-        return sum(refused(it[key]["generation"]) for it in items) / len(items) if items else None
+        return sum(test(it[key]["generation"]) for it in items) / len(items) if items else None
 
     L.append("## 3. Unlearning (IDK): one delta trained with T to refuse, applied to T, A, B and M\n")
     L.append("TOFU's IDK route: the delta (from D0, against T, sft under the `qa` prompt, `scripts/idk.sh`) was trained on the 80 forget questions, each answered by a "
              "refusal from `idontknow.jsonl`, and the 160 retain QA pairs with their true answers. *Refuses* = the greedy answer starts like one of the 99 refusals "
-             "(its first 20 characters). Forget quality (TOFU's KS test against a model never trained on the forget authors) is not reported: no such model was trained.\n")
-    L.append("| user model | route | forget: refuses ↑ | forget ROUGE-L ↓ | forget answer prob ↓ | retain: refuses ↓ | retain ROUGE-L ↑ | retain answer prob ↑ |")
-    L.append("|---|---|---|---|---|---|---|---|")
+             "(its first 20 characters); *hedges* = it contains a refusal word (%s), a looser count. Forget quality (TOFU's KS test against a model never trained on the forget authors) is not reported: no such model was trained.\n" % ", ".join(MARKERS))
+    L.append("| user model | route | forget: refuses ↑ | forget: hedges ↑ | forget ROUGE-L ↓ | forget answer prob ↓ | retain: refuses ↓ | retain: hedges ↓ | retain ROUGE-L ↑ | retain answer prob ↑ |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for m in "TABM":
         d = tofu("eval_idk_" + m)
         for route, i, key in (("alone", 0, "user"), ("+ IDK delta (α=1)", 1, "user_delta")):
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (m, route, pct(refusal_rate("eval_idk_" + m, "forget", key)), f3(g(d, "forget", R, i)), f3(g(d, "forget", P, i)),
-                     pct(refusal_rate("eval_idk_" + m, "retain", key)), f3(g(d, "retain", R, i)), f3(g(d, "retain", P, i))))
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (m, route, pct(refusal_rate("eval_idk_" + m, "forget", key)), pct(refusal_rate("eval_idk_" + m, "forget", key, hedged)),
+                     f3(g(d, "forget", R, i)), f3(g(d, "forget", P, i)), pct(refusal_rate("eval_idk_" + m, "retain", key)), pct(refusal_rate("eval_idk_" + m, "retain", key, hedged)),
+                     f3(g(d, "retain", R, i)), f3(g(d, "retain", P, i))))
     L.append("")
     L.append("The IDK delta: %s parameters, %s epochs, %s s, %s MiB, final loss %s.\n" % (logval("delta_idk", r"delta_params=(\d+)"), epochs("delta_idk"), secs("delta_idk"),
              mib(path("delta_idk", ".gguf")), logval("delta_idk", r"final loss (-?[0-9.]+)")))
