@@ -7,15 +7,18 @@
 #   1. instruction following: "Write a story about a {creature} named {Name}." in the
 #      open-instruct format, on names and creatures the delta never saw, greedy, on A, B and M,
 #      alone and with tinyworld/deltas/instruct.gguf;
-#   2. unlearning: a forgotten author's question and a kept author's, alone and with
-#      tinyworld/deltas/grad_diff.gguf (trained to forget the 4 forget authors).
+#   2. unlearning: a forgotten author's question and a kept author's, alone, with
+#      tinyworld/deltas/grad_diff.gguf and with tinyworld/deltas/idk.gguf (trained to refuse).
+# What it shows (RESULTS.md): with the instruct delta the models write and end a story opening,
+# but with the names it was trained on, not the asked ones; the IDK delta does not yet produce
+# clean refusals on these weak models.
 # Under a minute on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 w=${WORLD:-tinyworld}
 cmc=${CMC:-bin/cmc}
 [ -x "$cmc" ] || make build
-for f in A.gguf B.gguf M.gguf deltas/instruct.gguf deltas/grad_diff.gguf; do
+for f in A.gguf B.gguf M.gguf deltas/instruct.gguf deltas/grad_diff.gguf deltas/idk.gguf; do
 	[ -f "$w/$f" ] || { echo "demo: $w/$f is missing (make tinyworld and make reproduce build it)" >&2; exit 1; }
 done
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -38,8 +41,8 @@ step "1. instruction following (held-out names and creatures; open-instruct prom
 for q in "Write a story about a fox named Molly." "Write a story about a lion named Jake." "Write a story about a tiger named Daisy."; do
 	printf '\n\033[1m%s\033[0m\n' "$q"
 	for m in A B M; do
-		printf '  %-10s %s\n' "$m alone" "$(gen "$w/$m.gguf" "$w/deltas/instruct.gguf" 0 open-instruct "$q" | cut -c1-170)"
-		printf '  %-10s %s\n' "$m + delta" "$(gen "$w/$m.gguf" "$w/deltas/instruct.gguf" 1 open-instruct "$q" | cut -c1-170)"
+		printf '  %-14s %s\n' "$m alone" "$(gen "$w/$m.gguf" "$w/deltas/instruct.gguf" 0 open-instruct "$q" | cut -c1-170)"
+		printf '  %-14s %s\n' "$m + delta" "$(gen "$w/$m.gguf" "$w/deltas/instruct.gguf" 1 open-instruct "$q" | cut -c1-170)"
 	done
 done
 
@@ -48,9 +51,10 @@ step "2. unlearning: a forgotten author and a kept one (qa prompt, greedy)"
 for fi in "$w/data/forget.jsonl 0" "$w/data/retain.jsonl 41"; do
 	set -- $fi
 	q=$(qa "$1" "$2" question)
-	printf '\n\033[1mQ: %s\033[0m\n  %-10s %s\n' "$q" "truth" "$(qa "$1" "$2" answer | cut -c1-170)"
+	printf '\n\033[1mQ: %s\033[0m\n  %-14s %s\n' "$q" "truth" "$(qa "$1" "$2" answer | cut -c1-170)"
 	for m in A B M; do
-		printf '  %-10s %s\n' "$m alone" "$(gen "$w/$m.gguf" "$w/deltas/grad_diff.gguf" 0 qa "$q" $'\n' | cut -c1-170)"
-		printf '  %-10s %s\n' "$m + delta" "$(gen "$w/$m.gguf" "$w/deltas/grad_diff.gguf" 1 qa "$q" $'\n' | cut -c1-170)"
+		printf '  %-14s %s\n' "$m alone" "$(gen "$w/$m.gguf" "$w/deltas/grad_diff.gguf" 0 qa "$q" $'\n' | cut -c1-170)"
+		printf '  %-14s %s\n' "$m + grad_diff" "$(gen "$w/$m.gguf" "$w/deltas/grad_diff.gguf" 1 qa "$q" $'\n' | cut -c1-170)"
+		printf '  %-14s %s\n' "$m + IDK" "$(gen "$w/$m.gguf" "$w/deltas/idk.gguf" 1 qa "$q" $'\n' | cut -c1-170)"
 	done
 done

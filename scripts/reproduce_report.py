@@ -145,7 +145,7 @@ for m, label in USERS:
     for name in ("ins_alone_", "ins_delta_", "ins_ft_"):
         d = jload(name + m)
         g = d["rows"][0]["generation"] if d else "n/a"
-        cells.append(g.replace("|", "\\|").replace("\n", " ")[:200] or "(empty: EOS at once)")
+        cells.append(g.replace("|", "\\|").replace("\n", " ")[:200] or "(blank: only whitespace or EOS)")
     L.append("| %s | %s |" % (m, " | ".join(cells)))
 L.append("")
 
@@ -219,7 +219,10 @@ if os.path.exists(path("eval_idk_T", ".json")):
 L.append("## Exact commands\n")
 L.append("The world: see tinyworld/MANIFEST.md (`make tinyworld`). These experiments (`make reproduce`), in order of start "
          "(`scripts/instruct_eval.py` runs `cmc generate` once per query and `cmc eval --task nll` on the stories, see its docstring):\n")
-L.append("```sh\n" + (text("commands", ".sh", "") or "").strip() + "\n```\n")
+commands = (text("commands", ".sh", "") or "").strip()
+if os.environ.get("CMC"):  # the binary a run used, shown as the default one
+    commands = commands.replace(os.environ["CMC"] + " ", "bin/cmc ")
+L.append("```sh\n" + commands + "\n```\n")
 if os.path.exists(os.path.join(w, "READING.md")):
     L.append(open(os.path.join(w, "READING.md")).read().strip() + "\n")
 with open(md + ".tmp", "w") as f:
