@@ -15,7 +15,7 @@ Then scores:
   eos       it ended with the end-of-generation token within the 60 tokens
   fluency   perplexity of the stories under JUDGE (a model that did not write them), as plain
             text with no prompt: CMC eval --task nll --template raw
-OUT.json holds the summary and every generation. Env INSTRUCT_LIMIT=N: the first N queries only.
+OUT.json holds the summary and every generation. Env INSTRUCT_LIMIT=N: the first N queries only; INSTRUCT_ALPHA: the delta's strength (1).
 """
 import json, os, re, subprocess, sys, tempfile
 
@@ -30,7 +30,7 @@ STAT = re.compile(r"msg=generated tokens=(\d+) finish=(\w+)")
 rows = []
 for q in queries:
     cmd = [cmc, "generate", "--model", model, "--template", template, "--temp", "0", "--max-tokens", "60", "--threads", "1", "--stats", "--prompt", q["question"]]
-    cmd += ["--no-delta"] if delta == "none" else ["--delta", delta, "--delta-template", "open-instruct"]
+    cmd += ["--no-delta"] if delta == "none" else ["--delta", delta, "--delta-template", "open-instruct", "--alpha", os.environ.get("INSTRUCT_ALPHA", "1")]
     p = subprocess.run(cmd, capture_output=True, text=True)
     m = STAT.search(p.stderr)
     if p.returncode != 0 or not m:
@@ -62,7 +62,7 @@ os.unlink(tname)
 
 n = len(rows)
 summary = {
-    "model": model, "delta": delta, "judge": judge, "template": template, "queries": n,
+    "model": model, "delta": delta, "alpha": float(os.environ.get("INSTRUCT_ALPHA", "1")), "judge": judge, "template": template, "queries": n,
     "name": sum(r["has_name"] for r in rows) / n,
     "creature": sum(r["has_creature"] for r in rows) / n,
     "follows": sum(r["has_name"] and r["has_creature"] for r in rows) / n,

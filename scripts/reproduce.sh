@@ -112,6 +112,12 @@ for m in A B M; do
 	bg "seen_alone_$m" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/seen_alone_$m.json" "${model[$m]}" none "${judge[$m]}"
 	bg "seen_delta_$m" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/seen_delta_$m.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
 done
+# 4. alpha sweep on B (alpha 0 and 1 are the rows above)
+for a in 0.5 2; do
+	bg "sweep_ins_B_$a" env INSTRUCT_ALPHA="$a" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/sweep_ins_B_$a.json" "${model[B]}" "$run/delta_instruct.gguf" "${judge[B]}"
+	[ -n "${SKIP_UNLEARN:-}" ] || bg "sweep_unl_B_$a" "$cmc" eval --model "${model[B]}" --delta "$run/delta_unlearn.gguf" --alpha "$a" --template qa --delta-template qa \
+		--data "$forget" --data "$retain" --task tofu --format tofu --limit "$n" --max-tokens 48 --stop $'\n' --threads 1 --json "$run/sweep_unl_B_$a.json"
+done
 # the fluency scale: the reference openings themselves under each judge
 python3 - "$queries" "$run/reference.jsonl" <<'PY'
 import json, sys

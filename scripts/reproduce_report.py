@@ -216,6 +216,38 @@ if os.path.exists(path("eval_idk_T", ".json")):
     L.append("The IDK delta: %s parameters, %s epochs, %s s, %s MiB, final loss %s.\n" % (logval("delta_idk", r"delta_params=(\d+)"), epochs("delta_idk"), secs("delta_idk"),
              mib(path("delta_idk", ".gguf")), logval("delta_idk", r"final loss (-?[0-9.]+)")))
 
+if jload("sweep_ins_B_2") or jload("sweep_unl_B_2"):
+    import subprocess
+    L.append("## 4. Alpha sweep on B (GPT-2 vocabulary)\n")
+    L.append("α scales the delta's logits (α = 0 is B alone, α = 1 the rows above). Plots by `scripts/plot` (internal/lossplot) in `tinyworld/plots/`.\n")
+    ins = [(0.0, S.get(("B", "ins_alone_"))), (1.0, S.get(("B", "ins_delta_")))]
+    ins += [(a, (jload("sweep_ins_B_%s" % t) or {}).get("summary")) for a, t in ((0.5, "0.5"), (2.0, "2"))]
+    ins = sorted([(a, x) for a, x in ins if x], key=lambda p: p[0])
+    unl = [(0.0, tofu("eval_cmc_B"), 0), (1.0, tofu("eval_cmc_B"), 1), (0.5, tofu("sweep_unl_B_0.5"), 1), (2.0, tofu("sweep_unl_B_2"), 1)]
+    unl = sorted([u for u in unl if u[1]], key=lambda p: p[0])
+    L.append("| α | instruct: follows | instruct: EOS | instruct: judge ppl | grad_diff: forget answer prob | grad_diff: forget ROUGE-L | grad_diff: retain answer prob | grad_diff: retain ROUGE-L |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    ud = {a: (d, i) for a, d, i in unl}
+    for a in sorted(set([a for a, _ in ins] + list(ud))):
+        x = dict(ins).get(a)
+        d, i = ud.get(a, (None, 0))
+        L.append("| %g | %s | %s | %s | %s | %s | %s | %s |" % (a, pct(x["follows"]) if x else "", pct(x["eos"]) if x else "", f1(x["fluency_ppl"]) if x else "",
+                 f3(g(d, "forget", P, i)), f3(g(d, "forget", R, i)), f3(g(d, "retain", P, i)), f3(g(d, "retain", R, i))))
+    L.append("")
+    os.makedirs(os.path.join(w, "plots"), exist_ok=True)
+    plots = [("alpha_instruct_B.png", ["EOS rate=" + ",".join("%g:%g" % (a, x["eos"]) for a, x in ins),
+                                       "follows=" + ",".join("%g:%g" % (a, x["follows"]) for a, x in ins)]),
+             ("alpha_grad_diff_B.png", ["forget answer prob=" + ",".join("%g:%g" % (a, g(d, "forget", P, i)) for a, d, i in unl),
+                                        "retain answer prob=" + ",".join("%g:%g" % (a, g(d, "retain", P, i)) for a, d, i in unl)])]
+    for fn, series in plots:
+        try:
+            subprocess.run(["go", "run", "./scripts/plot", os.path.join(w, "plots", fn)] + series, check=True, capture_output=True)
+            L.append("![%s](%s) " % (fn, os.path.join(w, "plots", fn)))
+        except (OSError, subprocess.CalledProcessError) as e:
+            L.append("(plot %s not drawn: %s)" % (fn, e))
+    L.append("")
+    L.append("x: α; y: rate or probability (left: the instruct delta on held-out queries; right: the grad_diff delta).\n")
+
 L.append("## Exact commands\n")
 L.append("The world: see tinyworld/MANIFEST.md (`make tinyworld`). These experiments (`make reproduce`), in order of start "
          "(`scripts/instruct_eval.py` runs `cmc generate` once per query and `cmc eval --task nll` on the stories, see its docstring):\n")
