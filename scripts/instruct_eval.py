@@ -31,7 +31,7 @@ rows = []
 for q in queries:
     cmd = [cmc, "generate", "--model", model, "--template", template, "--temp", "0", "--max-tokens", "60", "--threads", "1", "--stats", "--prompt", q["question"]]
     cmd += ["--no-delta"] if delta == "none" else ["--delta", delta, "--delta-template", "open-instruct", "--alpha", os.environ.get("INSTRUCT_ALPHA", "1")]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace")  # a byte token can end mid-character
     m = STAT.search(p.stderr)
     if p.returncode != 0 or not m:
         sys.exit("instruct_eval: %s failed (rc %d): %s" % (" ".join(cmd), p.returncode, p.stderr[-500:]))
