@@ -246,7 +246,7 @@ if jload("sweep_ins_B_2") or jload("sweep_unl_B_2"):
         except (OSError, subprocess.CalledProcessError) as e:
             L.append("(plot %s not drawn: %s)" % (fn, e))
     L.append("")
-    L.append("x: α (the axis is labelled 'step' by lossplot); y: rate or probability (first: the instruct delta on held-out queries; second: the grad_diff delta).\n")
+    L.append("x: α; y: rate or probability (first: the instruct delta on held-out queries; second: the grad_diff delta).\n")
 
 L.append("## Exact commands\n")
 L.append("The world: see tinyworld/MANIFEST.md (`make tinyworld`). These experiments (`make reproduce`), in order of start "

@@ -271,7 +271,7 @@ func runTrain(c *cli.Context) error {
 	if err := writeLossCSV(paths.lossCSV, history); err != nil {
 		return fmt.Errorf("loss history: %w", err)
 	}
-	if err := lossplot.WritePNG(paths.lossPNG, lossSeries(history)); err != nil {
+	if err := lossplot.WritePNG(paths.lossPNG, "step", lossSeries(history)); err != nil {
 		slog.Warn("loss plot", "err", err)
 	}
 	final := ""

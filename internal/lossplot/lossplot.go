@@ -34,9 +34,10 @@ const (
 
 var palette = []color.RGBA{{31, 119, 180, 255}, {214, 39, 40, 255}, {44, 160, 44, 255}, {148, 103, 189, 255}}
 
-// WritePNG draws the series and writes the picture to path atomically.
-func WritePNG(path string, series []Series) error {
-	img, err := Draw(series)
+// WritePNG draws the series against an x axis named xLabel and writes the
+// picture to path atomically.
+func WritePNG(path, xLabel string, series []Series) error {
+	img, err := Draw(xLabel, series)
 	if err != nil {
 		return fmt.Errorf("plot %s: %w", path, err)
 	}
@@ -47,8 +48,8 @@ func WritePNG(path string, series []Series) error {
 	return atomicfile.Write(path, buf.Bytes())
 }
 
-// Draw renders the series on one pair of axes.
-func Draw(series []Series) (*image.RGBA, error) {
+// Draw renders the series on one pair of axes, the x axis named xLabel.
+func Draw(xLabel string, series []Series) (*image.RGBA, error) {
 	xmin, xmax, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	for _, s := range series {
 		if len(s.X) != len(s.Y) {
@@ -86,16 +87,22 @@ func Draw(series []Series) (*image.RGBA, error) {
 
 	grey := color.RGBA{200, 200, 200, 255}
 	black := color.RGBA{0, 0, 0, 255}
+	// Steps are whole numbers; a short x range (a sweep of alpha from 0
+	// to 2) needs decimals, or its ticks would read 0 0 1 1 2 2.
+	xTick := "%.0f"
+	if xmax-xmin < 10 {
+		xTick = "%.2f"
+	}
 	for i := 0; i <= 5; i++ {
 		y := ymin + (ymax-ymin)*float64(i)/5
 		line(img, left, py(y), width-right, py(y), grey)
 		text(img, 4, py(y)+4, fmt.Sprintf("%7.3f", y), black)
 		x := xmin + (xmax-xmin)*float64(i)/5
-		text(img, px(x)-10, height-bottom+18, fmt.Sprintf("%.0f", x), black)
+		text(img, px(x)-10, height-bottom+18, fmt.Sprintf(xTick, x), black)
 	}
 	line(img, left, top, left, height-bottom, black)
 	line(img, left, height-bottom, width-right, height-bottom, black)
-	text(img, width/2-15, height-10, "step", black)
+	text(img, width/2-15, height-10, xLabel, black)
 
 	for k, s := range series {
 		c := palette[k%len(palette)]

@@ -15,7 +15,7 @@ func TestWritePNG(t *testing.T) {
 		s.Y = append(s.Y, 3/float64(i+1))
 	}
 	p := filepath.Join(t.TempDir(), "loss.png")
-	if err := WritePNG(p, []Series{s}); err != nil {
+	if err := WritePNG(p, "step", []Series{s}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(p)
@@ -47,7 +47,7 @@ func TestWritePNG(t *testing.T) {
 	if !found(width-right, height-bottom-height/4, height-bottom) {
 		t.Error("no curve near the bottom at the right end")
 	}
-	if _, err := Draw([]Series{{Name: "empty"}}); err == nil {
+	if _, err := Draw("step", []Series{{Name: "empty"}}); err == nil {
 		t.Error("empty series plotted")
 	}
 }
@@ -58,7 +58,7 @@ func TestWritePNG(t *testing.T) {
 func TestDrawNonFinite(t *testing.T) {
 	nan, inf := math.NaN(), math.Inf(1)
 	s := Series{Name: "loss", X: []float64{1, 2, 3, 4, 5, 6}, Y: []float64{3, 2.5, nan, inf, -inf, 2}}
-	img, err := Draw([]Series{s})
+	img, err := Draw("step", []Series{s})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestDrawNonFinite(t *testing.T) {
 		{Name: "too wide", X: []float64{1, 2}, Y: []float64{-1e308, 1e308}},
 		{Name: "NaN steps", X: []float64{nan, inf}, Y: []float64{1, 2}},
 	} {
-		if _, err := Draw([]Series{bad}); err == nil {
+		if _, err := Draw("step", []Series{bad}); err == nil {
 			t.Errorf("%s: plotted", bad.Name)
 		}
 	}

@@ -1,12 +1,14 @@
 // Command plot draws the sweep curves of RESULTS.md as a PNG with internal/lossplot.
 //
-//	go run ./scripts/plot OUT.png NAME=x1:y1,x2:y2,... [NAME=...]
+//	go run ./scripts/plot [-x LABEL] OUT.png NAME=x1:y1,x2:y2,... [NAME=...]
 //
-// Each argument after the file is one series: its legend name, then its points.
+// Each argument after the file is one series: its legend name, then its
+// points. -x names the x axis (default "alpha": the sweeps of RESULTS.md).
 // scripts/reproduce_report.py writes the arguments from a run's JSON.
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"strconv"
@@ -16,15 +18,17 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	xLabel := flag.String("x", "alpha", "the x axis's name")
+	flag.Parse()
+	if err := run(*xLabel, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "plot:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+func run(xLabel string, args []string) error {
 	if len(args) < 2 {
-		return fmt.Errorf("usage: plot OUT.png NAME=x:y,x:y ...")
+		return fmt.Errorf("usage: plot [-x LABEL] OUT.png NAME=x:y,x:y ...")
 	}
 	var series []lossplot.Series
 	for _, a := range args[1:] {
@@ -34,7 +38,7 @@ func run(args []string) error {
 		}
 		series = append(series, s)
 	}
-	return lossplot.WritePNG(args[0], series)
+	return lossplot.WritePNG(args[0], xLabel, series)
 }
 
 // parseSeries reads NAME=x1:y1,x2:y2,...
