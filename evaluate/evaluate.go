@@ -45,8 +45,7 @@ const (
 // and summarises: one result table per set, then, for TOFU, model utility
 // and forget quality where the sets allow them.
 func Run(ctx context.Context, rm *runner.Runner, sets []Set, opt Options) (Doc, error) {
-	e := newEvaluator(ctx, rm, opt.MaxTokens, opt.Stop)
-	e.progress = opt.Progress
+	e := newEvaluator(ctx, rm, opt)
 	if rm.UserCtx != nil {
 		// llama.cpp pads the context past --ctx but caps its batch at
 		// --ctx: a decode longer than --ctx would abort inside it.
@@ -89,12 +88,15 @@ type evaluator struct {
 	progress  io.Writer // nil: no progress lines
 }
 
-func newEvaluator(ctx context.Context, rm *runner.Runner, maxTokens int, stop []string) *evaluator {
+func newEvaluator(ctx context.Context, rm *runner.Runner, opt Options) *evaluator {
+	e := &evaluator{ctx: ctx, rm: rm, maxTokens: opt.MaxTokens, stop: opt.Stop, progress: opt.Progress}
 	if rm.Remote != nil {
-		return &evaluator{ctx: ctx, rm: rm, withDelta: rm.Delta != nil && rm.Alpha != 0, maxTokens: maxTokens, stop: stop}
+		e.withDelta = rm.Delta != nil && rm.Alpha != 0
+		return e
 	}
 	g := rm.Generator(rm.Alpha)
-	return &evaluator{ctx: ctx, rm: rm, sc: &control.Scorer{G: g}, withDelta: g.Delta != nil, maxTokens: maxTokens, stop: stop}
+	e.sc, e.withDelta = &control.Scorer{G: g}, g.Delta != nil
+	return e
 }
 
 // evalPrompt is one question rendered for both models.

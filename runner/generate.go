@@ -20,8 +20,6 @@ type Request struct {
 // Reply is what one generation produced.
 type Reply struct {
 	control.Result
-	// PromptText is the user model's prompt as its template rendered it.
-	PromptText string
 	// CompletionTokens counts the tokens generated (a served model's
 	// tokens are known by their text only: Result.Tokens stays empty).
 	CompletionTokens int
@@ -43,7 +41,7 @@ func (r *Runner) Generate(ctx context.Context, req Request, emit func(piece stri
 			return Reply{}, err
 		}
 		res, err := r.RemoteGenerate(ctx, text, deltaIDs, req.Alpha, req.Options, emit)
-		rep := Reply{Result: res.Result, PromptText: text, CompletionTokens: len(res.Pieces)}
+		rep := Reply{Result: res.Result, CompletionTokens: len(res.Pieces)}
 		for _, rank := range res.Ranks {
 			if rank > 0 {
 				rep.NotFirstChoice++
@@ -51,10 +49,10 @@ func (r *Runner) Generate(ctx context.Context, req Request, emit func(piece stri
 		}
 		return rep, err
 	}
-	userIDs, deltaIDs, text, err := r.ChatPrompts(req.Messages)
+	userIDs, deltaIDs, _, err := r.ChatPrompts(req.Messages)
 	if err != nil {
 		return Reply{}, err
 	}
 	res, err := r.GenerateIDs(ctx, userIDs, deltaIDs, req.Alpha, req.Options, emit)
-	return Reply{Result: res, PromptText: text, CompletionTokens: len(res.Tokens)}, err
+	return Reply{Result: res, CompletionTokens: len(res.Tokens)}, err
 }

@@ -21,8 +21,8 @@ func TestGenerateChatReusesTheCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.CachedTokens != 0 || first.PromptTokens < 10 || first.CompletionTokens == 0 || first.PromptText != turn1[0].Content {
-		t.Fatalf("first turn: %d of %d prompt tokens cached, %d generated, prompt %q", first.CachedTokens, first.PromptTokens, first.CompletionTokens, first.PromptText)
+	if first.CachedTokens != 0 || first.PromptTokens < 10 || first.CompletionTokens == 0 {
+		t.Fatalf("first turn: %d of %d prompt tokens cached, %d generated", first.CachedTokens, first.PromptTokens, first.CompletionTokens)
 	}
 	turn2 := append(turn1, llama.Message{Role: "assistant", Content: first.Text}, llama.Message{Role: "user", Content: "One day, she saw a big dog."})
 	second, err := rm.Generate(context.Background(), Request{Messages: turn2, Alpha: 1, Options: opt}, nil)

@@ -51,13 +51,19 @@ func (r *Runner) remoteDeltaPrompt(text string) ([]int32, error) {
 // RemoteGenerate continues text on the served model with the delta at
 // strength alpha (0: the served model alone).
 func (r *Runner) RemoteGenerate(ctx context.Context, text string, deltaIDs []int32, alpha float32, opt control.Options, emit func(string) error) (control.RemoteResult, error) {
+	return r.steerRemote(alpha).Generate(ctx, text, deltaIDs, opt, emit)
+}
+
+// steerRemote readies the remote loop for one request: the delta at
+// strength alpha from an empty context, or none at alpha 0.
+func (r *Runner) steerRemote(alpha float32) *control.RemoteGenerator {
 	g := &r.Remote.Gen
 	g.Delta, g.DeltaTok, g.Alpha = nil, nil, 0
 	if r.Delta != nil && alpha != 0 {
 		r.deltaLM.Trim(0)
 		g.Delta, g.DeltaTok, g.Alpha = r.deltaLM, r.DeltaVocab.Vocab(), alpha
 	}
-	return g.Generate(ctx, text, deltaIDs, opt, emit)
+	return g
 }
 
 // serveRemote answers one request of cmc serve with a served user model;
@@ -106,13 +112,7 @@ func (r *Runner) RemoteScoreAfter(ctx context.Context, prompt, response string, 
 	if err != nil {
 		return nil, nil, err
 	}
-	g := &r.Remote.Gen
-	g.Delta, g.DeltaTok, g.Alpha = nil, nil, 0
-	if r.Delta != nil && r.Alpha != 0 {
-		r.deltaLM.Trim(0)
-		g.Delta, g.DeltaTok, g.Alpha = r.deltaLM, r.DeltaVocab.Vocab(), r.Alpha
-	}
-	alone, controlled, err = g.RemoteScore(ctx, prompt, response, deltaIDs, echo)
+	alone, controlled, err = r.steerRemote(r.Alpha).RemoteScore(ctx, prompt, response, deltaIDs, echo)
 	if err == nil && len(alone) == 0 {
 		err = fmt.Errorf("the engine's echo of %q has no token after the prompt", prompt+response)
 	}
