@@ -20,6 +20,14 @@ python=/usr/bin/python3
 export CGO_CFLAGS=${CGO_CFLAGS:--O3 -march=native} CGO_CXXFLAGS=${CGO_CXXFLAGS:--O3 -march=native}
 make -s headers
 
+# The ceiling: one core's FMA peak (scripts/fmapeak.c) times the threads.
+# No program trains faster than the step's flops at that rate, so it bounds
+# the ratio any code could reach against this machine's PyTorch.
+echo "== FMA peak: scripts/fmapeak.c"
+mkdir -p build && cc -O2 -march=native scripts/fmapeak.c -o build/fmapeak
+peak=$(build/fmapeak 2>/dev/null | awk '$1 == "fma_peak_gflops_per_core" { print $2 }')
+echo "fma_peak_gflops_per_core $peak"
+
 echo "== PyTorch: scripts/bench_torch.py --threads $threads"
 torch_tps=
 torch_cpu=
@@ -76,6 +84,14 @@ ratio() {
 ratio ratio_cmc_over_torch "$cmc_tps" "$torch_tps"
 ratio ratio_cmc_over_torch_cpu "$cmc_cpu" "$torch_cpu"
 echo "cmc_train_gflops_per_s ${cmc_gflops:-unknown}"
+echo "fma_peak_gflops_per_s $(awk -v p="$peak" -v t="$threads" 'BEGIN { printf "%.1f", p * t }')"
+if [ -n "$cmc_gflops" ] && [ -n "$peak" ]; then
+	# the step's share of the threads' FMA peak
+	awk -v g="$cmc_gflops" -v p="$peak" -v t="$threads" 'BEGIN { printf "cmc_train_fraction_of_peak %.2f\n", g / (p * t) }'
+	# the best ratio over PyTorch at 100% of peak: peak / (flops per token) / PyTorch's rate
+	[ -z "$torch_tps" ] || awk -v g="$cmc_gflops" -v tps="$cmc_tps" -v p="$peak" -v t="$threads" -v torch="$torch_tps" \
+		'BEGIN { printf "ratio_cmc_over_torch_ceiling %.2f\n", p * t / (g / tps) / torch }'
+fi
 if [ "${BENCH_110M:-0}" = 1 ]; then
 	echo "cmc_110m_tokens_per_s ${cmc110_tps:-unknown}"
 	echo "cmc_110m_train_gflops_per_s ${cmc110_gflops:-unknown}"
