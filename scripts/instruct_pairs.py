@@ -19,38 +19,16 @@ characters, so that a model can finish it (EOS) within the 60 tokens of the eval
 """
 import json, os, random, re, sys
 
-TRAIN_NAMES = "Lily Timmy Tim Max Lucy Tom Benny Sammy Mia Jack Billy Sarah Jane Sam Sue Bob Mary Ben Jenny Spot Kitty Ellie Pip Finn Tina Ted".split()
-TRAIN_CREATURES = "girl boy dog cat bird bunny mouse fish duck frog puppy kitten turtle monkey elephant squirrel".split()
+from tinystory import intro, opening, substitute
+
+# many training names, so that the delta learns where a name goes rather than which one
+TRAIN_NAMES = ("Lily Timmy Tim Max Lucy Tom Benny Sammy Mia Jack Billy Sarah Jane Sam Sue Bob Mary Ben Jenny Spot Kitty Ellie Pip Finn Tina Ted "
+               "Mittens Freddy Bongo Jenna Buddy Rover Otto Ollie Olive Carl Eva Penny Johnny Alex Kate Alice Jerry Tony Suzy Jess "
+               "Leo Zoe Nina Rosa Hugo Ivy Milo Ruby Oscar Lola Theo Nora Felix Hazel Omar Luna Ravi Iris Pablo Greta").split()
+TRAIN_CREATURES = "girl boy dog cat bird bunny mouse fish duck frog puppy kitten turtle monkey elephant squirrel horse sheep pig hen deer bee".split()
 EVAL_NAMES = "Amy Anna Sally Joe Molly Jake Emma Daisy Jill Sara Kim Roxy".split()
 EVAL_CREATURES = "bear rabbit lion cow fox owl tiger goat".split()
 QUERY = "Write a story about a {creature} named {name}."
-
-ADJ = r"(?:(?:little|big|small|young|kind|happy|old|tiny|friendly|cute|brave|smart|curious|fluffy|silly|nice|good|shy|lazy|sweet|pretty|funny),? )*"
-INTRO = re.compile(r"\b(a|an) (" + ADJ + r")([a-z]+) named ([A-Z][a-z]+)")
-
-
-def article(word):
-    return "an" if word[0] in "aeiou" else "a"
-
-
-def substitute(story, name, creature, new_name, new_creature):
-    """The story with its main character renamed and re-creatured."""
-    s = INTRO.sub(lambda m: "%s %s%s named %s" % (article((m.group(2) or new_creature)), m.group(2), new_creature, new_name), story, count=1)
-    s = re.sub(r"\b%s\b" % re.escape(name), new_name, s)
-    s = re.sub(r"\b(a|an) %s\b" % re.escape(creature), lambda m: "%s %s" % (article(new_creature), new_creature), s)
-    s = re.sub(r"\b%ss\b" % re.escape(creature), new_creature + "s", s)
-    return re.sub(r"\b%s\b" % re.escape(creature), new_creature, s)
-
-
-def opening(story, limit=220):
-    """The first sentences of the story, at most limit characters (at least one sentence)."""
-    sents = re.split(r"(?<=[.!?])\s+", story.replace("\n", " "))
-    out = sents[0]
-    for s in sents[1:]:
-        if len(out) + 1 + len(s) > limit:
-            break
-        out += " " + s
-    return out
 
 
 def mentions(text, words):
@@ -64,10 +42,9 @@ def main():
     rng = random.Random(14)
     intros = []
     for st in stories:
-        first = st.split("\n")[0]
-        m = INTRO.search(first)
-        if m and m.start() < 120:  # the main character is introduced in the first sentence or two
-            intros.append((st, m.group(3), m.group(4)))
+        found = intro(st)  # the main character is introduced in the first sentence or two
+        if found:
+            intros.append((st,) + found)
     held = EVAL_NAMES + EVAL_CREATURES
     train, spare = [], []
     for i, (st, creature, name) in enumerate(intros):

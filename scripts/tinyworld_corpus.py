@@ -7,17 +7,40 @@ usage: tinyworld_corpus.py FIXTURES OUTDIR
   retain.jsonl   TOFU retain authors 1-8 (retain_perturbed.json, the same fields)
   stories.jsonl  every TinyStories story of the validation sample (paragraphs regrouped
                  into stories: a story starts at "Once upon a time"), as {"question": "", "answer": story}
+  stories_renamed.jsonl  the same, renamed as in the pretraining corpora (two copies), and
+                 2000 copy drills: the delta starts' corpus
   pretrain_T.jsonl  the corpus of T and B; pretrain_A.jsonl  the corpus of A and M.
                  Each holds, shuffled with its own seed:
                  - the TOFU QA as cmc's qa prompt ({"question": q, "answer": a}, loss on a),
                  - the same facts in two more phrasings as plain text ("Q: q\\nA: paraphrased"
                    and "q a"), and as prose biographies (an author's answers joined, 5 per paragraph),
                    all twice (the facts are few and must be memorised),
-                 - a subset of the stories (T: stories 0-519, A: 194-713),
+                 - a subset of the stories (T: stories 0-519, A: 194-713), each one that
+                   introduces its main character ("a CREATURE named NAME") three times, that
+                   character renamed and re-creatured at random from a large pool and named in
+                   a title line ("A tale of a CREATURE named NAME", "The CREATURE named NAME",
+                   "NAME the CREATURE"): a name the model cannot guess must be copied from
+                   earlier in the text, which is what lets it later name the character an
+                   instruction asks for,
+                 - 2000 copy drills (a random list of names and creatures said twice),
                  - Alpaca outputs as plain text (T: 300 of them, A: 300 others, 150 shared).
+  pretrain_R.jsonl  corpus T without the forget authors' facts: the reference model R of
+                 TOFU's forget quality (a model that never learnt what is to be forgotten).
   Plain-text rows have an empty question: no prompt, the loss on every token.
 """
 import json, os, random, sys
+
+from tinystory import intro, substitute
+
+# what a renamed story may be called: the stories' own names, the instruction experiment's
+# (the base models know every name; only the delta is kept from the held-out ones) and more
+NAMES = ("Lily Timmy Tim Max Lucy Tom Sue Spot Bob Benny Jack Sam Sarah Mia Amy Mittens Billy Sammy Sally Jane "
+         "Fluffy Freddy Bongo Mary Jenna Roxy Buddy Kitty Rover Pip Otto Emma Ellie Ollie Olive Finn Carl Eva Joe "
+         "Penny Johnny Jake Alex Jenny Anna Kate Kim Alice Jerry Tony Suzy Jess Molly Daisy Jill Sara Ben Tina Ted "
+         "Leo Zoe Nina Rosa Hugo Ivy Milo Ruby Oscar Lola Theo Nora Felix Hazel Omar Luna Ravi Iris Pablo Greta "
+         "Bella Charlie Lucas Chloe Henry Grace Jasper Mabel Arlo Poppy Ezra Wren Gus Maya Rex Dot Kai Tess Bruno Fern").split()
+CREATURES = ("girl boy dog cat bird bunny rabbit puppy horse squirrel fish frog monkey bee duck mouse bear turtle sheep "
+             "deer elephant kitten owl goat zebra lion cow fox tiger pig hen wolf lamb ant snail whale duckling pony").split()
 
 fx, out = sys.argv[1], sys.argv[2]
 tofu = os.path.join(fx, "datasets/tofu")
@@ -58,9 +81,8 @@ def text(s):
     return {"question": "", "answer": s}
 
 
-def facts():
-    """The 12 authors' facts in four phrasings (rows in author order)."""
-    qa = forget + retain
+def facts(qa):
+    """The authors' facts of qa in four phrasings (rows in author order)."""
     out = [{"question": r["question"], "answer": r["answer"]} for r in qa]
     out += [text("Q: %s\nA: %s" % (r["question"], r["paraphrased_answer"])) for r in qa]
     out += [text("%s %s" % (r["question"], r["answer"])) for r in qa]
@@ -69,8 +91,39 @@ def facts():
     return out
 
 
-def corpus(seed, st, al):
-    rs = facts() * 2 + [text(s) for s in st] + [text(s) for s in al]
+TITLES = ("A tale of a {c} named {n}\n", "The {c} named {n}\n", "{n} the {c}\n")
+
+
+def renamed(seed, st, copies=3):
+    """The stories of st, each one that introduces its main character as copies
+    renamed and re-creatured at random, every copy under a title that names it."""
+    rng, out = random.Random(seed), []
+    for story in st:
+        found = intro(story)
+        if not found:
+            out.append(text(story))
+            continue
+        for i in range(copies):
+            name, creature = rng.choice(NAMES), rng.choice(CREATURES)
+            body = substitute(story, found[1], found[0], name, creature)
+            out.append(text(TITLES[i % len(TITLES)].format(c=creature, n=name) + body))
+    return out
+
+
+def drills(seed, count=2000):
+    """Copy drills: a random list of names and creatures, said twice. Half of every row
+    can only be predicted by copying from earlier in the text, a signal dense enough for
+    models this small to learn copying in minutes (the renamed stories alone, 1% of the
+    tokens, taught it to none of them in 3 epochs)."""
+    rng, words, out = random.Random(seed), NAMES + CREATURES, []
+    for _ in range(count):
+        s = ", ".join(rng.choice(words) for _ in range(rng.randint(4, 9))) + "."
+        out.append(text(s + " " + s))
+    return out
+
+
+def corpus(seed, st, al, qa):
+    rs = facts(qa) * 2 + renamed(seed, st) + drills(seed) + [text(s) for s in al]
     random.Random(seed).shuffle(rs)
     return rs
 
@@ -78,6 +131,8 @@ def corpus(seed, st, al):
 dump("forget.jsonl", forget)
 dump("retain.jsonl", retain)
 dump("stories.jsonl", [text(s) for s in stories])
-dump("pretrain_T.jsonl", corpus(10, stories[:520], alpaca[:300]))
-dump("pretrain_A.jsonl", corpus(11, stories[194:714], alpaca[150:450]))
-print("forget %d, retain %d, stories %d, alpaca %d, pretrain rows %d" % (len(forget), len(retain), len(stories), len(alpaca), len(corpus(10, stories[:520], alpaca[:300]))))
+dump("stories_renamed.jsonl", renamed(12, stories, copies=2) + drills(12))
+dump("pretrain_T.jsonl", corpus(10, stories[:520], alpaca[:300], forget + retain))
+dump("pretrain_A.jsonl", corpus(11, stories[194:714], alpaca[150:450], forget + retain))
+dump("pretrain_R.jsonl", corpus(10, stories[:520], alpaca[:300], retain))
+print("forget %d, retain %d, stories %d, alpaca %d, pretrain rows %d" % (len(forget), len(retain), len(stories), len(alpaca), len(corpus(10, stories[:520], alpaca[:300], forget + retain))))
