@@ -3,7 +3,8 @@
 #
 # The delta (from D0, against T, sft under the qa prompt) learns: a forget author's question ->
 # a refusal from idontknow.jsonl (one per question, fixed by its row), a retain author's
-# question -> its true answer. Then cmc eval --task tofu on every user, alone and with it;
+# question -> its true answer. Then cmc eval --task tofu on every user, alone and with it (TOFU's
+# forget quality against R and model utility too);
 # scripts/idk_score.py counts the refusals among the greedy answers.
 # Called by scripts/reproduce.sh (same env: WORLD, RUN, CMC, FX, SEED, EVAL_N); IDK_EPOCHS (30), IDK_LR (5e-3).
 set -euo pipefail
@@ -42,7 +43,8 @@ x delta_idk "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w
 	--checkpoint-every 100000 --f16 --out "$run/delta_idk.gguf"
 for m in T A B M; do
 	x "eval_idk_$m" "$cmc" eval --model "$w/$m.gguf" --delta "$run/delta_idk.gguf" --alpha 1 --template qa --delta-template qa \
-		--data "$w/data/forget.jsonl" --data "$w/data/retain.jsonl" --task tofu --format tofu --limit "$n" --max-tokens 48 \
+		--data "$w/data/forget.jsonl" --data "$w/data/retain.jsonl" --data "$fx/datasets/tofu/real_authors_perturbed.json" \
+		--data "$fx/datasets/tofu/world_facts_perturbed.json" --reference "$w/logs/R.eval.json" --task tofu --format tofu --limit "$n" --max-tokens 48 \
 		--stop $'\n' --threads 1 --json "$run/eval_idk_$m.json" &
 	[ "$m" = A ] && wait
 done

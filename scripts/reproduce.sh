@@ -9,11 +9,15 @@
 #   2. unlearning (grad_diff): one delta trained with T on the forget authors, applied to
 #      T, A, B and M; baseline: each model unlearned directly with the same objective and budget.
 #   3. unlearning (IDK): one delta trained with T to refuse the forget questions (scripts/idk.sh).
+#   Unlearning is scored with TOFU's metrics: forget quality against R (the world's model trained
+#   without the forget authors, its eval in WORLD/logs/R.eval.json) and model utility.
+#   4. delta size: the instruct delta also from the larger starts D1 and D2, on A, B and M;
+#      alpha: both deltas at 0.5 and 2 on B.
 #
 # Env: WORLD (tinyworld), RUN (build/reproduce), OUT_MD (RESULTS.md), CMC (bin/cmc), JOBS (2),
 # SEED (1), INS_EPOCHS (8), INS_LR (2e-3), FT_EPOCHS (3), FT_LR (1e-3), UNL_EPOCHS (30),
-# UNL_LR (1e-3), EVAL_N (80), INS_SEEDS ("": extra seeds of the instruct delta, on A, B, M),
-# SKIP_UNLEARN, SKIP_IDK (3. IDK unlearning, scripts/idk.sh), WAIT_FOR_MODELS (start while the world is still being built: wait for each model file).
+# UNL_LR (1e-3), EVAL_N (80), INS_SEEDS ("2": extra seeds of the instruct delta, on A, B, M; "" for none),
+# SKIP_UNLEARN, SKIP_DIRECT (the direct grad_diff baselines), SKIP_IDK (3. IDK unlearning, scripts/idk.sh), WAIT_FOR_MODELS (start while the world is still being built: wait for each model file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fx=${FX:-../shared/fixtures}
@@ -28,7 +32,7 @@ ft_epochs=${FT_EPOCHS:-3}
 ft_lr=${FT_LR:-1e-3}
 unl_epochs=${UNL_EPOCHS:-30}
 unl_lr=${UNL_LR:-1e-3}
-ins_seeds=${INS_SEEDS:-}
+ins_seeds=${INS_SEEDS-2}
 cmc=${CMC:-bin/cmc}
 [ -x "$cmc" ] || make build
 mkdir -p "$run" "$w/deltas"
@@ -83,6 +87,11 @@ unl=(--objective grad_diff --forget "$forget" --retain "$retain" --format tofu -
 need "$w/T.gguf"
 bg delta_instruct "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${ins[@]}" \
 	--epochs "$ins_epochs" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct.gguf"
+for d in D1 D2; do
+	need "$w/$d.gguf"
+	bg "delta_instruct_$d" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$d.gguf" "${ins[@]}" \
+		--epochs "$ins_epochs" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct_$d.gguf"
+done
 for s in $ins_seeds; do
 	bg "delta_instruct_s$s" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${ins[@]}" \
 		--epochs "$ins_epochs" --lr "$ins_lr" --seed "$s" --template-cache "$run/tcache" --out "$run/delta_instruct_s$s.gguf"
@@ -93,17 +102,21 @@ for m in T S M B A; do
 	bg "ft_$m" "$cmc" train --template none --vocab "${vocab[$m]}" --delta "${model[$m]}" "${ins[@]}" \
 		--epochs "$ft_epochs" --lr "$ft_lr" --seed "$seed" --out "$run/ft_$m.gguf"
 	case $m in S) continue ;; esac
-	[ -n "${SKIP_UNLEARN:-}" ] || bg "direct_$m" "$cmc" train --template none --vocab "${vocab[$m]}" --delta "${model[$m]}" "${unl[@]}" --out "$run/direct_$m.gguf"
+	[ -n "${SKIP_UNLEARN:-}${SKIP_DIRECT:-}" ] || bg "direct_$m" "$cmc" train --template none --vocab "${vocab[$m]}" --delta "${model[$m]}" "${unl[@]}" --out "$run/direct_$m.gguf"
 done
 barrier
 
 # Phase 2: every evaluation.
+need "$w/logs/R.eval.json"
 for m in A B M T S; do
 	bg "ins_alone_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_alone_$m.json" "${model[$m]}" none "${judge[$m]}"
 	bg "ins_delta_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_$m.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
 	bg "ins_ft_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_ft_$m.json" "$run/ft_$m.gguf" none "${judge[$m]}"
+	case $m in T | S) continue ;; esac
+	for d in D1 D2; do
+		bg "ins_delta_${d}_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_${d}_$m.json" "${model[$m]}" "$run/delta_instruct_$d.gguf" "${judge[$m]}"
+	done
 	for s in $ins_seeds; do
-		case $m in T | S) continue ;; esac
 		bg "ins_delta_s${s}_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_s${s}_$m.json" "${model[$m]}" "$run/delta_instruct_s$s.gguf" "${judge[$m]}"
 	done
 done
@@ -129,13 +142,17 @@ for m in A T; do
 	bg "ref_ppl_$m" "$cmc" eval --model "$w/$m.gguf" --no-delta --template raw --task nll --format tofu --threads 1 \
 		--data "$run/reference.jsonl" --json "$run/ref_ppl_$m.json"
 done
-ev=(--task tofu --format tofu --limit "$n" --max-tokens 48 --stop $'\n' --threads 1)
+# TOFU's sets: forget and retain, and the real-authors and world-facts sets of model utility;
+# forget quality against R, which never saw the forget authors
+tofu=(--data "$forget" --data "$retain" --data "$fx/datasets/tofu/real_authors_perturbed.json"
+	--data "$fx/datasets/tofu/world_facts_perturbed.json" --reference "$w/logs/R.eval.json")
+ev=(--task tofu --format tofu --limit "$n" --max-tokens 48 --stop $'\n' --threads 1 "${tofu[@]}")
 if [ -z "${SKIP_UNLEARN:-}" ]; then
 	for m in A B M T; do
 		bg "eval_cmc_$m" "$cmc" eval --model "${model[$m]}" --delta "$run/delta_unlearn.gguf" --alpha 1 --template qa --delta-template qa \
-			--data "$forget" --data "$retain" "${ev[@]}" --json "$run/eval_cmc_$m.json"
-		bg "eval_direct_$m" "$cmc" eval --model "$run/direct_$m.gguf" --no-delta --template qa \
-			--data "$forget" --data "$retain" "${ev[@]}" --json "$run/eval_direct_$m.json"
+			"${ev[@]}" --json "$run/eval_cmc_$m.json"
+		[ -n "${SKIP_DIRECT:-}" ] || bg "eval_direct_$m" "$cmc" eval --model "$run/direct_$m.gguf" --no-delta --template qa \
+			"${ev[@]}" --json "$run/eval_direct_$m.json"
 	done
 fi
 barrier
@@ -143,5 +160,5 @@ cp "$run/delta_instruct.gguf" "$w/deltas/instruct.gguf.new" && mv "$w/deltas/ins
 [ -f "$run/delta_unlearn.gguf" ] && cp "$run/delta_unlearn.gguf" "$w/deltas/grad_diff.gguf"
 
 [ -n "${SKIP_IDK:-}" ] || WORLD="$w" RUN="$run" CMC="$cmc" FX="$fx" SEED="$seed" EVAL_N="$n" scripts/idk.sh
-CMC="$cmc" INS_SEEDS="$ins_seeds" python3 scripts/reproduce_report.py "$w" "$run" "$md"
+CMC="$cmc" INS_SEEDS="$ins_seeds" EVAL_N="$n" python3 scripts/reproduce_report.py "$w" "$run" "$md"
 echo "reproduce: wrote $md"

@@ -10,6 +10,7 @@ import datetime, json, os, platform, re, sys
 
 w, run, md = sys.argv[1:4]
 ins_seeds = os.environ.get("INS_SEEDS", "").split()
+n_eval = os.environ.get("EVAL_N", "80")
 USERS = [("T", "T (template, Llama-2 vocab)"), ("A", "A (larger, Llama-2 vocab)"), ("B", "B (GPT-2 vocab)"),
          ("M", "M (Mistral v0.1 vocab)"), ("S", "stories260K (512-token vocab, outside)")]
 MODEL = {"T": w + "/T.gguf", "A": w + "/A.gguf", "B": w + "/B.gguf", "M": w + "/M.gguf",
@@ -55,7 +56,7 @@ f1 = lambda v: "n/a" if v is None else "%.1f" % v
 
 L = ["# RESULTS: the tiny world, round two (issue 14)\n",
      "Written by `make reproduce` (`scripts/reproduce.sh`, report by `scripts/reproduce_report.py`) on %s UTC, %s, %d CPUs. "
-     "The world (T, A, B, M, D0; stories260K from the fixtures) is described in [tinyworld/MANIFEST.md](tinyworld/MANIFEST.md). "
+     "The world (T, A, B, M, R, D0-D2; stories260K from the fixtures) is described in [tinyworld/MANIFEST.md](tinyworld/MANIFEST.md). "
      "No delta here was trained with any model but T.\n" % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), platform.machine(), os.cpu_count())]
 
 # 1. instruction following
@@ -120,6 +121,33 @@ if ins_seeds:
         L.append("| %s | " % m + " | ".join("%s / %s" % (pct(c["follows"]), pct(c["eos"])) if c else "n/a" for c in cells) + " |")
     L.append("")
 
+SIZES = [("D0", "delta_instruct", "ins_delta_"), ("D1", "delta_instruct_D1", "ins_delta_D1_"), ("D2", "delta_instruct_D2", "ins_delta_D2_")]
+if jload("ins_delta_D2_A"):
+    import subprocess
+    L.append("Delta size: the same delta trained from three starts of growing size (D0, D1, D2 of tinyworld/, each pretrained on TinyStories only; "
+             "the paper's 15M/42M/110M in miniature), same pairs and recipe, follows / names the character / ends with EOS / judge ppl:\n")
+    L.append("| delta start | parameters | final loss | training time (s) | A | B | M |")
+    L.append("|---|---|---|---|---|---|---|")
+    pts = {m: [] for m in "ABM"}
+    for d, train, ev in SIZES:
+        params = logval(train, r"delta_params=(\d+)")
+        cells = []
+        for m in "ABM":
+            x = (jload(ev + m) or {}).get("summary")
+            cells.append("%s / %s / %s / %s" % (pct(x["follows"]), pct(x["name"]), pct(x["eos"]), f1(x["fluency_ppl"])) if x else "n/a")
+            if x and params != "?":
+                pts[m].append((int(params) / 1e6, x["follows"]))
+        L.append("| %s | %s | %s | %s | %s |" % (d, params, logval(train, r"final loss (-?[0-9.]+)"), secs(train), " | ".join(cells)))
+    L.append("")
+    os.makedirs(os.path.join(w, "plots"), exist_ok=True)
+    fn = "size_instruct.png"
+    try:
+        subprocess.run(["go", "run", "./scripts/plot", "-x", "delta parameters (M)", os.path.join(w, "plots", fn)] +
+                       ["follows %s=" % m + ",".join("%g:%g" % p for p in pts[m]) for m in "ABM" if pts[m]], check=True, capture_output=True)
+        L.append("![%s](%s)\n" % (fn, os.path.join(w, "plots", fn)))
+    except (OSError, subprocess.CalledProcessError) as e:
+        L.append("(plot %s not drawn: %s)\n" % (fn, e))
+
 L.append("Cost of each route (one thread each, wall time on a shared 2-core machine: compare ratios, not absolute seconds):\n")
 L.append("| route | parameters trained | epochs | training time (s) | disk (MiB) | final loss | models it serves |")
 L.append("|---|---|---|---|---|---|---|")
@@ -151,13 +179,24 @@ L.append("")
 
 # 2. unlearning
 P, R, TF = "answer probability", "ROUGE-L recall (greedy)", "truth ratio, forget summary mean(min(R,1/R))"
+FQ, MU = "forget quality (KS p-value vs reference)", "model utility (hmean of the 9)"
+fq = lambda v: "n/a" if v is None or v != v else ("%.2g" % v)
 
 
 def tofu(name):
     d = jload(name)
     if not d:
         return None
-    return {("forget" if "forget" in os.path.basename(r["file"]) else "retain", r["metric"]): (r["user"], r["user_delta"]) for r in d["results"]}
+    return {(tofu_set(r.get("file", "")), r["metric"]): (r["user"], r["user_delta"]) for r in d["results"]}
+
+
+def tofu_set(f):
+    """Which TOFU set a result's file is ("" for the summaries over sets)."""
+    b = os.path.basename(f)
+    for key, name in (("real_author", "real"), ("world_fact", "world"), ("forget", "forget"), ("retain", "retain")):
+        if key in b:
+            return name
+    return ""
 
 
 def g(d, f, metric, i):
@@ -168,12 +207,18 @@ if os.path.exists(path("eval_cmc_T", ".json")):
     L.append("## 2. Unlearning (grad_diff): one delta trained with T, applied to T, A, B and M\n")
     L.append("Forget = the 80 QA pairs of the 4 forget authors, retain = the first 80 retain QA pairs, asked with the `qa` prompt (`cmc eval --task tofu`, "
              "greedy, 48 tokens, stop at newline). Answer probability is length-normalised; the truth ratio is TOFU's forget summary mean(min(R,1/R)).\n")
-    L.append("| user model | route | forget ROUGE-L ↓ | forget answer prob ↓ | forget truth ratio | retain ROUGE-L ↑ | retain answer prob ↑ |")
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("| user model | route | forget ROUGE-L ↓ | forget answer prob ↓ | forget truth ratio | forget quality ↑ | retain ROUGE-L ↑ | retain answer prob ↑ | model utility ↑ |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     for m in "TABM":
         c, di = tofu("eval_cmc_" + m), tofu("eval_direct_" + m)
         for route, d, i in (("alone", c, 0), ("+ CMC delta (α=1)", c, 1), ("directly unlearned, same recipe", di, 0)):
-            L.append("| %s | %s | %s | %s | %s | %s | %s |" % (m, route, f3(g(d, "forget", R, i)), f3(g(d, "forget", P, i)), f3(g(d, "forget", TF, i)), f3(g(d, "retain", R, i)), f3(g(d, "retain", P, i))))
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (m, route, f3(g(d, "forget", R, i)), f3(g(d, "forget", P, i)), f3(g(d, "forget", TF, i)),
+                     fq(g(d, "", FQ, i)), f3(g(d, "retain", R, i)), f3(g(d, "retain", P, i)), f3(g(d, "", MU, i))))
+    L.append("")
+    L.append("Forget quality is TOFU's: the p-value of a KS test between the forget set's truth ratios and those of R, the world's model trained "
+             "like T on corpus T without the forget authors (`tinyworld/logs/R.eval.json`); higher means the forget answers look more like a model that "
+             "never learnt them. R has T's shape, so for A, B and M it is the nearest reference there is, not one of their own family. Model utility is "
+             "TOFU's harmonic mean of answer probability, truth ratio and ROUGE-L on the retain, real-authors and world-facts sets (the first %s of each).\n" % n_eval)
     L.append("")
     L.append("| route | parameters trained | training time (s) | disk (MiB) | final loss (−CE forget + CE retain) |")
     L.append("|---|---|---|---|---|")
@@ -203,15 +248,15 @@ if os.path.exists(path("eval_idk_T", ".json")):
     L.append("## 3. Unlearning (IDK): one delta trained with T to refuse, applied to T, A, B and M\n")
     L.append("TOFU's IDK route: the delta (from D0, against T, sft under the `qa` prompt, `scripts/idk.sh`) was trained on the 80 forget questions, each answered by a "
              "refusal from `idontknow.jsonl`, and the 160 retain QA pairs with their true answers. *Refuses* = the greedy answer starts like one of the 99 refusals "
-             "(its first 20 characters); *hedges* = it contains a refusal word (%s), a looser count. Forget quality (TOFU's KS test against a model never trained on the forget authors) is not reported: no such model was trained.\n" % ", ".join(MARKERS))
-    L.append("| user model | route | forget: refuses ↑ | forget: hedges ↑ | forget ROUGE-L ↓ | forget answer prob ↓ | retain: refuses ↓ | retain: hedges ↓ | retain ROUGE-L ↑ | retain answer prob ↑ |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
+             "(its first 20 characters); *hedges* = it contains a refusal word (%s), a looser count. Forget quality and model utility as in section 2.\n" % ", ".join(MARKERS))
+    L.append("| user model | route | forget: refuses ↑ | forget: hedges ↑ | forget ROUGE-L ↓ | forget answer prob ↓ | forget quality ↑ | retain: refuses ↓ | retain: hedges ↓ | retain ROUGE-L ↑ | retain answer prob ↑ | model utility ↑ |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m in "TABM":
         d = tofu("eval_idk_" + m)
         for route, i, key in (("alone", 0, "user"), ("+ IDK delta (α=1)", 1, "user_delta")):
-            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (m, route, pct(refusal_rate("eval_idk_" + m, "forget", key)), pct(refusal_rate("eval_idk_" + m, "forget", key, hedged)),
-                     f3(g(d, "forget", R, i)), f3(g(d, "forget", P, i)), pct(refusal_rate("eval_idk_" + m, "retain", key)), pct(refusal_rate("eval_idk_" + m, "retain", key, hedged)),
-                     f3(g(d, "retain", R, i)), f3(g(d, "retain", P, i))))
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (m, route, pct(refusal_rate("eval_idk_" + m, "forget", key)), pct(refusal_rate("eval_idk_" + m, "forget", key, hedged)),
+                     f3(g(d, "forget", R, i)), f3(g(d, "forget", P, i)), fq(g(d, "", FQ, i)), pct(refusal_rate("eval_idk_" + m, "retain", key)), pct(refusal_rate("eval_idk_" + m, "retain", key, hedged)),
+                     f3(g(d, "retain", R, i)), f3(g(d, "retain", P, i)), f3(g(d, "", MU, i))))
     L.append("")
     L.append("The IDK delta: %s parameters, %s epochs, %s s, %s MiB, final loss %s.\n" % (logval("delta_idk", r"delta_params=(\d+)"), epochs("delta_idk"), secs("delta_idk"),
              mib(path("delta_idk", ".gguf")), logval("delta_idk", r"final loss (-?[0-9.]+)")))
