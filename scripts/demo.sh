@@ -10,8 +10,9 @@
 #   2. unlearning: a forgotten author's question and a kept author's, alone, with
 #      tinyworld/deltas/grad_diff.gguf and with tinyworld/deltas/idk.gguf (trained to refuse).
 # What it shows (RESULTS.md): with the instruct delta the models write and end a story opening,
-# but with the names it was trained on, not the asked ones; the IDK delta does not yet produce
-# clean refusals on these weak models.
+# but with the names it was trained on, not the asked ones (the user models copy a name from a
+# story's title, not across the chat prompt); the IDK delta lowers the forgotten answers'
+# probability but does not yet produce clean refusals on these weak models.
 # Under a minute on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."

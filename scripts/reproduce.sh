@@ -17,7 +17,8 @@
 # Env: WORLD (tinyworld), RUN (build/reproduce), OUT_MD (RESULTS.md), CMC (bin/cmc), JOBS (2),
 # SEED (1), INS_EPOCHS (8), INS_LR (2e-3), FT_EPOCHS (3), FT_LR (1e-3), UNL_EPOCHS (30),
 # UNL_LR (1e-3), EVAL_N (80), INS_SEEDS ("2": extra seeds of the instruct delta, on A, B, M; "" for none),
-# SKIP_UNLEARN, SKIP_DIRECT (the direct grad_diff baselines), SKIP_IDK (3. IDK unlearning, scripts/idk.sh), WAIT_FOR_MODELS (start while the world is still being built: wait for each model file).
+# SKIP_UNLEARN, DIRECT (1: also unlearn each model directly with grad_diff, a baseline that adds
+# about 20 minutes), SKIP_IDK (3. IDK unlearning, scripts/idk.sh), WAIT_FOR_MODELS (start while the world is still being built: wait for each model file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fx=${FX:-../shared/fixtures}
@@ -102,7 +103,9 @@ for m in T S M B A; do
 	bg "ft_$m" "$cmc" train --template none --vocab "${vocab[$m]}" --delta "${model[$m]}" "${ins[@]}" \
 		--epochs "$ft_epochs" --lr "$ft_lr" --seed "$seed" --out "$run/ft_$m.gguf"
 	case $m in S) continue ;; esac
-	[ -n "${SKIP_UNLEARN:-}${SKIP_DIRECT:-}" ] || bg "direct_$m" "$cmc" train --template none --vocab "${vocab[$m]}" --delta "${model[$m]}" "${unl[@]}" --out "$run/direct_$m.gguf"
+	if [ -z "${SKIP_UNLEARN:-}" ] && [ -n "${DIRECT:-}" ]; then
+		bg "direct_$m" "$cmc" train --template none --vocab "${vocab[$m]}" --delta "${model[$m]}" "${unl[@]}" --out "$run/direct_$m.gguf"
+	fi
 done
 barrier
 
@@ -151,7 +154,7 @@ if [ -z "${SKIP_UNLEARN:-}" ]; then
 	for m in A B M T; do
 		bg "eval_cmc_$m" "$cmc" eval --model "${model[$m]}" --delta "$run/delta_unlearn.gguf" --alpha 1 --template qa --delta-template qa \
 			"${ev[@]}" --json "$run/eval_cmc_$m.json"
-		[ -n "${SKIP_DIRECT:-}" ] || bg "eval_direct_$m" "$cmc" eval --model "$run/direct_$m.gguf" --no-delta --template qa \
+		[ -z "${DIRECT:-}" ] || bg "eval_direct_$m" "$cmc" eval --model "$run/direct_$m.gguf" --no-delta --template qa \
 			"${ev[@]}" --json "$run/eval_direct_$m.json"
 	done
 fi

@@ -124,7 +124,7 @@ if ins_seeds:
 SIZES = [("D0", "delta_instruct", "ins_delta_"), ("D1", "delta_instruct_D1", "ins_delta_D1_"), ("D2", "delta_instruct_D2", "ins_delta_D2_")]
 if jload("ins_delta_D2_A"):
     import subprocess
-    L.append("Delta size: the same delta trained from three starts of growing size (D0, D1, D2 of tinyworld/, each pretrained on TinyStories only; "
+    L.append("Delta size: the same delta trained from three starts of growing size (D0, D1, D2 of tinyworld/, each pretrained on the renamed TinyStories and copy drills only; "
              "the paper's 15M/42M/110M in miniature), same pairs and recipe, follows / names the character / ends with EOS / judge ppl:\n")
     L.append("| delta start | parameters | final loss | training time (s) | A | B | M |")
     L.append("|---|---|---|---|---|---|---|")
@@ -211,7 +211,7 @@ if os.path.exists(path("eval_cmc_T", ".json")):
     L.append("|---|---|---|---|---|---|---|---|---|")
     for m in "TABM":
         c, di = tofu("eval_cmc_" + m), tofu("eval_direct_" + m)
-        for route, d, i in (("alone", c, 0), ("+ CMC delta (α=1)", c, 1), ("directly unlearned, same recipe", di, 0)):
+        for route, d, i in (("alone", c, 0), ("+ CMC delta (α=1)", c, 1)) + ((("directly unlearned, same recipe", di, 0),) if di else ()):
             L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (m, route, f3(g(d, "forget", R, i)), f3(g(d, "forget", P, i)), f3(g(d, "forget", TF, i)),
                      fq(g(d, "", FQ, i)), f3(g(d, "retain", R, i)), f3(g(d, "retain", P, i)), f3(g(d, "", MU, i))))
     L.append("")
@@ -222,7 +222,7 @@ if os.path.exists(path("eval_cmc_T", ".json")):
     L.append("")
     L.append("| route | parameters trained | training time (s) | disk (MiB) | final loss (−CE forget + CE retain) |")
     L.append("|---|---|---|---|---|")
-    for name, label in [("delta_unlearn", "CMC: one delta, trained with T")] + [("direct_" + m, "unlearn %s itself" % m) for m in "TABM"]:
+    for name, label in [("delta_unlearn", "CMC: one delta, trained with T")] + [("direct_" + m, "unlearn %s itself" % m) for m in "TABM" if secs("direct_" + m) is not None]:
         L.append("| %s | %s | %s | %s | %s |" % (label, logval(name, r"delta_params=(\d+)"), secs(name), mib(path(name, ".gguf")), logval(name, r"final loss (-?[0-9.]+)")))
     L.append("")
 

@@ -15,8 +15,8 @@ roles = {
     "M": "user M: Mistral-7B v0.1 vocabulary (32000 SentencePiece tokens, not Llama-2's), reached through the token map; corpus A in another order",
     "R": "reference: T's shape, seed and recipe on corpus T without the 4 forget authors' facts, the model TOFU's forget quality compares with (it never learnt what is forgotten)",
     "D0": "delta start: Llama-2 vocabulary, smaller than all, pretrained for 2 epochs on the TinyStories stories only (never saw a TOFU answer)",
-    "D1": "delta start, middle size of the size sweep (dim 64, 3 layers): D0's data and recipe",
-    "D2": "delta start, largest of the size sweep (T's shape: dim 96, 4 layers): D0's data and recipe",
+    "D1": "delta start: the middle size of the size sweep (dim 64, 3 layers): D0's data and recipe",
+    "D2": "delta start: the largest of the size sweep (T's shape: dim 96, 4 layers): D0's data and recipe",
 }
 
 
