@@ -15,7 +15,8 @@ Then scores:
   eos       it ended with the end-of-generation token within the 60 tokens
   fluency   perplexity of the stories under JUDGE (a model that did not write them), as plain
             text with no prompt: CMC eval --task nll --template raw
-OUT.json holds the summary and every generation. Env INSTRUCT_LIMIT=N: the first N queries only; INSTRUCT_ALPHA: the delta's strength (1).
+OUT.json holds the summary and every generation. Env INSTRUCT_LIMIT=N: the first N queries only; INSTRUCT_ALPHA: the delta's strength (1);
+INSTRUCT_DELTA_TEMPLATE: the delta's prompt template (default: TEMPLATE, the user's).
 """
 import json, os, re, subprocess, sys, tempfile
 
@@ -30,7 +31,7 @@ STAT = re.compile(r"msg=generated tokens=(\d+) finish=(\w+)")
 rows = []
 for q in queries:
     cmd = [cmc, "generate", "--model", model, "--template", template, "--temp", "0", "--max-tokens", "60", "--threads", "1", "--stats", "--prompt", q["question"]]
-    cmd += ["--no-delta"] if delta == "none" else ["--delta", delta, "--delta-template", "open-instruct", "--alpha", os.environ.get("INSTRUCT_ALPHA", "1")]
+    cmd += ["--no-delta"] if delta == "none" else ["--delta", delta, "--delta-template", os.environ.get("INSTRUCT_DELTA_TEMPLATE", template), "--alpha", os.environ.get("INSTRUCT_ALPHA", "1")]
     p = subprocess.run(cmd, capture_output=True, encoding="utf-8", errors="replace")  # a byte token can end mid-character
     m = STAT.search(p.stderr)
     if p.returncode != 0 or not m:
