@@ -60,8 +60,17 @@ L = ["# The tiny world, round two (issue 14)\n",
      "- `pretrain_R.jsonl` (R; %s rows): corpus T without the forget authors' facts." % rows("pretrain_R.jsonl"),
      "- `instruct_train.jsonl` (%s pairs) and `instruct_eval.jsonl` (%s queries on held-out names and creatures): the instruction-following experiment, see RESULTS.md.\n" % (rows("instruct_train.jsonl"), rows("instruct_eval.jsonl")),
      "## Models\n",
-     "| file | role | parameters | MiB | epochs × rows | final loss | training time (s) | forget ROUGE-L (qa) | retain ROUGE-L (qa) | forget ROUGE-L (open-instruct, unseen) | retain ROUGE-L (open-instruct, unseen) | copies a held-out character (name / creature / both) |",
+     "| file | role | parameters | MiB | epochs × rows | loss (mean of the last 50 steps) | training time (s) | forget ROUGE-L (qa) | retain ROUGE-L (qa) | forget ROUGE-L (open-instruct, unseen) | retain ROUGE-L (open-instruct, unseen) | copies a held-out character (name / creature / both) |",
      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def tail_loss(name, steps=50):
+    """The mean loss of the last steps of NAME.loss.csv: the final step's loss is one batch's, too noisy to compare models by."""
+    p = os.path.join(out, name + ".loss.csv")
+    if not os.path.exists(p):
+        return "?"
+    losses = [float(l.split(",")[2]) for l in open(p).read().splitlines()[1:] if l]
+    return "%.3f" % (sum(losses[-steps:]) / len(losses[-steps:])) if losses else "?"
 
 
 def copies(name):
@@ -74,7 +83,6 @@ details, samples = [], []
 for m in MODELS:
     log = read(os.path.join(logs, m + ".log"))
     params = re.search(r"delta_params=(\d+)", log)
-    loss = re.search(r"final loss (-?[0-9.]+)", log)
     steps = re.search(r"sequences=(\d+) ", log)
     cmd = read(os.path.join(logs, m + ".cmd")).strip()
     ep = re.search(r"--epochs (\d+)", cmd)
@@ -84,7 +92,7 @@ for m in MODELS:
     qa, oi = metrics(m + ".eval.json"), metrics(m + ".eval_oi.json")
     L.append("| `%s.gguf` | %s | %s | %.1f | %s × %s | %s | %s | %s | %s | %s | %s | %s |" % (
         m, roles[m].split(":")[0], params.group(1) if params else "?", mib, ep.group(1) if ep else "?",
-        steps.group(1) if steps else "?", loss.group(1) if loss else "?", sec,
+        steps.group(1) if steps else "?", tail_loss(m), sec,
         f3(qa, ("forget", R)), f3(qa, ("retain", R)), f3(oi, ("forget", R)), f3(oi, ("retain", R)), copies(m)))
     sha = hashlib.sha256(open(gg, "rb").read()).hexdigest()[:16] if os.path.exists(gg) else "?"
     seed = re.search(r"--seed (\d+)", cmd)
