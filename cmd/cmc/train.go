@@ -276,10 +276,27 @@ func runTrain(c *cli.Context) error {
 	}
 	final := ""
 	if len(history) > 0 {
-		final = fmt.Sprintf(", final loss %.4f", history[len(history)-1].Loss)
+		loss, n := recentLoss(history, 50)
+		final = fmt.Sprintf(", final loss %.4f over the last %d steps", loss, n)
 	}
 	fmt.Printf("wrote %s (%d steps%s); loss curve %s\n", paths.out, opt.Step, final, paths.lossCSV)
 	return nil
+}
+
+// recentLoss is the loss of the last n steps of history (or all, if fewer),
+// weighted by each step's labelled tokens as one step's mean is: one step's
+// loss is one batch's, too noisy to compare runs by.
+func recentLoss(history []control.Step, n int) (loss float64, steps int) {
+	recent := history[max(0, len(history)-n):]
+	var sum, tokens float64
+	for _, st := range recent {
+		sum += st.Loss * float64(st.Tokens)
+		tokens += float64(st.Tokens)
+	}
+	if tokens == 0 {
+		return recent[len(recent)-1].Loss, len(recent)
+	}
+	return sum / tokens, len(recent)
 }
 
 // interruptedBefore reports a Ctrl-C that arrived before phase began.

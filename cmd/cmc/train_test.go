@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cmc-dev/cmc/control"
 	"github.com/cmc-dev/cmc/delta"
 	"github.com/cmc-dev/cmc/gguf"
 )
@@ -456,5 +457,22 @@ func TestResumeRefusesAnotherRun(t *testing.T) {
 	}
 	if b, err := cmcCommand(f.args(out, 1, "--resume")...).CombinedOutput(); err != nil {
 		t.Fatalf("resuming the same run: %v\n%s", err, b)
+	}
+}
+
+// The reported final loss is the token-weighted mean of the last steps, not
+// the last batch's.
+func TestRecentLoss(t *testing.T) {
+	history := []control.Step{{Loss: 10, Tokens: 1}, {Loss: 1, Tokens: 3}, {Loss: 2, Tokens: 1}}
+	for _, c := range []struct {
+		n, steps int
+		want     float64
+	}{{2, 2, 1.25}, {50, 3, 3}, {1, 1, 2}} {
+		if got, steps := recentLoss(history, c.n); got != c.want || steps != c.steps {
+			t.Errorf("recentLoss(n=%d) = %v over %d steps, want %v over %d", c.n, got, steps, c.want, c.steps)
+		}
+	}
+	if got, _ := recentLoss([]control.Step{{Loss: 4}}, 50); got != 4 {
+		t.Errorf("recentLoss of a step with no labelled tokens = %v, want its own loss 4", got)
 	}
 }
