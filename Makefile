@@ -60,7 +60,7 @@ fuzz: headers
 demo: build
 	scripts/demo.sh
 
-# The tiny world of issue 7 (tinyworld/, tinyworld/MANIFEST.md) and its experiments (RESULTS.md).
+# The tiny world (tinyworld/, tinyworld/MANIFEST.md) and its experiments (RESULTS.md), issues 7 and 14.
 .PHONY: tinyworld reproduce
 tinyworld: build
 	scripts/tinyworld.sh

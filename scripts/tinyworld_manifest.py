@@ -44,7 +44,7 @@ L = ["# The tiny world, round two (issue 14)\n",
      "Eight GGUF models trained from random init by `make tinyworld` (`scripts/tinyworld.sh`) with `cmc train --template none`; "
      "each runs in llama.cpp (cmc eval/generate load them as user or template models). They are trained in F16 (`--f16`, norms F32) and stored as Q8_0 "
      "by `cmc quantize` (llama.cpp's quantizer), so that the world fits in 60 MiB; D0, whose 48-wide rows have no Q8_0 blocks, stays F16. "
-     "A sixth user model, `stories260K` (`../shared/fixtures/models/stories260K/stories260K.gguf`, its own 512-token vocabulary), was trained by nobody here.\n",
+     "One more user model, `stories260K` (`../shared/fixtures/models/stories260K/stories260K.gguf`, its own 512-token vocabulary), was trained by nobody here.\n",
      "## Data (`tinyworld/data`, made by `scripts/tinyworld_corpus.py` and `scripts/instruct_pairs.py`, deterministic)\n",
      "- `forget.jsonl`: TOFU forget10 authors 1-4 (rows 1-80 of forget10_perturbed.json: question, answer, paraphrased and perturbed answers)",
      "- `retain.jsonl`: TOFU retain authors 1-8 (rows 1-160 of retain_perturbed.json, the same fields)",
