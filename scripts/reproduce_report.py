@@ -11,10 +11,9 @@ import datetime, json, os, platform, re, sys
 w, run, md = sys.argv[1:4]
 ins_seeds = os.environ.get("INS_SEEDS", "").split()
 n_eval = os.environ.get("EVAL_N", "80")
+fx = os.environ.get("FX", "../shared/fixtures")
 USERS = [("T", "T (template, Llama-2 vocab)"), ("A", "A (larger, Llama-2 vocab)"), ("B", "B (GPT-2 vocab)"),
          ("M", "M (Mistral v0.1 vocab)"), ("S", "stories260K (512-token vocab, outside)")]
-MODEL = {"T": w + "/T.gguf", "A": w + "/A.gguf", "B": w + "/B.gguf", "M": w + "/M.gguf",
-         "S": "../shared/fixtures/models/stories260K/stories260K.gguf"}
 
 
 def path(name, ext):
@@ -227,7 +226,7 @@ if os.path.exists(path("eval_cmc_T", ".json")):
     L.append("")
 
 if os.path.exists(path("eval_idk_T", ".json")):
-    refusals = [l.strip() for l in open("../shared/fixtures/datasets/tofu/idontknow.jsonl") if l.strip()]
+    refusals = [l.strip() for l in open(fx + "/datasets/tofu/idontknow.jsonl") if l.strip()]
 
     MARKERS = ("i'm", "don't", "not sure", "not certain", "uncertain", "knowledge", "information", "beyond", "unable", "can't", "cannot", "no idea")
 
