@@ -29,25 +29,17 @@ func (e *evaluator) remoteTOFUItem(set metrics.TOFUSet, ex data.Example) (Item, 
 	}
 	answers := scoredAnswers(ex)
 	opt := control.Options{MaxTokens: e.maxTokens, Stop: e.stop}
-	genA, err := e.rm.RemoteGenerate(e.ctx, text, deltaIDs, 0, opt, nil)
-	if err != nil {
-		return it, err
-	}
-	genC := genA
-	if e.withDelta {
-		if genC, err = e.rm.RemoteGenerate(e.ctx, text, deltaIDs, e.rm.Alpha, opt, nil); err != nil {
-			return it, err
-		}
-	}
-	meanA, meanC := make([]float64, len(answers)), make([]float64, len(answers))
-	for i, a := range answers {
-		alone, controlled, err := e.rm.RemoteScoreAfter(e.ctx, text, a, deltaIDs)
-		if err != nil {
-			return it, err
-		}
-		meanA[i], meanC[i] = metrics.MeanLogProb(alone), metrics.MeanLogProb(controlled)
-	}
-	it.User = newTOFUScores(set, ex, genA.Text, genA.FinishReason, meanA)
-	it.Delta = newTOFUScores(set, ex, genC.Text, genC.FinishReason, meanC)
-	return it, nil
+	return e.measure(it, set, ex, len(answers), answerer{
+		generate: func(alone bool) (string, string, error) {
+			alpha := e.rm.Alpha
+			if alone {
+				alpha = 0
+			}
+			g, err := e.rm.RemoteGenerate(e.ctx, text, deltaIDs, alpha, opt, nil)
+			return g.Text, g.FinishReason, err
+		},
+		score: func(i int) ([]float64, []float64, error) {
+			return e.rm.RemoteScoreAfter(e.ctx, text, answers[i], deltaIDs)
+		},
+	})
 }

@@ -78,26 +78,48 @@ func (e *evaluator) tofuItem(set metrics.TOFUSet, ex data.Example) (Item, error)
 	}
 	opt := control.Options{MaxTokens: min(e.maxTokens, size-len(p.user)), Stop: e.stop}
 
-	genA, err := e.sc.Generate(e.ctx, p.user, p.delta, opt, true)
+	return e.measure(it, set, ex, len(answers), answerer{
+		generate: func(alone bool) (string, string, error) {
+			g, err := e.sc.Generate(e.ctx, p.user, p.delta, opt, alone)
+			return g.Text, g.FinishReason, err
+		},
+		score: func(i int) ([]float64, []float64, error) {
+			return e.sc.Score(e.ctx, prompts[i], deltaPrompts[i], targets[i])
+		},
+	})
+}
+
+// answerer is how a TOFU question reaches the user model, run here or
+// served: a greedy answer, alone or with the delta, and the per-token
+// log-probs of the i-th of scoredAnswers, alone and controlled.
+type answerer struct {
+	generate func(alone bool) (text, finish string, err error)
+	score    func(i int) (alone, controlled []float64, err error)
+}
+
+// measure records both greedy answers in it (one, when there is no delta)
+// and the mean log-probs of the n scored answers.
+func (e *evaluator) measure(it Item, set metrics.TOFUSet, ex data.Example, n int, a answerer) (Item, error) {
+	textA, finishA, err := a.generate(true)
 	if err != nil {
 		return it, err
 	}
-	genC := genA
+	textC, finishC := textA, finishA
 	if e.withDelta {
-		if genC, err = e.sc.Generate(e.ctx, p.user, p.delta, opt, false); err != nil {
+		if textC, finishC, err = a.generate(false); err != nil {
 			return it, err
 		}
 	}
-	meanA, meanC := make([]float64, len(answers)), make([]float64, len(answers))
-	for i := range answers {
-		a, c, err := e.sc.Score(e.ctx, prompts[i], deltaPrompts[i], targets[i])
+	meanA, meanC := make([]float64, n), make([]float64, n)
+	for i := range n {
+		alone, controlled, err := a.score(i)
 		if err != nil {
 			return it, err
 		}
-		meanA[i], meanC[i] = metrics.MeanLogProb(a), metrics.MeanLogProb(c)
+		meanA[i], meanC[i] = metrics.MeanLogProb(alone), metrics.MeanLogProb(controlled)
 	}
-	it.User = newTOFUScores(set, ex, genA.Text, genA.FinishReason, meanA)
-	it.Delta = newTOFUScores(set, ex, genC.Text, genC.FinishReason, meanC)
+	it.User = newTOFUScores(set, ex, textA, finishA, meanA)
+	it.Delta = newTOFUScores(set, ex, textC, finishC, meanC)
 	return it, nil
 }
 
