@@ -6,7 +6,7 @@ usage: reproduce_report.py WORLD RUN RESULTS.md
 The tables are regenerated from RUN by every run; WORLD/READING.md, the hand-written
 reading of one run, is appended as it is.
 """
-import datetime, json, os, platform, re, sys
+import datetime, json, os, platform, re, subprocess, sys
 
 w, run, md = sys.argv[1:4]
 ins_seeds = os.environ.get("INS_SEEDS", "").split()
@@ -47,6 +47,17 @@ def epochs(name):
 
 def mib(p):
     return "%.1f" % (os.path.getsize(p) / 2**20) if os.path.exists(p) else "?"
+
+
+def plot(fn, series, x_label):
+    """Draws series (NAME=x:y,...) into WORLD/plots/fn with scripts/plot; the Markdown that shows it."""
+    out = os.path.join(w, "plots", fn)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    try:
+        subprocess.run(["go", "run", "./scripts/plot", "-x", x_label, out] + series, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        return "(plot %s not drawn: %s)" % (fn, e)
+    return "![%s](%s)" % (fn, out)
 
 
 pct = lambda v: "n/a" if v is None else "%.0f%%" % (100 * v)
@@ -122,7 +133,6 @@ if ins_seeds:
 
 SIZES = [("D0", "delta_instruct", "ins_delta_"), ("D1", "delta_instruct_D1", "ins_delta_D1_"), ("D2", "delta_instruct_D2", "ins_delta_D2_")]
 if jload("ins_delta_D2_A"):
-    import subprocess
     L.append("Delta size: the same delta trained from three starts of growing size (D0, D1, D2 of tinyworld/, each pretrained on the renamed TinyStories and copy drills only; "
              "the paper's 15M/42M/110M in miniature), same pairs and recipe, follows / names the character / ends with EOS / judge ppl:\n")
     L.append("| delta start | parameters | final loss | training time (s) | A | B | M |")
@@ -138,14 +148,7 @@ if jload("ins_delta_D2_A"):
                 pts[m].append((int(params) / 1e6, x["follows"]))
         L.append("| %s | %s | %s | %s | %s |" % (d, params, logval(train, r"final loss (-?[0-9.]+)"), secs(train), " | ".join(cells)))
     L.append("")
-    os.makedirs(os.path.join(w, "plots"), exist_ok=True)
-    fn = "size_instruct.png"
-    try:
-        subprocess.run(["go", "run", "./scripts/plot", "-x", "delta parameters (M)", os.path.join(w, "plots", fn)] +
-                       ["follows %s=" % m + ",".join("%g:%g" % p for p in pts[m]) for m in "ABM" if pts[m]], check=True, capture_output=True)
-        L.append("![%s](%s)\n" % (fn, os.path.join(w, "plots", fn)))
-    except (OSError, subprocess.CalledProcessError) as e:
-        L.append("(plot %s not drawn: %s)\n" % (fn, e))
+    L.append(plot("size_instruct.png", ["follows %s=" % m + ",".join("%g:%g" % p for p in pts[m]) for m in "ABM" if pts[m]], "delta parameters (M)") + "\n")
 
 L.append("Cost of each route (one thread each, wall time on a shared 2-core machine: compare ratios, not absolute seconds):\n")
 L.append("| route | parameters trained | epochs | training time (s) | disk (MiB) | final loss | models it serves |")
@@ -261,7 +264,6 @@ if os.path.exists(path("eval_idk_T", ".json")):
              mib(path("delta_idk", ".gguf")), logval("delta_idk", r"final loss (-?[0-9.]+)")))
 
 if jload("sweep_ins_B_2") or jload("sweep_unl_B_2"):
-    import subprocess
     L.append("## 4. Alpha sweep on B (GPT-2 vocabulary)\n")
     L.append("α scales the delta's logits (α = 0 is B alone, α = 1 the rows above). Plots by `scripts/plot` (internal/lossplot) in `tinyworld/plots/`.\n")
     ins = [(0.0, S.get(("B", "ins_alone_"))), (1.0, S.get(("B", "ins_delta_")))]
@@ -278,17 +280,12 @@ if jload("sweep_ins_B_2") or jload("sweep_unl_B_2"):
         L.append("| %g | %s | %s | %s | %s | %s | %s | %s |" % (a, pct(x["follows"]) if x else "", pct(x["eos"]) if x else "", f1(x["fluency_ppl"]) if x else "",
                  f3(g(d, "forget", P, i)), f3(g(d, "forget", R, i)), f3(g(d, "retain", P, i)), f3(g(d, "retain", R, i))))
     L.append("")
-    os.makedirs(os.path.join(w, "plots"), exist_ok=True)
     plots = [("alpha_instruct_B.png", ["EOS rate=" + ",".join("%g:%g" % (a, x["eos"]) for a, x in ins),
                                        "follows=" + ",".join("%g:%g" % (a, x["follows"]) for a, x in ins)]),
              ("alpha_grad_diff_B.png", ["forget answer prob=" + ",".join("%g:%g" % (a, g(d, "forget", P, i)) for a, d, i in unl),
                                         "retain answer prob=" + ",".join("%g:%g" % (a, g(d, "retain", P, i)) for a, d, i in unl)])]
     for fn, series in plots:
-        try:
-            subprocess.run(["go", "run", "./scripts/plot", os.path.join(w, "plots", fn)] + series, check=True, capture_output=True)
-            L.append("![%s](%s) " % (fn, os.path.join(w, "plots", fn)))
-        except (OSError, subprocess.CalledProcessError) as e:
-            L.append("(plot %s not drawn: %s)" % (fn, e))
+        L.append(plot(fn, series, "alpha") + " ")
     L.append("")
     L.append("x: α; y: rate or probability (first: the instruct delta on held-out queries; second: the grad_diff delta).\n")
 
