@@ -11,11 +11,15 @@
 #   3. unlearning (IDK): one delta trained with T to refuse the forget questions (scripts/idk.sh).
 #   Unlearning is scored with TOFU's metrics: forget quality against R (the world's model trained
 #   without the forget authors, its eval in WORLD/logs/R.eval.json) and model utility.
-#   4. delta size: the instruct delta also from the larger starts D1 and D2, on A, B and M;
+#   4. delta size: the instruct delta from each of the three starts D0, D1, D2 (INS_START is the
+#      one of sections 1 and 4's alpha sweep, the committed deltas/instruct.gguf), on A, B and M;
 #      alpha: both deltas at 0.5 and 2 on B.
 #
+# A job that finished in an earlier run into the same RUN (its NAME.seconds exists) is not run again,
+# so an interrupted reproduce resumes; FRESH=1 (or another RUN) starts over.
+#
 # Env: WORLD (tinyworld), RUN (build/reproduce), OUT_MD (RESULTS.md), CMC (bin/cmc), JOBS (2),
-# SEED (1), INS_EPOCHS (8), INS_LR (2e-3), FT_EPOCHS (3), FT_LR (1e-3), UNL_EPOCHS (30),
+# SEED (1), INS_START (D1), INS_EPOCHS (16), INS_LR (3e-3), FT_EPOCHS (1), FT_LR (1e-3), UNL_EPOCHS (30),
 # UNL_LR (1e-3), EVAL_N (80), INS_SEEDS ("2": extra seeds of the instruct delta, on A, B, M; "" for none),
 # SKIP_UNLEARN, DIRECT (1: also unlearn each model directly with grad_diff, a baseline that adds
 # about 20 minutes), SKIP_IDK (3. IDK unlearning, scripts/idk.sh), WAIT_FOR_MODELS (start while the world is still being built: wait for each model file).
@@ -27,15 +31,17 @@ run=${RUN:-build/reproduce}
 md=${OUT_MD:-RESULTS.md}
 n=${EVAL_N:-80}
 seed=${SEED:-1}
-ins_epochs=${INS_EPOCHS:-8}
-ins_lr=${INS_LR:-2e-3}
-ft_epochs=${FT_EPOCHS:-3}
+ins_start=${INS_START:-D1}
+ins_epochs=${INS_EPOCHS:-16}
+ins_lr=${INS_LR:-3e-3}
+ft_epochs=${FT_EPOCHS:-1}
 ft_lr=${FT_LR:-1e-3}
 unl_epochs=${UNL_EPOCHS:-30}
 unl_lr=${UNL_LR:-1e-3}
 ins_seeds=${INS_SEEDS-2}
 cmc=${CMC:-bin/cmc}
 [ -x "$cmc" ] || make build
+[ -z "${FRESH:-}" ] || rm -rf "$run"
 mkdir -p "$run" "$w/deltas"
 : >"$run/commands.sh"
 s260=$fx/models/stories260K/stories260K.gguf
@@ -56,6 +62,7 @@ x() {
 	printf '%q ' "$@" | sed 's/ $//' >"$run/$name.cmd"
 	cat "$run/$name.cmd" >>"$run/commands.sh"
 	echo >>"$run/commands.sh"
+	[ ! -e "$run/$name.seconds" ] || { echo "reproduce: $name (done in an earlier run)" >&2; return 0; }
 	echo "reproduce: $name" >&2
 	local t0=$SECONDS
 	"$@" >"$run/$name.log" 2>&1 || { echo "reproduce: $name failed, see $run/$name.log" >&2; tail -n 20 "$run/$name.log" >&2; exit 1; }
@@ -79,22 +86,23 @@ need "$w/D0.gguf"
 python3 scripts/instruct_pairs.py "$w/data/stories.jsonl" "$w/data"
 
 # Phase 1: every training (one thread each, $JOBS at a time).
-ins=(--objective sft --data "$pairs" --format tofu --prompt-template open-instruct --max-len 160 --batch 16
+ins=(--objective sft --data "$pairs" --format tofu --prompt-template open-instruct --max-len 160 --batch 8
 	--micro-batch 8 --warmup 0.03 --threads 1 --checkpoint-every 100000 --f16)
 unl=(--objective grad_diff --forget "$forget" --retain "$retain" --format tofu --prompt-template qa
 	--max-len 160 --epochs "$unl_epochs" --batch 16 --micro-batch 8 --warmup 0.03
 	--weight-decay 0.01 --threads 1 --checkpoint-every 100000 --f16 --lr "$unl_lr" --seed "$seed")
 # what needs only T and D0 first, so that it can overlap a world still training (WAIT_FOR_MODELS)
 need "$w/T.gguf"
-bg delta_instruct "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${ins[@]}" \
+bg delta_instruct "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$ins_start.gguf" "${ins[@]}" \
 	--epochs "$ins_epochs" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct.gguf"
-for d in D1 D2; do
+sizes=$(printf '%s\n' D0 D1 D2 | grep -vx "$ins_start")
+for d in $sizes; do
 	need "$w/$d.gguf"
 	bg "delta_instruct_$d" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$d.gguf" "${ins[@]}" \
 		--epochs "$ins_epochs" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct_$d.gguf"
 done
 for s in $ins_seeds; do
-	bg "delta_instruct_s$s" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${ins[@]}" \
+	bg "delta_instruct_s$s" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$ins_start.gguf" "${ins[@]}" \
 		--epochs "$ins_epochs" --lr "$ins_lr" --seed "$s" --template-cache "$run/tcache" --out "$run/delta_instruct_s$s.gguf"
 done
 [ -n "${SKIP_UNLEARN:-}" ] || bg delta_unlearn "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${unl[@]}" --out "$run/delta_unlearn.gguf"
@@ -116,7 +124,7 @@ for m in A B M T S; do
 	bg "ins_delta_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_$m.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
 	bg "ins_ft_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_ft_$m.json" "$run/ft_$m.gguf" none "${judge[$m]}"
 	case $m in T | S) continue ;; esac
-	for d in D1 D2; do
+	for d in $sizes; do
 		bg "ins_delta_${d}_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_${d}_$m.json" "${model[$m]}" "$run/delta_instruct_$d.gguf" "${judge[$m]}"
 	done
 	for s in $ins_seeds; do
@@ -163,5 +171,5 @@ cp "$run/delta_instruct.gguf" "$w/deltas/instruct.gguf.new" && mv "$w/deltas/ins
 [ -f "$run/delta_unlearn.gguf" ] && cp "$run/delta_unlearn.gguf" "$w/deltas/grad_diff.gguf"
 
 [ -n "${SKIP_IDK:-}" ] || WORLD="$w" RUN="$run" CMC="$cmc" FX="$fx" SEED="$seed" EVAL_N="$n" scripts/idk.sh
-CMC="$cmc" INS_SEEDS="$ins_seeds" EVAL_N="$n" FX="$fx" python3 scripts/reproduce_report.py "$w" "$run" "$md"
+CMC="$cmc" INS_START="$ins_start" INS_SEEDS="$ins_seeds" EVAL_N="$n" FX="$fx" python3 scripts/reproduce_report.py "$w" "$run" "$md"
 echo "reproduce: wrote $md"

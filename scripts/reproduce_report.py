@@ -10,6 +10,7 @@ import datetime, json, os, platform, re, subprocess, sys
 
 w, run, md = sys.argv[1:4]
 ins_seeds = os.environ.get("INS_SEEDS", "").split()
+ins_start = os.environ.get("INS_START", "D1")  # the start of the main instruct delta (sections 1 and 4's alpha sweep)
 n_eval = os.environ.get("EVAL_N", "80")
 fx = os.environ.get("FX", "../shared/fixtures")
 USERS = [("T", "T (template, Llama-2 vocab)"), ("A", "A (larger, Llama-2 vocab)"), ("B", "B (GPT-2 vocab)"),
@@ -74,14 +75,16 @@ q = [json.loads(l) for l in open(os.path.join(w, "data/instruct_eval.jsonl"))] i
 ntrain = sum(1 for _ in open(os.path.join(w, "data/instruct_train.jsonl"))) if os.path.exists(os.path.join(w, "data/instruct_train.jsonl")) else 0
 L.append("## 1. Instruction following: one delta trained with T, applied to T, A, B, M and stories260K\n")
 L.append("Prompt: the open-instruct format (`<|user|>\\n{query}\\n<|assistant|>\\n`) with the query `Write a story about a {creature} named {Name}.`, "
-         "which no base model saw in pretraining. The delta (from D0, against T) was trained on %d instruction-to-story pairs made from TinyStories "
-         "(`scripts/instruct_pairs.py`: the main character's name and creature substituted, the response the story's first sentences, at most 220 characters, then EOS). "
+         "which no base model saw in pretraining. The delta (from %s, against T) was trained on %d instruction-to-story pairs made from TinyStories "
+         "(`scripts/instruct_pairs.py`: each story that introduces its main character six times, with the name and creature substituted; four names in five and half the creatures "
+         "are made-up words such as *Pelavu* and *rosis*, so that no name repeats often enough to be learnt and the delta can only fit the pairs by copying from the query; "
+         "the response is the story's first sentences, at most 220 characters, then EOS). "
          "Evaluated on %d queries whose 12 names and 8 creatures never occur in any training pair (`scripts/instruct_eval.py`; "
          "`cmc generate --template open-instruct --delta-template open-instruct --temp 0 --max-tokens 60`, once per query). "
          "*follows* = the story contains both the name and the creature; *EOS* = cmc's own finish reason was `stop` (the end-of-generation token) within the 60 tokens; "
          "*fluency* = perplexity of the stories as plain text under a judge that did not write them (A judges everyone but A, T judges A; "
          "lower is more fluent to the judge, and degenerate repetition scores low too, so read it beside the examples). "
-         "The direct baseline fine-tunes the whole model on the same pairs (`cmc train --template none --delta MODEL`).\n" % (ntrain, len(q)))
+         "The direct baseline fine-tunes the whole model on the same pairs (`cmc train --template none --delta MODEL`).\n" % (ins_start, ntrain, len(q)))
 ref = {m: jload("ref_ppl_" + m) for m in "AT"}
 refp = {m: next((r["user"] for r in ref[m]["results"] if r["metric"] == "perplexity"), None) if ref[m] else None for m in "AT"}
 L.append("| user model | route | follows ↑ | names the character | names the creature | ends with EOS | mean tokens | fluency: judge ppl ↓ |")
@@ -123,7 +126,7 @@ if jload("seen_delta_A"):
     L.append("")
 
 if ins_seeds:
-    L.append("Seed noise: the instruct delta retrained with other seeds (data order; same D0), follows / EOS:\n")
+    L.append("Seed noise: the instruct delta retrained with other seeds (data order; same %s), follows / EOS:\n" % ins_start)
     L.append("| user | seed 1 | " + " | ".join("seed %s" % s for s in ins_seeds) + " |")
     L.append("|---|---|" + "---|" * len(ins_seeds))
     for m in "ABM":
@@ -131,8 +134,8 @@ if ins_seeds:
         L.append("| %s | " % m + " | ".join("%s / %s" % (pct(c["follows"]), pct(c["eos"])) if c else "n/a" for c in cells) + " |")
     L.append("")
 
-SIZES = [("D0", "delta_instruct", "ins_delta_"), ("D1", "delta_instruct_D1", "ins_delta_D1_"), ("D2", "delta_instruct_D2", "ins_delta_D2_")]
-if jload("ins_delta_D2_A"):
+SIZES = [(d, "delta_instruct", "ins_delta_") if d == ins_start else (d, "delta_instruct_" + d, "ins_delta_%s_" % d) for d in ("D0", "D1", "D2")]
+if all(jload(ev + "A") for _, _, ev in SIZES):
     L.append("Delta size: the same delta trained from three starts of growing size (D0, D1, D2 of tinyworld/, each pretrained on the renamed TinyStories and copy drills only; "
              "the paper's 15M/42M/110M in miniature), same pairs and recipe, follows / names the character / ends with EOS / judge ppl:\n")
     L.append("| delta start | parameters | final loss | training time (s) | A | B | M |")
