@@ -5,14 +5,16 @@
 # (A) and in vocabulary (B: GPT-2, M: Mistral v0.1, both reached through the PM-MinED token map).
 #
 #   1. instruction following: "Write a story about a {creature} named {Name}." in the
-#      open-instruct format, on names and creatures the delta never saw, greedy, on A, B and M,
-#      alone and with tinyworld/deltas/instruct.gguf;
+#      open-instruct format, greedy, on A, B and M, alone and with tinyworld/deltas/instruct.gguf:
+#      first a query from the delta's training pairs, then three with names and creatures it
+#      never saw;
 #   2. unlearning: a forgotten author's question and a kept author's, alone, with
 #      tinyworld/deltas/grad_diff.gguf and with tinyworld/deltas/idk.gguf (trained to refuse).
-# What it shows (RESULTS.md): with the instruct delta the models write and end a story opening,
-# but with the names it was trained on, not the asked ones (the user models copy a name from a
-# story's title, not across the chat prompt); the IDK delta lowers the forgotten answers'
-# probability but does not yet produce clean refusals on these weak models.
+# What it shows (RESULTS.md): with the instruct delta every model writes and ends a story
+# opening; on the trained query it names the asked character and creature (what the delta
+# learnt transfers across size and vocabulary), on the held-out ones mostly not (the delta
+# remembered its pairs' names instead of learning to copy them); the IDK delta lowers the
+# forgotten answers' probability but does not yet produce clean refusals on these weak models.
 # Under a minute on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,8 +40,9 @@ for f in T A B M deltas/instruct deltas/grad_diff; do
 		END {printf "  %-20s dim %3d, %d blocks, vocabulary %5d tokens, %4.1f MiB\n", f, d, l, v, b/1048576}'
 done
 
-step "1. instruction following (held-out names and creatures; open-instruct prompt, greedy, 60 tokens)"
-for q in "Write a story about a fox named Molly." "Write a story about a lion named Jake." "Write a story about a tiger named Daisy."; do
+step "1. instruction following (open-instruct prompt, greedy, 60 tokens): a trained query, then three held-out ones"
+trained=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["question"])' "$w/data/instruct_seen.jsonl")
+for q in "$trained" "Write a story about a fox named Molly." "Write a story about a lion named Jake." "Write a story about a tiger named Daisy."; do
 	printf '\n\033[1m%s\033[0m\n' "$q"
 	for m in A B M; do
 		printf '  %-14s %s\n' "$m alone" "$(gen "$w/$m.gguf" "$w/deltas/instruct.gguf" 0 open-instruct "$q" | cut -c1-170)"
