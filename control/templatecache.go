@@ -24,7 +24,10 @@ import (
 // likely tokens exactly; the remaining probability mass is spread evenly
 // over the other tokens. With k = 64 and a peaked template that mass is
 // small, and the loss gap against the exact template is measured by a test
-// (and reported by `cmc train`'s benchmark).
+// (and reported by `cmc train`'s benchmark). A miss serves the same top-k
+// values that a hit will, so a training run gives the same delta whether an
+// entry was already on disk or not: two jobs sharing one cache race for its
+// entries.
 type CachedTemplate struct {
 	Inner Template
 	Dir   string
@@ -64,10 +67,14 @@ func (c *CachedTemplate) SequenceLogits(tokens []int32, dst []float32) error {
 	if err := c.Inner.SequenceLogits(tokens, dst); err != nil {
 		return err
 	}
+	entry := c.encode(len(tokens), dst)
+	if err := c.fill(entry, len(tokens), dst); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("template cache: %w", err)
 	}
-	return atomicfile.Write(path, c.enc.EncodeAll(c.encode(len(tokens), dst), nil))
+	return atomicfile.Write(path, c.enc.EncodeAll(entry, nil))
 }
 
 func (c *CachedTemplate) init() error {
@@ -152,6 +159,11 @@ func (c *CachedTemplate) decode(compressed []byte, rows int, dst []float32) erro
 	if err != nil {
 		return err
 	}
+	return c.fill(raw, rows, dst)
+}
+
+// fill writes the log-probs of an uncompressed entry (encode's layout) into dst.
+func (c *CachedTemplate) fill(raw []byte, rows int, dst []float32) error {
 	v, k := c.VocabSize(), c.TopK
 	head := len(templateCacheMagic) + 12
 	if len(raw) != head+rows*(4+8*k) || string(raw[:len(templateCacheMagic)]) != templateCacheMagic {
