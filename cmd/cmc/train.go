@@ -73,7 +73,7 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "threads", Value: runtime.NumCPU(), Usage: "CPU threads of the delta"},
 			&cli.IntFlag{Name: "template-threads", Value: 1, Usage: "CPU threads of the template model; it runs concurrently with the delta"},
 			&cli.IntFlag{Name: "gpu-layers", Value: 0, Usage: "template layers to offload to a GPU backend (-1: all)"},
-			&cli.StringFlag{Name: "template-cache", Usage: "keep the template's log-probs in DIR (top-k per position, zstd) so later epochs and runs never run the template"},
+			&cli.StringFlag{Name: "template-cache", Usage: "keep the template's log-probs in DIR (top-k per position, zstd) so later epochs and runs never run the template; every epoch, the first too, trains on these cached values, so a run does not depend on what was cached before"},
 			&cli.IntFlag{Name: "template-cache-k", Value: 64, Usage: "log-probs kept exactly per position in the template cache; the rest of the mass is spread evenly"},
 		},
 		Action: runTrain,
