@@ -23,7 +23,7 @@ import json, os, random, re, sys
 
 from tinystory import intro, opening, substitute
 
-# the names of TinyStories and more; most training pairs use a made-up name instead (made_up_names),
+# the names of TinyStories and more; most training pairs use a made-up name instead (made_up_words),
 # so that no name repeats often enough to be learnt: the delta must copy it from the query
 TRAIN_NAMES = ("Lily Timmy Tim Max Lucy Tom Benny Sammy Mia Jack Billy Sarah Jane Sam Sue Bob Mary Ben Jenny Spot Kitty Ellie Pip Finn Tina Ted "
                "Mittens Freddy Bongo Jenna Buddy Rover Otto Ollie Olive Carl Eva Penny Johnny Alex Kate Alice Jerry Tony Suzy Jess "

@@ -15,8 +15,10 @@
 #      one of sections 1 and 4's alpha sweep, the committed deltas/instruct.gguf), on A, B and M;
 #      alpha: both deltas at 0.5 and 2 on B.
 #
-# A job that finished in an earlier run into the same RUN (its NAME.seconds exists) is not run again,
-# so an interrupted reproduce resumes; FRESH=1 (or another RUN) starts over.
+# A job that finished in an earlier run into the same RUN with the same command (its NAME.seconds
+# exists and NAME.cmd is unchanged) is not run again, so an interrupted reproduce resumes; the
+# inputs' contents are not compared, so after changing a script or the world use FRESH=1 (or
+# another RUN), which starts over.
 #
 # Env: WORLD (tinyworld), RUN (build/reproduce), OUT_MD (RESULTS.md), CMC (bin/cmc), JOBS (2),
 # SEED (1), INS_START (D1), INS_EPOCHS (16), INS_LR (3e-3), FT_EPOCHS (1), FT_LR (1e-3), UNL_EPOCHS (30),
@@ -59,10 +61,15 @@ declare -A judge=([T]=$w/A.gguf [A]=$w/T.gguf [B]=$w/A.gguf [M]=$w/A.gguf [S]=$w
 x() {
 	local name=$1
 	shift
-	printf '%q ' "$@" | sed 's/ $//' >"$run/$name.cmd"
-	cat "$run/$name.cmd" >>"$run/commands.sh"
-	echo >>"$run/commands.sh"
-	[ ! -e "$run/$name.seconds" ] || { echo "reproduce: $name (done in an earlier run)" >&2; return 0; }
+	local cmd
+	cmd=$(printf '%q ' "$@" | sed 's/ $//')
+	printf '%s\n\n' "$cmd" >>"$run/commands.sh"
+	if [ -e "$run/$name.seconds" ] && [ "$(cat "$run/$name.cmd" 2>/dev/null)" = "$cmd" ]; then
+		echo "reproduce: $name (done in an earlier run)" >&2
+		return 0
+	fi
+	rm -f "$run/$name.seconds"
+	printf '%s\n' "$cmd" >"$run/$name.cmd"
 	echo "reproduce: $name" >&2
 	local t0=$SECONDS
 	"$@" >"$run/$name.log" 2>&1 || { echo "reproduce: $name failed, see $run/$name.log" >&2; tail -n 20 "$run/$name.log" >&2; exit 1; }
@@ -91,7 +98,7 @@ ins=(--objective sft --data "$pairs" --format tofu --prompt-template open-instru
 unl=(--objective grad_diff --forget "$forget" --retain "$retain" --format tofu --prompt-template qa
 	--max-len 160 --epochs "$unl_epochs" --batch 16 --micro-batch 8 --warmup 0.03
 	--weight-decay 0.01 --threads 1 --checkpoint-every 100000 --f16 --lr "$unl_lr" --seed "$seed")
-# what needs only T and D0 first, so that it can overlap a world still training (WAIT_FOR_MODELS)
+# what needs only T and the delta starts first, so that it can overlap a world still training (WAIT_FOR_MODELS)
 need "$w/T.gguf"
 bg delta_instruct "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$ins_start.gguf" "${ins[@]}" \
 	--epochs "$ins_epochs" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct.gguf"
