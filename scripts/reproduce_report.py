@@ -10,7 +10,6 @@ import datetime, json, os, platform, re, subprocess, sys
 
 w, run, md = sys.argv[1:4]
 ins_seeds = os.environ.get("INS_SEEDS", "").split()
-ins_start = os.environ.get("INS_START", "D1")  # the start of the main instruct delta (sections 1 and 4's alpha sweep)
 n_eval = os.environ.get("EVAL_N", "80")
 fx = os.environ.get("FX", "../shared/fixtures")
 USERS = [("T", "T (template, Llama-2 vocab)"), ("A", "A (larger, Llama-2 vocab)"), ("B", "B (GPT-2 vocab)"),
@@ -34,6 +33,18 @@ def text(name, ext, default=None):
 def secs(name):
     t = text(name, ".seconds")
     return int(t) if t else None
+
+
+def instruct_start():
+    """The start of the main instruct delta (sections 1 and 4's alpha sweep), read from the
+    command the run logged for it, so that reproduce.sh's INS_START is its only default."""
+    m = re.search(r"--delta \S*/(D\d)\.gguf", text("delta_instruct", ".cmd", ""))
+    if not m:
+        sys.exit("reproduce_report: %s names no delta start D0-D2 (--delta WORLD/Dn.gguf)" % path("delta_instruct", ".cmd"))
+    return m.group(1)
+
+
+ins_start = instruct_start()
 
 
 def logval(name, rx):
