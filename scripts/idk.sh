@@ -6,7 +6,7 @@
 # question -> its true answer. Then cmc eval --task tofu on every user, alone and with it (TOFU's
 # forget quality against R and model utility too);
 # scripts/idk_score.py counts the refusals among the greedy answers.
-# Called by scripts/reproduce.sh (same env: WORLD, RUN, CMC, FX, SEED, EVAL_N); IDK_EPOCHS (30), IDK_LR (5e-3).
+# Called by scripts/reproduce.sh (same env: WORLD, RUN, CMC, FX, SEED, EVAL_N, JOBS); IDK_EPOCHS (30), IDK_LR (5e-3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fx=${FX:-../shared/fixtures}
@@ -26,27 +26,17 @@ with open(out, "w") as g:
         r = json.loads(l)
         g.write(json.dumps({"question": r["question"], "answer": r["answer"]}) + "\n")
 PY
-cmds=$run/commands.sh
-x() { # NAME CMD...: as in reproduce.sh
-	local name=$1
-	shift
-	printf '%q ' "$@" | sed 's/ $//' >"$run/$name.cmd"
-	{ cat "$run/$name.cmd"; echo; } >>"$cmds"
-	echo "idk: $name" >&2
-	local t0=$SECONDS
-	"$@" >"$run/$name.log" 2>&1 || { echo "idk: $name failed, see $run/$name.log" >&2; tail -n 20 "$run/$name.log" >&2; exit 1; }
-	echo "$((SECONDS - t0))" >"$run/$name.seconds"
-}
+job_tag=idk
+. scripts/jobs.sh # x NAME CMD, bg, barrier: as in reproduce.sh, resumed the same way
 x delta_idk "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" --objective sft \
 	--data "$w/data/idk_train.jsonl" --format tofu --prompt-template qa --max-len 160 --epochs "${IDK_EPOCHS:-30}" \
 	--batch 16 --micro-batch 8 --lr "${IDK_LR:-5e-3}" --warmup 0.03 --seed "${SEED:-1}" --threads 1 \
 	--checkpoint-every 100000 --f16 --out "$run/delta_idk.gguf"
 for m in T A B M; do
-	x "eval_idk_$m" "$cmc" eval --model "$w/$m.gguf" --delta "$run/delta_idk.gguf" --alpha 1 --template qa --delta-template qa \
+	bg "eval_idk_$m" "$cmc" eval --model "$w/$m.gguf" --delta "$run/delta_idk.gguf" --alpha 1 --template qa --delta-template qa \
 		--data "$w/data/forget.jsonl" --data "$w/data/retain.jsonl" --data "$fx/datasets/tofu/real_authors_perturbed.json" \
 		--data "$fx/datasets/tofu/world_facts_perturbed.json" --reference "$w/logs/R.eval.json" --task tofu --format tofu --limit "$n" --max-tokens 48 \
-		--stop $'\n' --threads 1 --json "$run/eval_idk_$m.json" &
-	[ "$m" = A ] && wait
+		--stop $'\n' --threads 1 --json "$run/eval_idk_$m.json"
 done
-wait
+barrier
 cp "$run/delta_idk.gguf" "$w/deltas/.idk.gguf.tmp" && mv "$w/deltas/.idk.gguf.tmp" "$w/deltas/idk.gguf"

@@ -57,36 +57,14 @@ declare -A model=([T]=$w/T.gguf [A]=$w/A.gguf [B]=$w/B.gguf [M]=$w/M.gguf [S]=$s
 # the fluency judge of each writer: a model that did not write the story
 declare -A judge=([T]=$w/A.gguf [A]=$w/T.gguf [B]=$w/A.gguf [M]=$w/A.gguf [S]=$w/A.gguf)
 
-# x NAME CMD...: log the command (for RESULTS.md), run it, time it.
-x() {
-	local name=$1
-	shift
-	local cmd
-	cmd=$(printf '%q ' "$@" | sed 's/ $//')
-	printf '%s\n\n' "$cmd" >>"$run/commands.sh"
-	if [ -e "$run/$name.seconds" ] && [ "$(cat "$run/$name.cmd" 2>/dev/null)" = "$cmd" ]; then
-		echo "reproduce: $name (done in an earlier run)" >&2
-		return 0
-	fi
-	rm -f "$run/$name.seconds"
-	printf '%s\n' "$cmd" >"$run/$name.cmd"
-	echo "reproduce: $name" >&2
-	local t0=$SECONDS
-	"$@" >"$run/$name.log" 2>&1 || { echo "reproduce: $name failed, see $run/$name.log" >&2; tail -n 20 "$run/$name.log" >&2; exit 1; }
-	echo "$((SECONDS - t0))" >"$run/$name.seconds"
-}
-# bg NAME CMD...: x in the background, at most $JOBS at a time; barrier waits for all.
-jobs_max=${JOBS:-2}
-bg() {
-	while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n || exit 1; done
-	x "$@" &
-}
+# the job runner: x NAME CMD (run and time one job, resumed if it finished before), bg, barrier
+job_tag=reproduce
+. scripts/jobs.sh
 # need FILE: with WAIT_FOR_MODELS set, wait for a model that make tinyworld is still writing.
 need() {
 	[ -n "${WAIT_FOR_MODELS:-}" ] || return 0
 	while [ ! -s "$1" ]; do sleep 10; done
 }
-barrier() { while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || exit 1; done; wait || exit 1; }
 
 # the instruction pairs (deterministic; committed under tinyworld/data)
 need "$w/D0.gguf"
