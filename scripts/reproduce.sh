@@ -156,5 +156,5 @@ cp "$run/delta_instruct.gguf" "$w/deltas/instruct.gguf.new" && mv "$w/deltas/ins
 [ -f "$run/delta_unlearn.gguf" ] && cp "$run/delta_unlearn.gguf" "$w/deltas/grad_diff.gguf"
 
 [ -n "${SKIP_IDK:-}" ] || WORLD="$w" RUN="$run" CMC="$cmc" FX="$fx" SEED="$seed" EVAL_N="$n" scripts/idk.sh
-CMC="$cmc" INS_START="$ins_start" INS_SEEDS="$ins_seeds" EVAL_N="$n" FX="$fx" python3 scripts/reproduce_report.py "$w" "$run" "$md"
+CMC="$cmc" INS_SEEDS="$ins_seeds" EVAL_N="$n" FX="$fx" python3 scripts/reproduce_report.py "$w" "$run" "$md"
 echo "reproduce: wrote $md"
