@@ -66,9 +66,12 @@ need() {
 	while [ ! -s "$1" ]; do sleep 10; done
 }
 
-# the instruction pairs (deterministic; committed under tinyworld/data)
+# the instruction pairs: the world's data (make tinyworld writes them with scripts/instruct_pairs.py)
+for f in "$pairs" "$queries" "$w/data/instruct_seen.jsonl"; do
+	need "$f"
+	[ -s "$f" ] || { echo "reproduce: $f is missing: make tinyworld (scripts/tinyworld.sh) writes it" >&2; exit 1; }
+done
 need "$w/D0.gguf"
-python3 scripts/instruct_pairs.py "$w/data/stories.jsonl" "$w/data"
 
 # Phase 1: every training (one thread each, $JOBS at a time).
 ins=(--objective sft --data "$pairs" --format tofu --prompt-template open-instruct --max-len 160 --batch 8

@@ -33,8 +33,9 @@ llama=$fx/gguf-vocab/ggml-vocab-llama-spm.gguf
 gpt2=$fx/gguf-vocab/ggml-vocab-gpt-2.gguf
 mistral=$fx/gguf-vocab/ggml-vocab-mistral-v1.gguf
 
-# 1. the corpus (deterministic; committed under tinyworld/data)
+# 1. the corpus, and the instruction pairs of make reproduce (deterministic; committed under tinyworld/data)
 python3 scripts/tinyworld_corpus.py "$fx" "$out/data"
+python3 scripts/instruct_pairs.py "$out/data/stories.jsonl" "$out/data"
 
 # QA rows get cmc's qa prompt; text rows (empty question) get no prompt, so the loss covers all of them.
 tpl=$'{{if .Query}}Question: {{.Query}}\nAnswer: {{end}}'
@@ -100,7 +101,6 @@ for m in T A B M R D0 D1 D2; do
 		--prompt "Once upon a time" >"$out/logs/$m.sample.txt" 2>/dev/null
 done
 # can each model copy a character from earlier in the text (in its own pretraining format)?
-python3 scripts/instruct_pairs.py "$out/data/stories.jsonl" "$out/data" >/dev/null
 for m in T A B M R; do
 	case " $only " in *" $m "*) ;; *) continue ;; esac
 	python3 scripts/copy_probe.py "$cmc" "$out/$m.gguf" "$out/data/instruct_eval.jsonl" "$out/logs/$m.copy.json" &
