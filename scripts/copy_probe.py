@@ -1,23 +1,31 @@
 #!/usr/bin/env python3
 """Can a model copy a character from earlier in the text? (issue 14's world, what each model does alone)
 
-usage: copy_probe.py CMC MODEL EVAL.jsonl OUT.json
+usage: copy_probe.py CMC MODEL EVAL.jsonl OUT.json [title|instruct]
 
 For each query of EVAL.jsonl (held-out names and creatures, scripts/instruct_pairs.py) the
-model continues, greedily and with no prompt template, a text in its own pretraining format:
-  A tale of a {creature} named {Name}
-  Once upon a time, there was a little
-and the probe counts how often the 30 tokens it adds name the creature and the name.
-Instruction following through the delta needs this skill in the user model: the delta can
-only shift the user's logits, so a name the user cannot copy cannot be asked for.
+model continues greedily, with no delta, the opening of a story under one of two headers:
+  title (default), its own pretraining format:   A tale of a {creature} named {Name}
+  instruct, the experiment's open-instruct prompt: <|user|>
+                                                 Write a story about a {creature} named {Name}.
+                                                 <|assistant|>
+each followed by "Once upon a time, there was a little", and the probe counts how often the
+30 tokens it adds name the creature and the name. Instruction following through the delta
+needs this skill in the user model under the prompt it is asked with: the delta can only
+shift the user's logits, so a name the user does not copy there is hard to ask for.
 """
 import json, os, re, subprocess, sys
 
 cmc, model, evalf, outf = sys.argv[1:5]
+header = sys.argv[5] if len(sys.argv) > 5 else "title"
+headers = {"title": "A tale of a {creature} named {name}\n",
+           "instruct": "<|user|>\nWrite a story about a {creature} named {name}.\n<|assistant|>\n"}
+if header not in headers:
+    sys.exit("copy_probe: header %r: want title or instruct" % header)
 queries = [json.loads(l) for l in open(evalf) if l.strip()]
 rows = []
 for q in queries:
-    prompt = "A tale of a %s named %s\nOnce upon a time, there was a little" % (q["creature"], q["name"])
+    prompt = headers[header].format(creature=q["creature"], name=q["name"]) + "Once upon a time, there was a little"
     p = subprocess.run([cmc, "generate", "--model", model, "--no-delta", "--template", "raw", "--temp", "0", "--max-tokens", "30",
                         "--threads", "1", "--prompt", prompt], capture_output=True, encoding="utf-8", errors="replace")
     if p.returncode != 0:
@@ -27,10 +35,10 @@ for q in queries:
                  "has_name": bool(re.search(r"\b%s\b" % re.escape(q["name"]), g)),
                  "has_creature": bool(re.search(r"\b%ss?\b" % re.escape(q["creature"]), g, re.IGNORECASE))})
 n = len(rows)
-summary = {"model": model, "queries": n, "name": sum(r["has_name"] for r in rows) / n,
+summary = {"model": model, "header": header, "queries": n, "name": sum(r["has_name"] for r in rows) / n,
            "creature": sum(r["has_creature"] for r in rows) / n,
            "both": sum(r["has_name"] and r["has_creature"] for r in rows) / n}
 with open(outf + ".tmp", "w") as f:
     json.dump({"summary": summary, "rows": rows}, f, indent=1, ensure_ascii=False)
 os.replace(outf + ".tmp", outf)
-print("copy_probe %s: name %.2f, creature %.2f, both %.2f" % (os.path.basename(model), summary["name"], summary["creature"], summary["both"]))
+print("copy_probe %s (%s): name %.2f, creature %.2f, both %.2f" % (os.path.basename(model), header, summary["name"], summary["creature"], summary["both"]))

@@ -100,10 +100,12 @@ for m in T A B M R D0 D1 D2; do
 	"$cmc" generate --model "$out/$m.gguf" --no-delta --template raw --temp 0 --max-tokens 80 --threads 1 \
 		--prompt "Once upon a time" >"$out/logs/$m.sample.txt" 2>/dev/null
 done
-# can each model copy a character from earlier in the text (in its own pretraining format)?
+# can each model copy a character from earlier in the text, in its own pretraining format
+# (title) and under the instruction experiment's prompt (instruct)?
 for m in T A B M R; do
 	case " $only " in *" $m "*) ;; *) continue ;; esac
-	python3 scripts/copy_probe.py "$cmc" "$out/$m.gguf" "$out/data/instruct_eval.jsonl" "$out/logs/$m.copy.json" &
+	python3 scripts/copy_probe.py "$cmc" "$out/$m.gguf" "$out/data/instruct_eval.jsonl" "$out/logs/$m.copy.json" title &
+	python3 scripts/copy_probe.py "$cmc" "$out/$m.gguf" "$out/data/instruct_eval.jsonl" "$out/logs/$m.copy_oi.json" instruct &
 done
 wait
 echo "$((SECONDS - t0))" >"$out/logs/total.seconds"
