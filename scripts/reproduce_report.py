@@ -76,10 +76,25 @@ pct = lambda v: "n/a" if v is None else "%.0f%%" % (100 * v)
 f3 = lambda v: "n/a" if v is None or v != v else "%.3f" % v
 f1 = lambda v: "n/a" if v is None else "%.1f" % v
 
+def job_span():
+    """When the run's jobs ran, from their files: a job writes NAME.cmd as it starts and
+    NAME.seconds as it ends (scripts/jobs.sh), so a re-render or a resumed run keeps the times
+    of the jobs that made the numbers. Returns (first start, last end, jobs, summed seconds)."""
+    names = [f[:-len(".seconds")] for f in os.listdir(run) if f.endswith(".seconds")]
+    if not names:
+        sys.exit("reproduce_report: %s holds no finished job (NAME.seconds)" % run)
+    utc = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    start = min(os.path.getmtime(path(n, ".cmd")) for n in names)
+    end = max(os.path.getmtime(path(n, ".seconds")) for n in names)
+    return utc(start), utc(end)[-5:], len(names), sum(secs(n) for n in names)
+
+
+first, last, n_jobs, job_secs = job_span()
 L = ["# RESULTS: the tiny world, round two (issue 14)\n",
-     "Written by `make reproduce` (`scripts/reproduce.sh`, report by `scripts/reproduce_report.py`) on %s UTC, %s, %d CPUs. "
+     "Written by `make reproduce` (`scripts/reproduce.sh`, report by `scripts/reproduce_report.py`) from %d jobs that ran "
+     "%s-%s UTC on %s, %d CPUs, one thread each (%d s in all). "
      "The world (T, A, B, M, R, D0-D2; stories260K from the fixtures) is described in [tinyworld/MANIFEST.md](tinyworld/MANIFEST.md). "
-     "No delta here was trained with any model but T.\n" % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), platform.machine(), os.cpu_count())]
+     "No delta here was trained with any model but T.\n" % (n_jobs, first, last, platform.machine(), os.cpu_count(), job_secs)]
 
 # 1. instruction following
 q = [json.loads(l) for l in open(os.path.join(w, "data/instruct_eval.jsonl"))] if os.path.exists(os.path.join(w, "data/instruct_eval.jsonl")) else []
