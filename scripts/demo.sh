@@ -6,14 +6,15 @@
 #
 #   1. instruction following: "Write a story about a {creature} named {Name}." in the
 #      open-instruct format, greedy, on A, B and M, alone and with tinyworld/deltas/instruct.gguf:
-#      first a query from the delta's training pairs, then three with names and creatures it
-#      never saw;
+#      first two queries from the delta's training pairs (the first of instruct_seen.jsonl, and
+#      one that the delta follows on all three users: 4 of the 24 trained queries are, and
+#      RESULTS.md's control gives the rates), then three with names and creatures it never saw;
 #   2. unlearning: a forgotten author's question and a kept author's, alone, with
 #      tinyworld/deltas/grad_diff.gguf and with tinyworld/deltas/idk.gguf (trained to refuse).
 # What it shows (RESULTS.md): with the instruct delta every model writes and ends a story
-# opening; on the trained query it names the asked character and creature (what the delta
-# learnt transfers across size and vocabulary), on the held-out ones mostly not (the delta
-# remembered its pairs' names instead of learning to copy them); the IDK delta lowers the
+# opening; on trained queries it often names the asked character and creature (A 67% of them,
+# B 29%, M 33%: what the delta learnt transfers across size and vocabulary), on the held-out
+# ones not (the delta remembered its pairs' names instead of learning to copy them); the IDK delta lowers the
 # forgotten answers' probability but does not yet produce clean refusals on these weak models.
 # Under a minute on 2 cores.
 set -euo pipefail
@@ -40,9 +41,11 @@ for f in T A B M deltas/instruct deltas/grad_diff; do
 		END {printf "  %-20s dim %3d, %d blocks, vocabulary %5d tokens, %4.1f MiB\n", f, d, l, v, b/1048576}'
 done
 
-step "1. instruction following (open-instruct prompt, greedy, 60 tokens): a trained query, then three held-out ones"
+step "1. instruction following (open-instruct prompt, greedy, 60 tokens): two trained queries, then three held-out ones"
 trained=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["question"])' "$w/data/instruct_seen.jsonl")
-for q in "$trained" "Write a story about a fox named Molly." "Write a story about a lion named Jake." "Write a story about a tiger named Daisy."; do
+followed="Write a story about a whale named Milo." # followed on A, B and M in RESULTS.md's control
+grep -qF "\"$followed\"" "$w/data/instruct_seen.jsonl" || { echo "demo: \"$followed\" is not in $w/data/instruct_seen.jsonl" >&2; exit 1; }
+for q in "$trained" "$followed" "Write a story about a fox named Molly." "Write a story about a lion named Jake." "Write a story about a tiger named Daisy."; do
 	printf '\n\033[1m%s\033[0m\n' "$q"
 	for m in A B M; do
 		printf '  %-14s %s\n' "$m alone" "$(gen "$w/$m.gguf" "$w/deltas/instruct.gguf" 0 open-instruct "$q" | cut -c1-170)"
