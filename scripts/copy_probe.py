@@ -7,7 +7,7 @@ For each query of EVAL.jsonl (held-out names and creatures, scripts/instruct_pai
 model continues greedily, with no delta, the opening of a story under one of two headers:
   title (default), its own pretraining format:   A tale of a {creature} named {Name}
   instruct, the experiment's open-instruct prompt: <|user|>
-                                                 Write a story about a {creature} named {Name}.
+                                                 {question}   (Write a story about a … named ….)
                                                  <|assistant|>
 each followed by "Once upon a time, there was a little", and the probe counts how often the
 30 tokens it adds name the creature and the name. Instruction following through the delta
@@ -18,14 +18,16 @@ import json, os, re, subprocess, sys
 
 cmc, model, evalf, outf = sys.argv[1:5]
 header = sys.argv[5] if len(sys.argv) > 5 else "title"
-headers = {"title": "A tale of a {creature} named {name}\n",
-           "instruct": "<|user|>\nWrite a story about a {creature} named {name}.\n<|assistant|>\n"}
+# instruct: the query of EVAL.jsonl in cmc's open-instruct format (data.OpenInstruct), which
+# cmc generate cannot be asked to follow with a begun answer, hence the raw template
+headers = {"title": lambda q: "A tale of a %s named %s\n" % (q["creature"], q["name"]),
+           "instruct": lambda q: "<|user|>\n%s\n<|assistant|>\n" % q["question"]}
 if header not in headers:
     sys.exit("copy_probe: header %r: want title or instruct" % header)
 queries = [json.loads(l) for l in open(evalf) if l.strip()]
 rows = []
 for q in queries:
-    prompt = headers[header].format(creature=q["creature"], name=q["name"]) + "Once upon a time, there was a little"
+    prompt = headers[header](q) + "Once upon a time, there was a little"
     p = subprocess.run([cmc, "generate", "--model", model, "--no-delta", "--template", "raw", "--temp", "0", "--max-tokens", "30",
                         "--threads", "1", "--prompt", prompt], capture_output=True, encoding="utf-8", errors="replace")
     if p.returncode != 0:

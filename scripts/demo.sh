@@ -14,8 +14,9 @@
 # What it shows (RESULTS.md): with the instruct delta every model writes and ends a story
 # opening; on trained queries it often names the asked character and creature (A 67% of them,
 # B 29%, M 33%: what the delta learnt transfers across size and vocabulary), on the held-out
-# ones not (the delta remembered its pairs' names instead of learning to copy them); the IDK delta lowers the
-# forgotten answers' probability but does not yet produce clean refusals on these weak models.
+# ones not (the delta remembered its pairs' names instead of learning to copy them); the IDK
+# delta lowers the forgotten answers' probability but does not yet produce clean refusals on
+# these weak models.
 # Under a minute on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -104,8 +104,10 @@ done
 # (title) and under the instruction experiment's prompt (instruct)?
 for m in T A B M R; do
 	case " $only " in *" $m "*) ;; *) continue ;; esac
-	python3 scripts/copy_probe.py "$cmc" "$out/$m.gguf" "$out/data/instruct_eval.jsonl" "$out/logs/$m.copy.json" title &
-	python3 scripts/copy_probe.py "$cmc" "$out/$m.gguf" "$out/data/instruct_eval.jsonl" "$out/logs/$m.copy_oi.json" instruct &
+	{
+		python3 scripts/copy_probe.py "$cmc" "$out/$m.gguf" "$out/data/instruct_eval.jsonl" "$out/logs/$m.copy.json" title
+		python3 scripts/copy_probe.py "$cmc" "$out/$m.gguf" "$out/data/instruct_eval.jsonl" "$out/logs/$m.copy_oi.json" instruct
+	} &
 done
 wait
 echo "$((SECONDS - t0))" >"$out/logs/total.seconds"
