@@ -41,7 +41,8 @@ type EncodeStats struct {
 //
 //	[BOS] + tokens(prompt + response) + [EOS]
 //
-// with labels on the response tokens and the EOS only. BOS is added when
+// with labels on the response tokens and the EOS only, less the tokens of
+// the example's NoLoss words. BOS is added when
 // sp.AddBOS is set; EOS when sp.EOS is not NoToken.
 //
 // Prompt and response are tokenized as one text (addSpecial and
@@ -88,10 +89,23 @@ func Encode(tok vocab.Tokenizer, sp Specials, tmpl Template, examples []Example,
 			tokens = tokens[:maxLen]
 		}
 
+		var skip []bool // by index into joined
+		if len(ex.NoLoss) > 0 {
+			if skip, err = noLossMask(tok, tmpl.Prompt(ex), ex.Output, ex.NoLoss); err != nil {
+				return nil, EncodeStats{}, fmt.Errorf("encode %s: %w", ex.Source, err)
+			}
+			if len(skip) != len(joined) {
+				return nil, EncodeStats{}, fmt.Errorf("encode %s: no_loss: the text tokenized two ways (%d and %d tokens)", ex.Source, len(skip), len(joined))
+			}
+		}
+		bos := promptLen - split // 1 when BOS leads the sequence
 		labels := make([]int32, len(tokens))
 		labelled := 0
 		for i := range labels {
 			labels[i] = NoToken
+			if j := i + 1 - bos; skip != nil && j < len(skip) && skip[j] {
+				continue
+			}
 			if i+1 >= promptLen && i+1 < len(tokens) {
 				labels[i] = tokens[i+1]
 				labelled++
@@ -125,10 +139,35 @@ func Encode(tok vocab.Tokenizer, sp Specials, tmpl Template, examples []Example,
 // split falls back to the number of tokens of the prompt alone, which is how
 // TOFU counts its question tokens.
 func TokenizeJoined(tok vocab.Tokenizer, prompt, response string) (tokens []int32, split int, err error) {
-	text := prompt + response
-	tokens, err = tok.Tokenize(text, false, false)
+	tokens, spans, err := tokenizeSpans(tok, prompt+response, prompt)
 	if err != nil {
-		return nil, 0, fmt.Errorf("tokenize prompt and response: %w", err)
+		return nil, 0, err
+	}
+	if spans == nil {
+		alone, err := tok.Tokenize(prompt, false, false)
+		if err != nil {
+			return nil, 0, fmt.Errorf("tokenize prompt: %w", err)
+		}
+		return tokens, min(len(alone), len(tokens)), nil
+	}
+	for i, sp := range spans {
+		if sp[0] >= len(prompt) {
+			return tokens, i, nil
+		}
+	}
+	return tokens, len(tokens), nil
+}
+
+// tokenizeSpans tokenizes text without special tokens and gives each
+// token's byte span [start, end) in text, or nil spans when the pieces do
+// not spell text's beginning up to prefix (a normalising tokenizer). A
+// token starts where the one before it ended; the first one at the text's
+// start even when its piece carries the space a SentencePiece tokenizer
+// adds.
+func tokenizeSpans(tok vocab.Tokenizer, text, prefix string) ([]int32, [][2]int, error) {
+	tokens, err := tok.Tokenize(text, false, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tokenize prompt and response: %w", err)
 	}
 	var spelled []byte
 	ends := make([]int, len(tokens)) // byte offset in spelled after each token
@@ -138,26 +177,75 @@ func TokenizeJoined(tok vocab.Tokenizer, prompt, response string) (tokens []int3
 	}
 	shift := -1 // bytes the tokenizer put before the text
 	switch {
-	case strings.HasPrefix(string(spelled), prompt):
+	case strings.HasPrefix(string(spelled), prefix):
 		shift = 0
-	case len(spelled) > 0 && spelled[0] == ' ' && strings.HasPrefix(string(spelled[1:]), prompt):
+	case len(spelled) > 0 && spelled[0] == ' ' && strings.HasPrefix(string(spelled[1:]), prefix):
 		shift = 1
 	}
 	if shift < 0 {
-		alone, err := tok.Tokenize(prompt, false, false)
-		if err != nil {
-			return nil, 0, fmt.Errorf("tokenize prompt: %w", err)
-		}
-		return tokens, min(len(alone), len(tokens)), nil
+		return tokens, nil, nil
 	}
-	// Token i starts where token i-1 ended; the first one at the text's
-	// start even when its piece carries the added space.
+	spans := make([][2]int, len(tokens))
 	start := 0
 	for i := range tokens {
-		if max(start-shift, 0) >= len(prompt) {
-			return tokens, i, nil
-		}
+		spans[i] = [2]int{max(start-shift, 0), max(ends[i]-shift, 0)}
 		start = ends[i]
 	}
-	return tokens, len(tokens), nil
+	return tokens, spans, nil
+}
+
+// noLossMask marks the tokens of prompt+response that overlap a whole-word
+// occurrence in response of one of words (Example.NoLoss). It needs the
+// tokens' spans across the whole text, so a tokenizer whose pieces do not
+// spell the text back is an error.
+func noLossMask(tok vocab.Tokenizer, prompt, response string, words []string) ([]bool, error) {
+	text := prompt + response
+	tokens, spans, err := tokenizeSpans(tok, text, text)
+	if err != nil {
+		return nil, err
+	}
+	if spans == nil {
+		return nil, errors.New("no_loss: the tokenizer's pieces do not spell the text back, so the words cannot be placed")
+	}
+	var ranges [][2]int
+	for _, w := range words {
+		if w == "" {
+			return nil, errors.New("no_loss: an empty word")
+		}
+		found := false
+		for off := 0; ; {
+			i := strings.Index(response[off:], w)
+			if i < 0 {
+				break
+			}
+			a, b := off+i, off+i+len(w)
+			if !wordByte(response, a-1) && !wordByte(response, b) {
+				ranges = append(ranges, [2]int{len(prompt) + a, len(prompt) + b})
+				found = true
+			}
+			off = a + 1
+		}
+		if !found {
+			return nil, fmt.Errorf("no_loss: %q does not occur in the response as a word", w)
+		}
+	}
+	mask := make([]bool, len(tokens))
+	for i, sp := range spans {
+		for _, r := range ranges {
+			if sp[0] < r[1] && sp[1] > r[0] {
+				mask[i] = true
+			}
+		}
+	}
+	return mask, nil
+}
+
+// wordByte reports whether s[i] exists and is an ASCII letter or digit, so
+// that "Amy" matches in "Amy's" but "bear" does not in "bearing".
+func wordByte(s string, i int) bool {
+	if i < 0 || i >= len(s) {
+		return false
+	}
+	c := s[i]
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }

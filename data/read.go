@@ -39,6 +39,12 @@ type Example struct {
 	// style. TOFU's truth ratio compares their likelihoods.
 	Paraphrased string
 	Perturbed   []string
+
+	// NoLoss lists words of Output whose tokens take no loss in training
+	// (every whole-word occurrence): an instruction pair's substituted name
+	// and creature, say, so that a delta leaves them to the template, which
+	// copies them from the query, instead of learning the pairs' names.
+	NoLoss []string
 }
 
 // Query is the text the user asked: the instruction, followed by a newline
@@ -62,6 +68,8 @@ const (
 	FormatAlpaca = "alpaca"
 	// FormatTOFU records have "question" and "answer" strings, and in the
 	// perturbed sets "paraphrased_answer" and "perturbed_answer" (a list).
+	// Records of either JSON format may carry "no_loss", a list of words of
+	// the response to leave out of the training loss (Example.NoLoss).
 	FormatTOFU = "tofu"
 	// FormatText is plain text: documents separated by "<|endoftext|>"
 	// when the file contains that marker, otherwise one document per line.
@@ -134,6 +142,7 @@ type record struct {
 	Answer      *string   `json:"answer"`
 	Paraphrased *string   `json:"paraphrased_answer"`
 	Perturbed   *[]string `json:"perturbed_answer"`
+	NoLoss      *[]string `json:"no_loss"`
 }
 
 // decodeRecord parses one JSON record and turns it into an example of the
@@ -183,6 +192,9 @@ func decodeRecord(raw []byte, format, source string) (Example, string, error) {
 			ex.Perturbed = *r.Perturbed
 		}
 	}
+	if r.NoLoss != nil {
+		ex.NoLoss = *r.NoLoss
+	}
 	return ex, format, nil
 }
 
@@ -196,7 +208,7 @@ func describeJSONError(err error) error {
 	switch typeErr.Field {
 	case "":
 		return fmt.Errorf("expected a JSON object, got %s", typeErr.Value)
-	case "perturbed_answer": // also when one element of the list is wrong
+	case "perturbed_answer", "no_loss": // also when one element of the list is wrong
 		return fmt.Errorf("field %q: expected a list of strings, got %s", typeErr.Field, typeErr.Value)
 	default:
 		return fmt.Errorf("field %q: expected a string, got %s", typeErr.Field, typeErr.Value)
