@@ -10,10 +10,13 @@ main character's name and creature are substituted (every whole-word occurrence,
 characters, so that a model can finish it (EOS) within the 60 tokens of the evaluation.
 
   instruct_train.jsonl  {"question": query, "answer": opening}: 6 substitutions per story, each
-                        with a random name (4 in 5 made up, so that names almost never repeat)
-                        and creature (half of them made up): the delta can only fit them by
-                        copying from the query; a pair that mentions any held-out name or
-                        creature anywhere is dropped, so the delta never sees one.
+                        with a random name and creature of those the base models know
+                        (tinystory.NAMES, CREATURES: 88 and 30 without the held-out ones), which
+                        the template copies from the query (its chat-format copy requests), so
+                        that the delta need not: made-up names, which no model here copies,
+                        made the delta write remembered syllables instead (READING.md); a pair
+                        that mentions any held-out name or creature anywhere is dropped, so the
+                        delta never sees one.
   instruct_seen.jsonl   the control: the first 24 distinct training queries (seen names and creatures).
   instruct_eval.jsonl   48 queries on HELD-OUT names and creatures (12 names x 8 creatures, every
                         other combination), with "answer" a reference opening (a substituted story
@@ -21,34 +24,15 @@ characters, so that a model can finish it (EOS) within the 60 tokens of the eval
 """
 import json, os, random, re, sys
 
-from tinystory import intro, opening, substitute
+from tinystory import CREATURES, NAMES, intro, opening, substitute
 
-# the names of TinyStories and more; most training pairs use a made-up name instead (made_up_words),
-# so that no name repeats often enough to be learnt: the delta must copy it from the query
-TRAIN_NAMES = ("Lily Timmy Tim Max Lucy Tom Benny Sammy Mia Jack Billy Sarah Jane Sam Sue Bob Mary Ben Jenny Spot Kitty Ellie Pip Finn Tina Ted "
-               "Mittens Freddy Bongo Jenna Buddy Rover Otto Ollie Olive Carl Eva Penny Johnny Alex Kate Alice Jerry Tony Suzy Jess "
-               "Leo Zoe Nina Rosa Hugo Ivy Milo Ruby Oscar Lola Theo Nora Felix Hazel Omar Luna Ravi Iris Pablo Greta").split()
-TRAIN_CREATURES = ("girl boy dog cat bird bunny mouse fish duck frog puppy kitten turtle monkey elephant squirrel horse sheep pig hen deer bee "
-                   "ant bat crab wolf zebra whale shark snake snail spider worm butterfly giraffe penguin panda koala camel donkey "
-                   "kangaroo hamster parrot eagle seal otter beaver hedgehog lamb chick goose swan dolphin octopus dragon unicorn "
-                   "robot pony moose llama ladybug beetle lizard crow pigeon raccoon mole badger toad").split()
 EVAL_NAMES = "Amy Anna Sally Joe Molly Jake Emma Daisy Jill Sara Kim Roxy".split()
 EVAL_CREATURES = "bear rabbit lion cow fox owl tiger goat".split()
+# the delta's names and creatures: those the base models know (tinystory.NAMES, CREATURES), less the held-out ones
+TRAIN_NAMES = [n for n in NAMES if n not in EVAL_NAMES]
+TRAIN_CREATURES = [c for c in CREATURES if c not in EVAL_CREATURES]
 QUERY = "Write a story about a {creature} named {name}."
 PAIRS_PER_STORY = 6
-
-
-def made_up_words(rng, n, syllables):
-    """n distinct pronounceable words ("dalo", "kemirun"): consonant-vowel syllables (as many as
-    one of syllables gives) and an optional final consonant; none is a held-out name or creature
-    (the pattern cannot spell one but Sara)."""
-    onsets, vowels, codas = "b d f g h j k l m n p r s t v w z ch sh".split(), "aeiou", ["", "", "n", "l", "r", "s"]
-    held, words = {w.lower() for w in EVAL_NAMES + EVAL_CREATURES}, set()
-    while len(words) < n:
-        w = "".join(rng.choice(onsets) + rng.choice(vowels) for _ in range(rng.choice(syllables))) + rng.choice(codas)
-        if w not in held:
-            words.add(w)
-    return sorted(words)
 
 
 def mentions(text, words):
@@ -60,8 +44,6 @@ def main():
     with open(src) as f:
         stories = [json.loads(l)["answer"] for l in f if l.strip()]
     rng = random.Random(14)
-    names = [w.capitalize() for w in made_up_words(rng, 4000, (2, 2, 3))]
-    creatures = made_up_words(rng, 1000, (1, 2))
     intros = []
     for st in stories:
         found = intro(st)  # the main character is introduced in the first sentence or two
@@ -74,7 +56,7 @@ def main():
             spare.append((st, creature, name))
             continue
         for _ in range(PAIRS_PER_STORY):
-            n, c = rng.choice(names if rng.random() < 0.8 else TRAIN_NAMES), rng.choice(creatures if rng.random() < 0.5 else TRAIN_CREATURES)
+            n, c = rng.choice(TRAIN_NAMES), rng.choice(TRAIN_CREATURES)
             resp = opening(substitute(st, name, creature, n, c))
             if n not in resp or mentions(resp, held):
                 continue

@@ -86,7 +86,10 @@ def job_span():
     utc = lambda t: datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     start = min(os.path.getmtime(path(n, ".cmd")) for n in names)
     end = max(os.path.getmtime(path(n, ".seconds")) for n in names)
-    return utc(start), utc(end)[-5:], len(names), sum(secs(n) for n in names)
+    first, last = utc(start), utc(end)
+    if last[:10] == first[:10]:
+        last = last[-5:]  # the date once when the run did not cross midnight
+    return first, last, len(names), sum(secs(n) for n in names)
 
 
 first, last, n_jobs, job_secs = job_span()
@@ -99,18 +102,22 @@ L = ["# RESULTS: the tiny world, round two (issue 14)\n",
 # 1. instruction following
 q = [json.loads(l) for l in open(os.path.join(w, "data/instruct_eval.jsonl"))] if os.path.exists(os.path.join(w, "data/instruct_eval.jsonl")) else []
 ntrain = sum(1 for _ in open(os.path.join(w, "data/instruct_train.jsonl"))) if os.path.exists(os.path.join(w, "data/instruct_train.jsonl")) else 0
+# how often T alone copies the asked name under the instruction prompt (tinyworld.sh's copy probe)
+t_copy_file = os.path.join(w, "logs/T.copy_oi.json")
+t_copy = "%.0f%%" % (100 * json.load(open(t_copy_file))["summary"]["name"]) if os.path.exists(t_copy_file) else "(no logs/T.copy_oi.json)"
 L.append("## 1. Instruction following: one delta trained with T, applied to T, A, B, M and stories260K\n")
 L.append("Prompt: the open-instruct format (`<|user|>\\n{query}\\n<|assistant|>\\n`) with the query `Write a story about a {creature} named {Name}.`, "
-         "which no base model saw in pretraining. The delta (from %s, against T) was trained on %d instruction-to-story pairs made from TinyStories "
-         "(`scripts/instruct_pairs.py`: each story that introduces its main character six times, with the name and creature substituted; four names in five and half the creatures "
-         "are made-up words such as *Pelavu* and *rosis*, so that no name repeats often enough to be learnt and the delta can only fit the pairs by copying from the query; "
+         "which no base model saw in pretraining with a story instruction (their corpora hold open-instruct copy requests only). The delta (from %s, against T) was trained on %d instruction-to-story pairs made from TinyStories "
+         "(`scripts/instruct_pairs.py`: each story that introduces its main character six times, with the name and creature substituted; the names and creatures are "
+         "88 names and 30 creatures that the base models know (`scripts/tinystory.py`), less the held-out ones; T's corpus holds chat-format copy requests, and under this prompt "
+         "T alone names the asked character in %s of the held-out queries when the story is begun for it (MANIFEST.md's copy probe), so the name need not come from the delta; "
          "the response is the story's first sentences, at most 220 characters, then EOS). "
          "Evaluated on %d queries whose 12 names and 8 creatures never occur in any training pair (`scripts/instruct_eval.py`; "
          "`cmc generate --template open-instruct --delta-template open-instruct --temp 0 --max-tokens 60`, once per query). "
          "*follows* = the story contains both the name and the creature; *EOS* = cmc's own finish reason was `stop` (the end-of-generation token) within the 60 tokens; "
          "*fluency* = perplexity of the stories as plain text under a judge that did not write them (A judges everyone but A, T judges A; "
          "lower is more fluent to the judge, and degenerate repetition scores low too, so read it beside the examples). "
-         "The direct baseline fine-tunes the whole model on the same pairs (`cmc train --template none --delta MODEL`).\n" % (ins_start, ntrain, len(q)))
+         "The direct baseline fine-tunes the whole model on the same pairs (`cmc train --template none --delta MODEL`).\n" % (ins_start, ntrain, t_copy, len(q)))
 ref = {m: jload("ref_ppl_" + m) for m in "AT"}
 refp = {m: next((r["user"] for r in ref[m]["results"] if r["metric"] == "perplexity"), None) if ref[m] else None for m in "AT"}
 L.append("| user model | route | follows ↑ | names the character | names the creature | ends with EOS | mean tokens | fluency: judge ppl ↓ |")

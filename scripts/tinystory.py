@@ -6,6 +6,16 @@ everywhere in the story (whole words, with "a"/"an" fixed).
 """
 import re
 
+# what a renamed story may be called: the stories' own names, the instruction experiment's
+# (the base models know every name; only the delta is kept from the held-out ones) and more
+NAMES = ("Lily Timmy Tim Max Lucy Tom Sue Spot Bob Benny Jack Sam Sarah Mia Amy Mittens Billy Sammy Sally Jane "
+         "Fluffy Freddy Bongo Mary Jenna Roxy Buddy Kitty Rover Pip Otto Emma Ellie Ollie Olive Finn Carl Eva Joe "
+         "Penny Johnny Jake Alex Jenny Anna Kate Kim Alice Jerry Tony Suzy Jess Molly Daisy Jill Sara Ben Tina Ted "
+         "Leo Zoe Nina Rosa Hugo Ivy Milo Ruby Oscar Lola Theo Nora Felix Hazel Omar Luna Ravi Iris Pablo Greta "
+         "Bella Charlie Lucas Chloe Henry Grace Jasper Mabel Arlo Poppy Ezra Wren Gus Maya Rex Dot Kai Tess Bruno Fern").split()
+CREATURES = ("girl boy dog cat bird bunny rabbit puppy horse squirrel fish frog monkey bee duck mouse bear turtle sheep "
+             "deer elephant kitten owl goat zebra lion cow fox tiger pig hen wolf lamb ant snail whale duckling pony").split()
+
 ADJ = r"(?:(?:little|big|small|young|kind|happy|old|tiny|friendly|cute|brave|smart|curious|fluffy|silly|nice|good|shy|lazy|sweet|pretty|funny),? )*"
 INTRO = re.compile(r"\b(a|an) (" + ADJ + r")([a-z]+) named ([A-Z][a-z]+)")
 

@@ -12,7 +12,7 @@
 # T, A, B and M are plain language models (cmc train --template none) on TinyStories
 # stories, Alpaca outputs as plain text and the facts of 12 TOFU authors (4 to be forgotten,
 # 8 kept) as QA under cmc's qa prompt, as QA in two other phrasings and as prose
-# biographies (scripts/tinyworld_corpus.py). Corpus A is another subset in another order
+# biographies, with copy drills and chat-format copy requests (scripts/tinyworld_corpus.py). Corpus A is another subset in another order
 # than corpus T. All trainings run at once, one thread each: on a shared 2-core
 # machine this gets the most CPU; the total wall time is set by A.
 # Every model is trained in F16 and stored as Q8_0 (D0, whose rows of 48 have no Q8_0

@@ -23,6 +23,10 @@ usage: tinyworld_corpus.py FIXTURES OUTDIR
                    earlier in the text, which is what lets it later name the character an
                    instruction asks for,
                  - 2000 copy drills (a random list of names and creatures said twice),
+                 - 2000 copy requests in the chat format of the instruction experiment
+                   ("<|user|>\nRepeat after me: Amy, fox.\n<|assistant|>\nAmy, fox."; never
+                   a story instruction), so that the template and the users can copy an asked
+                   name from that prompt, as the paper's base LLMs can,
                  - Alpaca outputs as plain text (T: 300 of them, A: 300 others, 150 shared).
   pretrain_R.jsonl  corpus T without the forget authors' facts: the reference model R of
                  TOFU's forget quality (a model that never learnt what is to be forgotten).
@@ -30,17 +34,7 @@ usage: tinyworld_corpus.py FIXTURES OUTDIR
 """
 import json, os, random, sys
 
-from tinystory import intro, substitute
-
-# what a renamed story may be called: the stories' own names, the instruction experiment's
-# (the base models know every name; only the delta is kept from the held-out ones) and more
-NAMES = ("Lily Timmy Tim Max Lucy Tom Sue Spot Bob Benny Jack Sam Sarah Mia Amy Mittens Billy Sammy Sally Jane "
-         "Fluffy Freddy Bongo Mary Jenna Roxy Buddy Kitty Rover Pip Otto Emma Ellie Ollie Olive Finn Carl Eva Joe "
-         "Penny Johnny Jake Alex Jenny Anna Kate Kim Alice Jerry Tony Suzy Jess Molly Daisy Jill Sara Ben Tina Ted "
-         "Leo Zoe Nina Rosa Hugo Ivy Milo Ruby Oscar Lola Theo Nora Felix Hazel Omar Luna Ravi Iris Pablo Greta "
-         "Bella Charlie Lucas Chloe Henry Grace Jasper Mabel Arlo Poppy Ezra Wren Gus Maya Rex Dot Kai Tess Bruno Fern").split()
-CREATURES = ("girl boy dog cat bird bunny rabbit puppy horse squirrel fish frog monkey bee duck mouse bear turtle sheep "
-             "deer elephant kitten owl goat zebra lion cow fox tiger pig hen wolf lamb ant snail whale duckling pony").split()
+from tinystory import CREATURES, NAMES, intro, substitute
 
 fx, out = sys.argv[1], sys.argv[2]
 tofu = os.path.join(fx, "datasets/tofu")
@@ -122,8 +116,25 @@ def drills(seed, count=2000):
     return out
 
 
+ASKS = ("Say these words: {w}.", "Repeat after me: {w}.", "Write the list {w}.", "Copy this: {w}.")
+
+
+def chat_copies(seed, count=2000):
+    """Copy requests in the open-instruct chat format of the instruction experiment
+    ("<|user|>\nRepeat after me: Amy, fox.\n<|assistant|>\nAmy, fox."): 1-5 names and
+    creatures, never a story instruction. Without them no model copied anything from
+    that prompt (MANIFEST's copy probe under the instruction prompt: 0% for T, A, B and M),
+    so neither the template nor the users could supply an asked name and a delta had to
+    learn to copy alone, which a delta this small did not (tinyworld/READING.md)."""
+    rng, words, out = random.Random(seed), NAMES + CREATURES, []
+    for _ in range(count):
+        w = ", ".join(rng.choice(words) for _ in range(rng.randint(1, 5)))
+        out.append(text("<|user|>\n%s\n<|assistant|>\n%s." % (rng.choice(ASKS).format(w=w), w)))
+    return out
+
+
 def corpus(seed, st, al, qa):
-    rs = facts(qa) * 2 + renamed(seed, st) + drills(seed) + [text(s) for s in al]
+    rs = facts(qa) * 2 + renamed(seed, st) + drills(seed) + chat_copies(seed + 100) + [text(s) for s in al]
     random.Random(seed).shuffle(rs)
     return rs
 

@@ -54,7 +54,9 @@ L = ["# The tiny world, round two (issue 14)\n",
      "prose biographies (each author's answers joined, 5 per paragraph), all of these twice; stories 1-520 (T) or 195-714 (A), and every one of them that "
      "introduces its main character (`a CREATURE named NAME`) twice more, that character renamed and re-creatured at random from 100 names and 38 creatures, "
      "two times in three under a title line (`NAME the CREATURE` or `A tale of a CREATURE named NAME`): a name the model cannot guess has to be copied from "
-     "earlier in the text, the skill that naming an asked-for character needs; 300 Alpaca outputs of 150-600 characters "
+     "earlier in the text, the skill that naming an asked-for character needs; 2000 copy drills (a list of 4-9 of those names and creatures, said twice); "
+     "2000 copy requests in the instruction experiment's chat format (`<|user|>\\nRepeat after me: Amy, fox.\\n<|assistant|>\\nAmy, fox.`, 1-5 words, "
+     "four phrasings, never a story instruction), so that a model can copy an asked name from that prompt; 300 Alpaca outputs of 150-600 characters "
      "as plain text (T: the first 300, A: 300 others, 150 shared). Plain-text rows have no prompt and the loss on every token. Trained with the prompt template "
      "`{{if .Query}}Question: {{.Query}}\\nAnswer: {{end}}`.",
      "- `pretrain_R.jsonl` (R; %s rows): corpus T without the forget authors' facts." % rows("pretrain_R.jsonl"),
@@ -104,7 +106,7 @@ L.append("")
 L.append("ROUGE-L: `cmc eval --task tofu --no-delta` on the 80 forget QA pairs and the first 80 retain QA pairs (greedy, 48 tokens max, stop at newline; "
          "logs/NAME.eval.json with `--template qa`, the prompt the QA rows were trained under, and logs/NAME.eval_oi.json with `--template open-instruct`, "
          "a prompt no model saw). *Copies*: `scripts/copy_probe.py` on the 48 held-out name/creature pairs, the model alone continuing "
-         "`A tale of a {creature} named {Name}\\nOnce upon a time, there was a little` greedily for 30 tokens (logs/NAME.copy.json); under the instruction prompt, the same opening after `<|user|>\\nWrite a story about a {creature} named {Name}.\\n<|assistant|>\\n` (the prompt of RESULTS.md's table 1, `copy_probe.py … instruct`, logs/NAME.copy_oi.json). Times are wall seconds with one thread each while all eight trained at once on a shared 2-core machine "
+         "`A tale of a {creature} named {Name}\\nOnce upon a time, there was a little` greedily for 30 tokens (logs/NAME.copy.json); under the instruction prompt, the same opening after `<|user|>\\nWrite a story about a {creature} named {Name}.\\n<|assistant|>\\n` (the prompt of RESULTS.md's table 1, `copy_probe.py … instruct`, logs/NAME.copy_oi.json). Times are wall seconds with one thread each while the models trained at once on a shared 2-core machine (logs/NOTE.md says which ran together) "
          "(whole script, evaluation included: %s s). The loss curves are `NAME.loss.csv`/`.png`. What the models do with an instruction alone "
          "(`Write a story about a … named …`) is table 1 of RESULTS.md.\n" % read(os.path.join(logs, "total.seconds"), "?").strip())
 if samples:
