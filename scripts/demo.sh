@@ -11,12 +11,14 @@
 #      RESULTS.md's control gives the rates), then three with names and creatures it never saw;
 #   2. unlearning: a forgotten author's question and a kept author's, alone, with
 #      tinyworld/deltas/grad_diff.gguf and with tinyworld/deltas/idk.gguf (trained to refuse).
-# What it shows (RESULTS.md): with the instruct delta every model writes and ends a story
-# opening; on trained queries it often names the asked character and creature (A 67% of them,
-# B 29%, M 33%: what the delta learnt transfers across size and vocabulary), on the held-out
-# ones not (the delta remembered its pairs' names instead of learning to copy them); the IDK
-# delta lowers the forgotten answers' probability but does not yet produce clean refusals on
-# these weak models.
+# What it shows (RESULTS.md): alone, A, B and M answer the instruction with a word list (they
+# learnt chat-format copy requests, tinyworld/MANIFEST.md); with the instruct delta every model
+# writes and ends a story opening; on trained queries it often names the asked character and
+# creature (A 67% of them, B 25%, M 33%: what the delta learnt transfers across size and
+# vocabulary), on the held-out ones never (the delta writes its trained names over the copy
+# that T and the users would make, tinyworld/READING.md); grad_diff removes the forgotten answers
+# on every user, and the IDK delta lowers their probability but does not yet produce clean
+# refusals on these weak models.
 # Under a minute on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +46,7 @@ done
 
 step "1. instruction following (open-instruct prompt, greedy, 60 tokens): two trained queries, then three held-out ones"
 trained=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["question"])' "$w/data/instruct_seen.jsonl")
-followed="Write a story about a whale named Milo." # followed on A, B and M in RESULTS.md's control
+followed="Write a story about a deer named Bongo." # followed on A, B and M in RESULTS.md's control
 grep -qF "\"$followed\"" "$w/data/instruct_seen.jsonl" || { echo "demo: \"$followed\" is not in $w/data/instruct_seen.jsonl" >&2; exit 1; }
 for q in "$trained" "$followed" "Write a story about a fox named Molly." "Write a story about a lion named Jake." "Write a story about a tiger named Daisy."; do
 	printf '\n\033[1m%s\033[0m\n' "$q"
