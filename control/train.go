@@ -382,12 +382,13 @@ type plannedBatch struct {
 	stepTokens int
 }
 
-// labelled counts the positions of p's sequences that have a label.
-func (p plannedBatch) labelled() int {
+// labelled counts the positions of p's sequences that have a label, the
+// Anchor ones only with a template (the rows pad keeps).
+func (p plannedBatch) labelled(template bool) int {
 	n := 0
 	for _, i := range p.idx {
 		for _, y := range p.from[i].Labels {
-			if y != data.NoToken {
+			if y != data.NoToken && (template || y != data.Anchor) {
 				n++
 			}
 		}
@@ -453,7 +454,7 @@ func (t *Trainer) plan(ctx context.Context, workers *sync.WaitGroup, from, to in
 			// needed before the first micro-batch's gradient.
 			tokens := map[float32]int{}
 			for _, b := range batches {
-				tokens[b.sign] += b.labelled()
+				tokens[b.sign] += b.labelled(t.Template != nil)
 			}
 			for _, b := range batches {
 				b.stepTokens = tokens[b.sign]
@@ -605,10 +606,16 @@ func (t *Trainer) pad(p plannedBatch) (*microBatch, error) {
 		mb.scale = p.sign / float32(p.stepTokens)
 	}
 	for i, y := range b.Labels {
-		if y != data.NoToken {
-			mb.rows = append(mb.rows, int32(i))
-			mb.targets = append(mb.targets, y)
+		switch {
+		case y == data.NoToken:
+			continue
+		case y == data.Anchor && t.Template == nil:
+			continue // no template to leave the position to: no loss there
+		case y == data.Anchor:
+			y = delta.Anchor
 		}
+		mb.rows = append(mb.rows, int32(i))
+		mb.targets = append(mb.targets, y)
 	}
 	return mb, nil
 }

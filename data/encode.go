@@ -8,8 +8,13 @@ import (
 	"github.com/cmc-dev/cmc/vocab"
 )
 
-// NoToken marks an absent special token in Specials.
+// NoToken marks an absent special token in Specials, and a position
+// without a label in Sequence.Labels.
 const NoToken int32 = -1
+
+// Anchor is the label of a position whose output the template decides
+// (Example.FromTemplate): a delta is trained there to match the template.
+const Anchor int32 = -2
 
 // Specials are the special tokens Encode adds around each example.
 type Specials struct {
@@ -23,7 +28,8 @@ type Sequence struct {
 	Tokens []int32
 	// Labels[i] is the token to predict at position i: Tokens[i+1] where
 	// that token belongs to the response (or is the final EOS), NoToken
-	// where no loss is taken (prompt positions and the last position).
+	// where no loss is taken (prompt positions and the last position),
+	// Anchor where the next token is one of the example's FromTemplate words.
 	Labels []int32
 	Source string
 }
@@ -41,8 +47,8 @@ type EncodeStats struct {
 //
 //	[BOS] + tokens(prompt + response) + [EOS]
 //
-// with labels on the response tokens and the EOS only, less the tokens of
-// the example's NoLoss words. BOS is added when
+// with labels on the response tokens and the EOS only; the tokens of the
+// example's FromTemplate words are labelled Anchor. BOS is added when
 // sp.AddBOS is set; EOS when sp.EOS is not NoToken.
 //
 // Prompt and response are tokenized as one text (addSpecial and
@@ -89,13 +95,13 @@ func Encode(tok vocab.Tokenizer, sp Specials, tmpl Template, examples []Example,
 			tokens = tokens[:maxLen]
 		}
 
-		var skip []bool // by index into joined
-		if len(ex.NoLoss) > 0 {
-			if skip, err = noLossMask(tok, tmpl.Prompt(ex), ex.Output, ex.NoLoss); err != nil {
+		var anchored []bool // by index into joined
+		if len(ex.FromTemplate) > 0 {
+			if anchored, err = templateMask(tok, tmpl.Prompt(ex), ex.Output, ex.FromTemplate); err != nil {
 				return nil, EncodeStats{}, fmt.Errorf("encode %s: %w", ex.Source, err)
 			}
-			if len(skip) != len(joined) {
-				return nil, EncodeStats{}, fmt.Errorf("encode %s: no_loss: the text tokenized two ways (%d and %d tokens)", ex.Source, len(skip), len(joined))
+			if len(anchored) != len(joined) {
+				return nil, EncodeStats{}, fmt.Errorf("encode %s: from_template: the text tokenized two ways (%d and %d tokens)", ex.Source, len(anchored), len(joined))
 			}
 		}
 		bos := promptLen - split // 1 when BOS leads the sequence
@@ -103,11 +109,11 @@ func Encode(tok vocab.Tokenizer, sp Specials, tmpl Template, examples []Example,
 		labelled := 0
 		for i := range labels {
 			labels[i] = NoToken
-			if j := i + 1 - bos; skip != nil && j < len(skip) && skip[j] {
-				continue
-			}
 			if i+1 >= promptLen && i+1 < len(tokens) {
 				labels[i] = tokens[i+1]
+				if j := i + 1 - bos; anchored != nil && j < len(anchored) && anchored[j] {
+					labels[i] = Anchor
+				}
 				labelled++
 			}
 		}
@@ -194,23 +200,23 @@ func tokenizeSpans(tok vocab.Tokenizer, text, prefix string) ([]int32, [][2]int,
 	return tokens, spans, nil
 }
 
-// noLossMask marks the tokens of prompt+response that overlap a whole-word
-// occurrence in response of one of words (Example.NoLoss). It needs the
+// templateMask marks the tokens of prompt+response that overlap a whole-word
+// occurrence in response of one of words (Example.FromTemplate). It needs the
 // tokens' spans across the whole text, so a tokenizer whose pieces do not
 // spell the text back is an error.
-func noLossMask(tok vocab.Tokenizer, prompt, response string, words []string) ([]bool, error) {
+func templateMask(tok vocab.Tokenizer, prompt, response string, words []string) ([]bool, error) {
 	text := prompt + response
 	tokens, spans, err := tokenizeSpans(tok, text, text)
 	if err != nil {
 		return nil, err
 	}
 	if spans == nil {
-		return nil, errors.New("no_loss: the tokenizer's pieces do not spell the text back, so the words cannot be placed")
+		return nil, errors.New("from_template: the tokenizer's pieces do not spell the text back, so the words cannot be placed")
 	}
 	var ranges [][2]int
 	for _, w := range words {
 		if w == "" {
-			return nil, errors.New("no_loss: an empty word")
+			return nil, errors.New("from_template: an empty word")
 		}
 		found := false
 		for off := 0; ; {
@@ -226,7 +232,7 @@ func noLossMask(tok vocab.Tokenizer, prompt, response string, words []string) ([
 			off = a + 1
 		}
 		if !found {
-			return nil, fmt.Errorf("no_loss: %q does not occur in the response as a word", w)
+			return nil, fmt.Errorf("from_template: %q does not occur in the response as a word", w)
 		}
 	}
 	mask := make([]bool, len(tokens))

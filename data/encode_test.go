@@ -317,32 +317,37 @@ func TestEncodeJoined(t *testing.T) {
 	}
 }
 
-// TestEncodeNoLoss: the tokens of an example's NoLoss words, the word
-// marker included, take no label; a word inside another word is not one of
-// them, and a word that does not occur is an error naming the example.
-func TestEncodeNoLoss(t *testing.T) {
+// TestEncodeFromTemplate: the tokens of an example's FromTemplate words,
+// the word marker included, are labelled Anchor; a word inside another word
+// is not one of them, and a word that does not occur is an error naming the
+// example.
+func TestEncodeFromTemplate(t *testing.T) {
 	sp := spTokenizer{pieces: []string{" Amy", " bear", "bear", "ing", " a", " named", ".", "'s"}}
-	ex := Example{Instruction: "Tell.", Output: "A bear named Amy. Amy's bearing.", NoLoss: []string{"Amy", "bear"}, Source: "pairs.jsonl:3"}
+	ex := Example{Instruction: "Tell.", Output: "A bear named Amy. Amy's bearing.", FromTemplate: []string{"Amy", "bear"}, Source: "pairs.jsonl:3"}
 	seqs, _, err := Encode(sp, llama, OpenInstruct{}, []Example{ex}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var labelled []string
 	for _, l := range seqs[0].Labels {
-		if l != NoToken {
+		switch l {
+		case NoToken:
+		case Anchor:
+			labelled = append(labelled, "<anchor>")
+		default:
 			labelled = append(labelled, string(sp.AppendPiece(nil, l, false)))
 		}
 	}
-	// " bear" and " Amy" (twice) are skipped; the " bear" of "bearing" is
-	// kept.
-	want := []string{"A", " named", ".", "'s", " bear", "ing", ".", ""}
+	// " bear" and " Amy" (twice) are anchored; the " bear" of "bearing"
+	// is not.
+	want := []string{"A", "<anchor>", " named", "<anchor>", ".", "<anchor>", "'s", " bear", "ing", ".", ""}
 	if !reflect.DeepEqual(labelled, want) {
 		t.Errorf("labels spell %q, want %q", labelled, want)
 	}
 
-	ex.NoLoss = []string{"fox"}
+	ex.FromTemplate = []string{"fox"}
 	_, _, err = Encode(sp, llama, OpenInstruct{}, []Example{ex}, 0)
 	if err == nil || !strings.Contains(err.Error(), "pairs.jsonl:3") || !strings.Contains(err.Error(), `"fox"`) {
-		t.Errorf("a missing no_loss word: error %v, want one naming pairs.jsonl:3 and \"fox\"", err)
+		t.Errorf("a missing from_template word: error %v, want one naming pairs.jsonl:3 and \"fox\"", err)
 	}
 }

@@ -40,11 +40,12 @@ type Example struct {
 	Paraphrased string
 	Perturbed   []string
 
-	// NoLoss lists words of Output whose tokens take no loss in training
-	// (every whole-word occurrence): an instruction pair's substituted name
-	// and creature, say, so that a delta leaves them to the template, which
-	// copies them from the query, instead of learning the pairs' names.
-	NoLoss []string
+	// FromTemplate lists words of Output (every whole-word occurrence) that
+	// a delta should leave to its template: an instruction pair's name and
+	// creature, which the template copies from the query. Their tokens get
+	// the label Anchor: there the delta is trained to match the template,
+	// not the text, so that it does not learn the pairs' names.
+	FromTemplate []string
 }
 
 // Query is the text the user asked: the instruction, followed by a newline
@@ -68,8 +69,8 @@ const (
 	FormatAlpaca = "alpaca"
 	// FormatTOFU records have "question" and "answer" strings, and in the
 	// perturbed sets "paraphrased_answer" and "perturbed_answer" (a list).
-	// Records of either JSON format may carry "no_loss", a list of words of
-	// the response to leave out of the training loss (Example.NoLoss).
+	// Records of either JSON format may carry "from_template", a list of
+	// words of the response to leave to the template (Example.FromTemplate).
 	FormatTOFU = "tofu"
 	// FormatText is plain text: documents separated by "<|endoftext|>"
 	// when the file contains that marker, otherwise one document per line.
@@ -135,14 +136,14 @@ func parse(path string, content []byte, format string) ([]Example, error) {
 // record holds every field that any format reads. Pointers tell a missing
 // (or null) field from an empty string, which Alpaca uses for "no input".
 type record struct {
-	Instruction *string   `json:"instruction"`
-	Input       *string   `json:"input"`
-	Output      *string   `json:"output"`
-	Question    *string   `json:"question"`
-	Answer      *string   `json:"answer"`
-	Paraphrased *string   `json:"paraphrased_answer"`
-	Perturbed   *[]string `json:"perturbed_answer"`
-	NoLoss      *[]string `json:"no_loss"`
+	Instruction  *string   `json:"instruction"`
+	Input        *string   `json:"input"`
+	Output       *string   `json:"output"`
+	Question     *string   `json:"question"`
+	Answer       *string   `json:"answer"`
+	Paraphrased  *string   `json:"paraphrased_answer"`
+	Perturbed    *[]string `json:"perturbed_answer"`
+	FromTemplate *[]string `json:"from_template"`
 }
 
 // decodeRecord parses one JSON record and turns it into an example of the
@@ -192,8 +193,8 @@ func decodeRecord(raw []byte, format, source string) (Example, string, error) {
 			ex.Perturbed = *r.Perturbed
 		}
 	}
-	if r.NoLoss != nil {
-		ex.NoLoss = *r.NoLoss
+	if r.FromTemplate != nil {
+		ex.FromTemplate = *r.FromTemplate
 	}
 	return ex, format, nil
 }
@@ -208,7 +209,7 @@ func describeJSONError(err error) error {
 	switch typeErr.Field {
 	case "":
 		return fmt.Errorf("expected a JSON object, got %s", typeErr.Value)
-	case "perturbed_answer", "no_loss": // also when one element of the list is wrong
+	case "perturbed_answer", "from_template": // also when one element of the list is wrong
 		return fmt.Errorf("field %q: expected a list of strings, got %s", typeErr.Field, typeErr.Value)
 	default:
 		return fmt.Errorf("field %q: expected a string, got %s", typeErr.Field, typeErr.Value)

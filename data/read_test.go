@@ -255,7 +255,7 @@ func TestReadErrors(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(`[{"instruction":"i","input":"","output":"o"}]`), FormatAuto)
 	f.Add([]byte("{\"question\":\"q\",\"answer\":\"a\",\"perturbed_answer\":[\"x\"]}\n{\"question\":1}"), FormatTOFU)
-	f.Add([]byte("{\"question\":\"q\",\"answer\":\"a bear\",\"no_loss\":[\"bear\"]}\n{\"question\":\"q\",\"answer\":\"a\",\"no_loss\":[1]}"), FormatAuto)
+	f.Add([]byte("{\"question\":\"q\",\"answer\":\"a bear\",\"from_template\":[\"bear\"]}\n{\"question\":\"q\",\"answer\":\"a\",\"from_template\":[1]}"), FormatAuto)
 	f.Add([]byte("one\n\ntwo<|endoftext|>three"), FormatText)
 	f.Add([]byte("[\n{},\n"), FormatAlpaca)
 	f.Fuzz(func(t *testing.T, content []byte, format string) {
@@ -277,26 +277,26 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// TestReadNoLoss: "no_loss" is read into Example.NoLoss, and a wrong type
+// TestReadFromTemplate: "from_template" is read into Example.FromTemplate, and a wrong type
 // names the field.
-func TestReadNoLoss(t *testing.T) {
+func TestReadFromTemplate(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "pairs.jsonl")
-	if err := os.WriteFile(good, []byte(`{"question": "q", "answer": "a bear named Amy", "no_loss": ["Amy", "bear"]}`+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(good, []byte(`{"question": "q", "answer": "a bear named Amy", "from_template": ["Amy", "bear"]}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ex, err := Read(good, FormatTOFU)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(ex[0].NoLoss, []string{"Amy", "bear"}) {
-		t.Errorf("NoLoss %q, want [Amy bear]", ex[0].NoLoss)
+	if !reflect.DeepEqual(ex[0].FromTemplate, []string{"Amy", "bear"}) {
+		t.Errorf("FromTemplate %q, want [Amy bear]", ex[0].FromTemplate)
 	}
 	bad := filepath.Join(dir, "bad.jsonl")
-	if err := os.WriteFile(bad, []byte(`{"question": "q", "answer": "a", "no_loss": "Amy"}`+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte(`{"question": "q", "answer": "a", "from_template": "Amy"}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Read(bad, FormatTOFU); err == nil || !strings.Contains(err.Error(), `field "no_loss": expected a list of strings`) {
-		t.Errorf("no_loss as a string: error %v, want the field named", err)
+	if _, err := Read(bad, FormatTOFU); err == nil || !strings.Contains(err.Error(), `field "from_template": expected a list of strings`) {
+		t.Errorf("from_template as a string: error %v, want the field named", err)
 	}
 }

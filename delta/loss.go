@@ -10,6 +10,13 @@ import (
 // Ignore is the target of a position that does not count in the loss.
 const Ignore = -1
 
+// Anchor is the target of a position where the delta should leave the
+// output to the template: its loss there is KL(softmax(bias) ‖ softmax(z)),
+// zero when the delta's row is flat, so the delta is trained to stay out of
+// the template's way (an instruction's name, which the template copies from
+// the prompt) instead of being left unconstrained. It needs a bias.
+const Anchor = -2
+
 // CrossEntropy returns the mean cross-entropy of the rows of logits
 // ([len(targets) × vocab]) against targets, skipping positions whose target
 // is Ignore, and overwrites logits with d(loss)/d(logits):
@@ -72,6 +79,10 @@ func countTargets(logits, bias []float32, targets []int32, vocab int) (count int
 	for i, y := range targets {
 		switch {
 		case y == Ignore:
+		case y == Anchor && bias == nil:
+			panic(fmt.Sprintf("delta: an Anchor target at %d with no template bias", i))
+		case y == Anchor:
+			count++
 		case y < 0 || int(y) >= vocab:
 			panic(fmt.Sprintf("delta: target %d at %d outside the vocabulary of %d", y, i, vocab))
 		default:
@@ -106,6 +117,10 @@ func crossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, v
 				if !usable(row) {
 					partial[b] = math.NaN()
 				}
+				if y == Anchor {
+					partial[b] += anchorKL(row, bias[i*vocab:(i+1)*vocab], g)
+					continue
+				}
 				mx := maxOf(row)
 				target := row[y]
 				sum := kernels.ExpShifted(row, mx)
@@ -120,6 +135,28 @@ func crossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, v
 		loss += l
 	}
 	return loss
+}
+
+// anchorKL returns KL(p ‖ q), p = softmax(bias) and q = softmax(z), and
+// overwrites z (the row, logits + bias) with g·(q − p), the KL's gradient
+// with respect to the delta's logits. KL = logsumexp(z) − logsumexp(bias) −
+// Σ p·(z − bias), which needs no second row of scratch.
+func anchorKL(z, bias []float32, g float32) float64 {
+	mb := maxOf(bias)
+	var sb, pd float64 // Σ exp(bias − mb), Σ exp(bias − mb)·(z − bias)
+	for j, v := range bias {
+		if e := math.Exp(float64(v - mb)); e > 0 {
+			sb += e
+			pd += e * float64(z[j]-v)
+		}
+	}
+	mz := maxOf(z)
+	sz := kernels.ExpShifted(z, mz) // z now holds exp(z − mz)
+	kl := float64(mz) + math.Log(float64(sz)) - float64(mb) - math.Log(sb) - pd/sb
+	for j, v := range bias {
+		z[j] = g * (z[j]/sz - float32(math.Exp(float64(v-mb))/sb))
+	}
+	return kl
 }
 
 // usable reports whether no element of x is NaN or +Inf; −Inf, a

@@ -2,6 +2,7 @@ package delta
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/cmc-dev/cmc/delta/kernels"
@@ -62,5 +63,56 @@ func TestCrossEntropyOfNonFiniteIsNaN(t *testing.T) {
 	logits[vocab] = float32(math.NaN())
 	if loss := CrossEntropy(p, logits, targets, vocab); math.IsNaN(loss) {
 		t.Error("a NaN in an ignored row made the loss NaN")
+	}
+}
+
+// TestAnchorKL: at an Anchor target the loss is KL(softmax(bias) ‖
+// softmax(logits + bias)): zero for a flat delta row, its gradient
+// matches finite differences of a float64 KL, and a −Inf bias (a token the
+// template cache dropped) stays finite.
+func TestAnchorKL(t *testing.T) {
+	p := kernels.NewPool(1)
+	bias := []float32{2, -1, 0.5, float32(math.Inf(-1)), 1}
+	kl64 := func(d []float64) float64 {
+		var sb, sz float64
+		for j, b := range bias {
+			sb += math.Exp(float64(b))
+			sz += math.Exp(float64(b) + d[j])
+		}
+		kl := 0.0
+		for j, b := range bias {
+			if pj := math.Exp(float64(b)) / sb; pj > 0 {
+				kl += pj * (math.Log(pj) - (float64(b) + d[j] - math.Log(sz)))
+			}
+		}
+		return kl
+	}
+
+	flat := []float32{3, 3, 3, 3, 3}
+	if loss, n := BiasedCrossEntropySum(p, flat, bias, []int32{Anchor}, 5, 1); n != 1 || math.Abs(loss) > 1e-6 {
+		t.Errorf("flat delta: KL %g over %d rows, want 0 over 1", loss, n)
+	}
+	for j, g := range flat {
+		if math.Abs(float64(g)) > 1e-6 {
+			t.Errorf("flat delta: gradient[%d] = %g, want 0", j, g)
+		}
+	}
+
+	d := []float64{0.3, -0.7, 1.2, 0.1, -0.2}
+	row := make([]float32, len(d))
+	for j, v := range d {
+		row[j] = float32(v)
+	}
+	loss, _ := BiasedCrossEntropySum(p, row, bias, []int32{Anchor}, 5, 1)
+	if want := kl64(d); math.Abs(loss-want) > 1e-5 {
+		t.Errorf("KL %g, want %g", loss, want)
+	}
+	for j := range d {
+		up, down := slices.Clone(d), slices.Clone(d)
+		up[j] += 1e-5
+		down[j] -= 1e-5
+		if num := (kl64(up) - kl64(down)) / 2e-5; math.Abs(float64(row[j])-num) > 1e-4 {
+			t.Errorf("gradient[%d] = %g, finite differences %g", j, row[j], num)
+		}
 	}
 }

@@ -46,7 +46,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "delta", Required: true, Usage: "the delta to start from: a llama2.c .bin checkpoint, a GGUF, or \"new\" for a random one (see --dim ...)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "where to write the trained delta (GGUF)"},
 			&cli.StringFlag{Name: "data", Usage: "training examples (sft): Alpaca JSON/JSONL, TOFU JSONL or text"},
-			&cli.StringFlag{Name: "format", Value: data.FormatAuto, Usage: "format of the data files: auto, alpaca (instruction/input/output), tofu (question/answer) or text; a JSON record may add \"no_loss\": [words of the response to leave out of the loss]"},
+			&cli.StringFlag{Name: "format", Value: data.FormatAuto, Usage: "format of the data files: auto, alpaca (instruction/input/output), tofu (question/answer) or text; a JSON record may add \"from_template\": [words of the response the delta leaves to the template: trained there to match it, not the text; with --template none, no loss there]"},
 			&cli.StringFlag{Name: "prompt-template", Value: data.TemplateOpenInstruct, Usage: "how examples become prompts: open-instruct, raw, qa or a Go template"},
 			&cli.IntFlag{Name: "max-len", Value: 1024, Usage: "longest sequence in tokens; longer responses are truncated, examples whose prompt alone is too long are dropped"},
 			&cli.StringFlag{Name: "objective", Value: string(control.SFT), Usage: "sft, or grad_diff for unlearning (-CE on --forget + CE on --retain)"},
