@@ -9,12 +9,15 @@ main character's name and creature are substituted (every whole-word occurrence,
 "a"/"an" fixed). The response is the story's opening: its first sentences, at most 220
 characters, so that a model can finish it (EOS) within the 60 tokens of the evaluation.
 
-  instruct_train.jsonl  {"question": query, "answer": opening}: 6 substitutions per story, each
+  instruct_train.jsonl  {"question": query, "answer": opening, "from_template": [name, creature]}:
+                        6 substitutions per story, each
                         with a random name and creature of those the base models know
                         (tinystory.NAMES, CREATURES: 88 and 30 without the held-out ones), which
                         the template copies from the query (its chat-format copy requests), so
-                        that the delta need not: made-up names, which no model here copies,
-                        made the delta write remembered syllables instead (READING.md); a pair
+                        that the delta need not: "from_template" has cmc train the delta to match
+                        the template at those words instead of learning them (a delta trained on
+                        them wrote its trained names over the template's copy; made-up names, which
+                        no model here copies, made it write remembered syllables: READING.md); a pair
                         that mentions any held-out name or creature anywhere is dropped, so the
                         delta never sees one.
   instruct_seen.jsonl   the control: the first 24 distinct training queries (seen names and creatures).
@@ -60,7 +63,9 @@ def main():
             resp = opening(substitute(st, name, creature, n, c))
             if n not in resp or mentions(resp, held):
                 continue
-            train.append({"question": QUERY.format(creature=c, name=n), "answer": resp})
+            # the name and creature are the template's to copy: cmc trains the delta to match T there
+            anchored = [w for w in (n, c) if re.search(r"(?<![A-Za-z0-9])%s(?![A-Za-z0-9])" % re.escape(w), resp)]
+            train.append({"question": QUERY.format(creature=c, name=n), "answer": resp, "from_template": anchored})
     evals = []
     for i, n in enumerate(EVAL_NAMES):
         for j, c in enumerate(EVAL_CREATURES):
