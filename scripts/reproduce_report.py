@@ -110,7 +110,7 @@ L.append("Prompt: the open-instruct format (`<|user|>\\n{query}\\n<|assistant|>\
          "which no base model saw in pretraining with a story instruction (their corpora hold open-instruct copy requests only). The delta (from %s, against T) was trained on %d instruction-to-story pairs made from TinyStories "
          "(`scripts/instruct_pairs.py`: each story that introduces its main character six times, with the name and creature substituted; the names and creatures are "
          "88 names and 30 creatures that the base models know (`scripts/tinystory.py`), less the held-out ones; T's corpus holds chat-format copy requests, and under this prompt "
-         "T alone names the asked character in %s of the held-out queries when the story is begun for it (MANIFEST.md's copy probe), so the name need not come from the delta; "
+         "T alone names the asked character in %s of the held-out queries when the story is begun for it (MANIFEST.md's copy probe), so the name need not come from the delta: each pair lists its name and creature under `from_template`, and at their tokens the delta is trained to match T (KL), not the text; "
          "the response is the story's first sentences, at most 220 characters, then EOS). "
          "Evaluated on %d queries whose 12 names and 8 creatures never occur in any training pair (`scripts/instruct_eval.py`; "
          "`cmc generate --template open-instruct --delta-template open-instruct --temp 0 --max-tokens 60`, once per query). "
