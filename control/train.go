@@ -382,18 +382,30 @@ type plannedBatch struct {
 	stepTokens int
 }
 
-// labelled counts the positions of p's sequences that have a label, the
-// Anchor ones only with a template (the rows pad keeps).
+// labelled counts the positions of p's sequences that take a loss.
 func (p plannedBatch) labelled(template bool) int {
 	n := 0
 	for _, i := range p.idx {
 		for _, y := range p.from[i].Labels {
-			if y != data.NoToken && (template || y != data.Anchor) {
+			if _, ok := lossTarget(y, template); ok {
 				n++
 			}
 		}
 	}
 	return n
+}
+
+// lossTarget is the delta's target for label y, and whether the position
+// takes a loss: not where there is no label, nor at an Anchor when there is
+// no template to leave the position to.
+func lossTarget(y int32, template bool) (int32, bool) {
+	switch {
+	case y == data.NoToken, y == data.Anchor && !template:
+		return 0, false
+	case y == data.Anchor:
+		return delta.Anchor, true
+	}
+	return y, true
 }
 
 // plan lists the micro-batches from optimiser step `from` to `to` in order,
@@ -606,16 +618,10 @@ func (t *Trainer) pad(p plannedBatch) (*microBatch, error) {
 		mb.scale = p.sign / float32(p.stepTokens)
 	}
 	for i, y := range b.Labels {
-		switch {
-		case y == data.NoToken:
-			continue
-		case y == data.Anchor && t.Template == nil:
-			continue // no template to leave the position to: no loss there
-		case y == data.Anchor:
-			y = delta.Anchor
+		if target, ok := lossTarget(y, t.Template != nil); ok {
+			mb.rows = append(mb.rows, int32(i))
+			mb.targets = append(mb.targets, target)
 		}
-		mb.rows = append(mb.rows, int32(i))
-		mb.targets = append(mb.targets, y)
 	}
 	return mb, nil
 }

@@ -71,9 +71,23 @@ func Encode(tok vocab.Tokenizer, sp Specials, tmpl Template, examples []Example,
 	stats := EncodeStats{Examples: len(examples)}
 	var seqs []Sequence
 	for _, ex := range examples {
-		joined, split, err := TokenizeJoined(tok, tmpl.Prompt(ex), ex.Output)
+		prompt := tmpl.Prompt(ex)
+		joined, spans, exact, err := tokenizeSpans(tok, prompt, ex.Output)
 		if err != nil {
 			return nil, EncodeStats{}, fmt.Errorf("encode %s: %w", ex.Source, err)
+		}
+		split, err := splitAt(tok, joined, spans, prompt)
+		if err != nil {
+			return nil, EncodeStats{}, fmt.Errorf("encode %s: %w", ex.Source, err)
+		}
+		var anchored []bool // by index into joined
+		if len(ex.FromTemplate) > 0 {
+			if !exact {
+				return nil, EncodeStats{}, fmt.Errorf("encode %s: from_template: the tokenizer's pieces do not spell the text back, so the words cannot be placed", ex.Source)
+			}
+			if anchored, err = anchorMask(spans, prompt, ex.Output, ex.FromTemplate); err != nil {
+				return nil, EncodeStats{}, fmt.Errorf("encode %s: %w", ex.Source, err)
+			}
 		}
 
 		tokens := make([]int32, 0, len(joined)+2)
@@ -95,15 +109,6 @@ func Encode(tok vocab.Tokenizer, sp Specials, tmpl Template, examples []Example,
 			tokens = tokens[:maxLen]
 		}
 
-		var anchored []bool // by index into joined
-		if len(ex.FromTemplate) > 0 {
-			if anchored, err = templateMask(tok, tmpl.Prompt(ex), ex.Output, ex.FromTemplate); err != nil {
-				return nil, EncodeStats{}, fmt.Errorf("encode %s: %w", ex.Source, err)
-			}
-			if len(anchored) != len(joined) {
-				return nil, EncodeStats{}, fmt.Errorf("encode %s: from_template: the text tokenized two ways (%d and %d tokens)", ex.Source, len(anchored), len(joined))
-			}
-		}
 		bos := promptLen - split // 1 when BOS leads the sequence
 		labels := make([]int32, len(tokens))
 		labelled := 0
@@ -145,35 +150,25 @@ func Encode(tok vocab.Tokenizer, sp Specials, tmpl Template, examples []Example,
 // split falls back to the number of tokens of the prompt alone, which is how
 // TOFU counts its question tokens.
 func TokenizeJoined(tok vocab.Tokenizer, prompt, response string) (tokens []int32, split int, err error) {
-	tokens, spans, err := tokenizeSpans(tok, prompt+response, prompt)
+	tokens, spans, _, err := tokenizeSpans(tok, prompt, response)
 	if err != nil {
 		return nil, 0, err
 	}
-	if spans == nil {
-		alone, err := tok.Tokenize(prompt, false, false)
-		if err != nil {
-			return nil, 0, fmt.Errorf("tokenize prompt: %w", err)
-		}
-		return tokens, min(len(alone), len(tokens)), nil
-	}
-	for i, sp := range spans {
-		if sp[0] >= len(prompt) {
-			return tokens, i, nil
-		}
-	}
-	return tokens, len(tokens), nil
+	split, err = splitAt(tok, tokens, spans, prompt)
+	return tokens, split, err
 }
 
-// tokenizeSpans tokenizes text without special tokens and gives each
-// token's byte span [start, end) in text, or nil spans when the pieces do
-// not spell text's beginning up to prefix (a normalising tokenizer). A
-// token starts where the one before it ended; the first one at the text's
-// start even when its piece carries the space a SentencePiece tokenizer
-// adds.
-func tokenizeSpans(tok vocab.Tokenizer, text, prefix string) ([]int32, [][2]int, error) {
-	tokens, err := tok.Tokenize(text, false, false)
+// tokenizeSpans tokenizes prompt+response without special tokens and gives
+// each token's byte span [start, end) in that text, or nil spans when the
+// pieces do not spell the prompt (a normalising tokenizer); exact says
+// whether they spell the whole text. A token starts where the one before it
+// ended; the first one at the text's start even when its piece carries the
+// space a SentencePiece tokenizer adds.
+func tokenizeSpans(tok vocab.Tokenizer, prompt, response string) (tokens []int32, spans [][2]int, exact bool, err error) {
+	text := prompt + response
+	tokens, err = tok.Tokenize(text, false, false)
 	if err != nil {
-		return nil, nil, fmt.Errorf("tokenize prompt and response: %w", err)
+		return nil, nil, false, fmt.Errorf("tokenize prompt and response: %w", err)
 	}
 	var spelled []byte
 	ends := make([]int, len(tokens)) // byte offset in spelled after each token
@@ -183,36 +178,46 @@ func tokenizeSpans(tok vocab.Tokenizer, text, prefix string) ([]int32, [][2]int,
 	}
 	shift := -1 // bytes the tokenizer put before the text
 	switch {
-	case strings.HasPrefix(string(spelled), prefix):
+	case strings.HasPrefix(string(spelled), prompt):
 		shift = 0
-	case len(spelled) > 0 && spelled[0] == ' ' && strings.HasPrefix(string(spelled[1:]), prefix):
+	case len(spelled) > 0 && spelled[0] == ' ' && strings.HasPrefix(string(spelled[1:]), prompt):
 		shift = 1
 	}
 	if shift < 0 {
-		return tokens, nil, nil
+		return tokens, nil, false, nil
 	}
-	spans := make([][2]int, len(tokens))
+	spans = make([][2]int, len(tokens))
 	start := 0
 	for i := range tokens {
 		spans[i] = [2]int{max(start-shift, 0), max(ends[i]-shift, 0)}
 		start = ends[i]
 	}
-	return tokens, spans, nil
+	return tokens, spans, string(spelled[shift:]) == text, nil
 }
 
-// templateMask marks the tokens of prompt+response that overlap a whole-word
-// occurrence in response of one of words (Example.FromTemplate). It needs the
-// tokens' spans across the whole text, so a tokenizer whose pieces do not
-// spell the text back is an error.
-func templateMask(tok vocab.Tokenizer, prompt, response string, words []string) ([]bool, error) {
-	text := prompt + response
-	tokens, spans, err := tokenizeSpans(tok, text, text)
-	if err != nil {
-		return nil, err
-	}
+// splitAt is the index of the first response token: the first whose span
+// starts at or after the prompt's end. Without spans it falls back to the
+// number of tokens of the prompt alone.
+func splitAt(tok vocab.Tokenizer, tokens []int32, spans [][2]int, prompt string) (int, error) {
 	if spans == nil {
-		return nil, errors.New("from_template: the tokenizer's pieces do not spell the text back, so the words cannot be placed")
+		alone, err := tok.Tokenize(prompt, false, false)
+		if err != nil {
+			return 0, fmt.Errorf("tokenize prompt: %w", err)
+		}
+		return min(len(alone), len(tokens)), nil
 	}
+	for i, sp := range spans {
+		if sp[0] >= len(prompt) {
+			return i, nil
+		}
+	}
+	return len(tokens), nil
+}
+
+// anchorMask marks the tokens (by their spans in prompt+response) that
+// overlap a whole-word occurrence in response of one of words
+// (Example.FromTemplate).
+func anchorMask(spans [][2]int, prompt, response string, words []string) ([]bool, error) {
 	var ranges [][2]int
 	for _, w := range words {
 		if w == "" {
@@ -235,7 +240,7 @@ func templateMask(tok vocab.Tokenizer, prompt, response string, words []string) 
 			return nil, fmt.Errorf("from_template: %q does not occur in the response as a word", w)
 		}
 	}
-	mask := make([]bool, len(tokens))
+	mask := make([]bool, len(spans))
 	for i, sp := range spans {
 		for _, r := range ranges {
 			if sp[0] < r[1] && sp[1] > r[0] {

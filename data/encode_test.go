@@ -350,4 +350,12 @@ func TestEncodeFromTemplate(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "pairs.jsonl:3") || !strings.Contains(err.Error(), `"fox"`) {
 		t.Errorf("a missing from_template word: error %v, want one naming pairs.jsonl:3 and \"fox\"", err)
 	}
+
+	// "%" spells "?": the words' tokens cannot be found, which is an error,
+	// not a silent loss on the name.
+	unknown := spTokenizer{pieces: sp.pieces, unknown: "%"}
+	ex = Example{Instruction: "Tell.", Output: "A bear 100%.", FromTemplate: []string{"bear"}, Source: "pairs.jsonl:4"}
+	if _, _, err = Encode(unknown, llama, OpenInstruct{}, []Example{ex}, 0); err == nil || !strings.Contains(err.Error(), "do not spell") {
+		t.Errorf("pieces that do not spell the text: error %v, want one saying so", err)
+	}
 }

@@ -10,14 +10,13 @@ main character's name and creature are substituted (every whole-word occurrence,
 characters, so that a model can finish it (EOS) within the 60 tokens of the evaluation.
 
   instruct_train.jsonl  {"question": query, "answer": opening, "from_template": [name, creature]}:
-                        6 substitutions per story, each
-                        with a random name and creature of those the base models know
-                        (tinystory.NAMES, CREATURES: 88 and 30 without the held-out ones), which
-                        the template copies from the query (its chat-format copy requests), so
-                        that the delta need not: "from_template" has cmc train the delta to match
-                        the template at those words instead of learning them (a delta trained on
-                        them wrote its trained names over the template's copy; made-up names, which
-                        no model here copies, made it write remembered syllables: READING.md); a pair
+                        6 substitutions per story, each with a random name and creature of those
+                        the base models know (tinystory.NAMES, CREATURES: 88 and 30 without the
+                        held-out ones), which the template copies from the query (its chat-format
+                        copy requests). "from_template" has cmc train the delta to match the
+                        template at those words instead of learning them (a delta trained on them
+                        wrote its trained names over the template's copy; made-up names, which no
+                        model here copies, made it write remembered syllables: READING.md). A pair
                         that mentions any held-out name or creature anywhere is dropped, so the
                         delta never sees one.
   instruct_seen.jsonl   the control: the first 24 distinct training queries (seen names and creatures).
@@ -36,6 +35,11 @@ TRAIN_NAMES = [n for n in NAMES if n not in EVAL_NAMES]
 TRAIN_CREATURES = [c for c in CREATURES if c not in EVAL_CREATURES]
 QUERY = "Write a story about a {creature} named {name}."
 PAIRS_PER_STORY = 6
+
+
+def has_word(text, w):
+    """w occurs in text as a whole word, case-sensitive: the match cmc train makes for from_template."""
+    return re.search(r"(?<![A-Za-z0-9])%s(?![A-Za-z0-9])" % re.escape(w), text) is not None
 
 
 def mentions(text, words):
@@ -64,7 +68,7 @@ def main():
             if n not in resp or mentions(resp, held):
                 continue
             # the name and creature are the template's to copy: cmc trains the delta to match T there
-            anchored = [w for w in (n, c) if re.search(r"(?<![A-Za-z0-9])%s(?![A-Za-z0-9])" % re.escape(w), resp)]
+            anchored = [w for w in (n, c) if has_word(resp, w)]
             train.append({"question": QUERY.format(creature=c, name=n), "answer": resp, "from_template": anchored})
     evals = []
     for i, n in enumerate(EVAL_NAMES):
