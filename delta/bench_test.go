@@ -109,3 +109,37 @@ func BenchmarkPrefill15M(b *testing.B) {
 	}
 	reportTokens(b, 256*b.N, cpu0)
 }
+
+// BenchmarkLossRows128k is the loss of 16 rows of a 128256-token vocabulary
+// (Llama-3's) against the template's log-probabilities: "target" is the
+// cross-entropy at a next token, "anchor" the KL to the template at an
+// Anchor position (a from_template word), whose template probabilities are
+// exponentiated twice besides the row's own softmax. The pairs anchor a few
+// tokens per example. BENCHMARKS.md has the ratio.
+func BenchmarkLossRows128k(b *testing.B) {
+	const vocab, rows = 128256, 16
+	r := rand.New(rand.NewPCG(1, 2))
+	logits, start, bias := make([]float32, rows*vocab), make([]float32, rows*vocab), make([]float32, rows*vocab)
+	for i := range bias {
+		bias[i] = 3 * float32(r.NormFloat64())
+		start[i] = 0.1 * float32(r.NormFloat64())
+	}
+	p := kernels.NewPool(1)
+	defer p.Close()
+	for _, c := range []struct {
+		name   string
+		target int32
+	}{{"target", 7}, {"anchor", Anchor}} {
+		targets := make([]int32, rows)
+		for i := range targets {
+			targets[i] = c.target
+		}
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				copy(logits, start)
+				BiasedCrossEntropySum(p, logits, bias, targets, vocab, 1)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
+		})
+	}
+}

@@ -111,15 +111,15 @@ func crossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, v
 					clear(row)
 					continue
 				}
+				if y == Anchor {
+					partial[b] += anchorKL(row, bias[i*vocab:(i+1)*vocab], g)
+					continue
+				}
 				if bias != nil {
 					kernels.Axpy(1, bias[i*vocab:(i+1)*vocab], row)
 				}
 				if !usable(row) {
 					partial[b] = math.NaN()
-				}
-				if y == Anchor {
-					partial[b] += anchorKL(row, bias[i*vocab:(i+1)*vocab], g)
-					continue
 				}
 				mx := maxOf(row)
 				target := row[y]
@@ -137,24 +137,39 @@ func crossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, v
 	return loss
 }
 
-// anchorKL returns KL(p ‖ q), p = softmax(bias) and q = softmax(z), and
-// overwrites z (the row, logits + bias) with g·(q − p), the KL's gradient
-// with respect to the delta's logits. KL = logsumexp(z) − logsumexp(bias) −
-// Σ p·(z − bias), which needs no second row of scratch.
-func anchorKL(z, bias []float32, g float32) float64 {
+// anchorChunk is how many of the template's entries anchorKL exponentiates
+// at a time, into a buffer on the stack: it needs softmax(bias) twice and
+// has no second row of scratch, and the vector exponential of a chunk costs
+// a fraction of math.Exp entry by entry.
+const anchorChunk = 512
+
+// anchorKL returns KL(p ‖ q), p = softmax(bias) and q = softmax(z) with
+// z = d + bias, d the delta's row, and overwrites d with g·(q − p), the KL's
+// gradient with respect to it; NaN when z holds a NaN or +Inf. KL =
+// logsumexp(z) − logsumexp(bias) − Σ p·d, so a −Inf in bias (a token the
+// template cache dropped) adds nothing.
+func anchorKL(d, bias []float32, g float32) float64 {
+	var buf [anchorChunk]float32
 	mb := maxOf(bias)
-	var sb, pd float64 // Σ exp(bias − mb), Σ exp(bias − mb)·(z − bias)
-	for j, v := range bias {
-		if e := math.Exp(float64(v - mb)); e > 0 {
-			sb += e
-			pd += e * float64(z[j]-v)
-		}
+	var sb, pd float64 // Σ exp(bias − mb), Σ exp(bias − mb)·d
+	for lo := 0; lo < len(bias); lo += anchorChunk {
+		e := buf[:copy(buf[:], bias[lo:])]
+		sb += float64(kernels.ExpShifted(e, mb))
+		pd += float64(kernels.Dot(e, d[lo:lo+len(e)]))
+	}
+	z := d
+	kernels.Axpy(1, bias, z)
+	if !usable(z) {
+		return math.NaN()
 	}
 	mz := maxOf(z)
 	sz := kernels.ExpShifted(z, mz) // z now holds exp(z − mz)
 	kl := float64(mz) + math.Log(float64(sz)) - float64(mb) - math.Log(sb) - pd/sb
-	for j, v := range bias {
-		z[j] = g * (z[j]/sz - float32(math.Exp(float64(v-mb))/sb))
+	kernels.Scale(g/sz, z)
+	for lo := 0; lo < len(bias); lo += anchorChunk {
+		e := buf[:copy(buf[:], bias[lo:])]
+		kernels.ExpShifted(e, mb)
+		kernels.Axpy(-g/float32(sb), e, z[lo:lo+len(e)])
 	}
 	return kl
 }

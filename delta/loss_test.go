@@ -2,6 +2,7 @@ package delta
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -58,6 +59,14 @@ func TestCrossEntropyOfNonFiniteIsNaN(t *testing.T) {
 	if loss := CrossEntropy(p, logits, targets, vocab); !math.IsInf(loss, 1) {
 		t.Errorf("a -Inf logit at the target: loss %v, want +Inf", loss)
 	}
+	// An anchored row is counted too.
+	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1))} {
+		logits = make([]float32, vocab)
+		logits[3] = bad
+		if loss, _ := BiasedCrossEntropy(p, logits, make([]float32, vocab), []int32{Anchor}, vocab, 1); !math.IsNaN(loss) {
+			t.Errorf("logit %v in an anchored row: loss %v, want NaN", bad, loss)
+		}
+	}
 	// An ignored row does not count, whatever it holds.
 	logits = make([]float32, len(targets)*vocab)
 	logits[vocab] = float32(math.NaN())
@@ -113,6 +122,36 @@ func TestAnchorKL(t *testing.T) {
 		down[j] -= 1e-5
 		if num := (kl64(up) - kl64(down)) / 2e-5; math.Abs(float64(row[j])-num) > 1e-4 {
 			t.Errorf("gradient[%d] = %g, finite differences %g", j, row[j], num)
+		}
+	}
+
+	// A row longer than the chunks anchorKL works in, with dropped tokens
+	// among them, against the float64 KL and its gradient q − p.
+	const vocab = 3*anchorChunk + 77
+	r := rand.New(rand.NewPCG(4, 5))
+	bias, d = make([]float32, vocab), make([]float64, vocab)
+	row = make([]float32, vocab)
+	for j := range bias {
+		bias[j] = 3 * float32(r.NormFloat64())
+		if j%97 == 5 {
+			bias[j] = float32(math.Inf(-1))
+		}
+		d[j] = r.NormFloat64()
+		row[j] = float32(d[j])
+	}
+	loss, _ = BiasedCrossEntropySum(p, row, bias, []int32{Anchor}, vocab, 1)
+	if want := kl64(d); math.Abs(loss-want) > 1e-4*math.Max(1, want) {
+		t.Errorf("%d entries: KL %g, want %g", vocab, loss, want)
+	}
+	var sb, sz float64
+	for j, b := range bias {
+		sb += math.Exp(float64(b))
+		sz += math.Exp(float64(b) + d[j])
+	}
+	for j, b := range bias {
+		want := math.Exp(float64(b)+d[j])/sz - math.Exp(float64(b))/sb
+		if math.Abs(float64(row[j])-want) > 1e-6 {
+			t.Fatalf("%d entries: gradient[%d] = %g, want %g", vocab, j, row[j], want)
 		}
 	}
 }
