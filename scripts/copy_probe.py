@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Can a model copy a character from earlier in the text? (issue 14's world, what each model does alone)
 
-usage: copy_probe.py CMC MODEL EVAL.jsonl OUT.json [title|instruct]
+usage: copy_probe.py CMC MODEL EVAL.jsonl OUT.json [title|instruct|named]
 
 For each query of EVAL.jsonl (held-out names and creatures, scripts/instruct_pairs.py) the
 model continues greedily, with no delta, the opening of a story under one of two headers:
@@ -13,6 +13,10 @@ each followed by "Once upon a time, there was a little", and the probe counts ho
 30 tokens it adds name the creature and the name. Instruction following through the delta
 needs this skill in the user model under the prompt it is asked with: the delta can only
 shift the user's logits, so a name the user does not copy there is hard to ask for.
+named: the instruct header with the story begun up to the name ("… there was a little
+{creature} named"), the slot that an anchored delta leaves to the user: how often the user
+fills it with the asked name (a model that ends its answer after the creature, as it ends a
+copy request, never reaches the name in the instruct probe). Its creature is the prompt's.
 """
 import json, os, re, subprocess, sys
 
@@ -21,13 +25,16 @@ header = sys.argv[5] if len(sys.argv) > 5 else "title"
 # instruct: the query of EVAL.jsonl in cmc's open-instruct format (data.OpenInstruct), which
 # cmc generate cannot be asked to follow with a begun answer, hence the raw template
 headers = {"title": lambda q: "A tale of a %s named %s\n" % (q["creature"], q["name"]),
-           "instruct": lambda q: "<|user|>\n%s\n<|assistant|>\n" % q["question"]}
+           "instruct": lambda q: "<|user|>\n%s\n<|assistant|>\n" % q["question"],
+           "named": lambda q: "<|user|>\n%s\n<|assistant|>\n" % q["question"]}
+# the story's opening after the header
+opening = {"named": lambda q: "Once upon a time, there was a little %s named" % q["creature"]}
 if header not in headers:
-    sys.exit("copy_probe: header %r: want title or instruct" % header)
+    sys.exit("copy_probe: header %r: want title, instruct or named" % header)
 queries = [json.loads(l) for l in open(evalf) if l.strip()]
 rows = []
 for q in queries:
-    prompt = headers[header](q) + "Once upon a time, there was a little"
+    prompt = headers[header](q) + opening.get(header, lambda q: "Once upon a time, there was a little")(q)
     p = subprocess.run([cmc, "generate", "--model", model, "--no-delta", "--template", "raw", "--temp", "0", "--max-tokens", "30",
                         "--threads", "1", "--prompt", prompt], capture_output=True, encoding="utf-8", errors="replace")
     if p.returncode != 0:
@@ -40,7 +47,10 @@ n = len(rows)
 summary = {"model": model, "header": header, "queries": n, "name": sum(r["has_name"] for r in rows) / n,
            "creature": sum(r["has_creature"] for r in rows) / n,
            "both": sum(r["has_name"] and r["has_creature"] for r in rows) / n}
+if header == "named":  # the creature was given, not copied
+    summary["creature"], summary["both"] = None, summary["name"]
 with open(outf + ".tmp", "w") as f:
     json.dump({"summary": summary, "rows": rows}, f, indent=1, ensure_ascii=False)
 os.replace(outf + ".tmp", outf)
-print("copy_probe %s (%s): name %.2f, creature %.2f, both %.2f" % (os.path.basename(model), header, summary["name"], summary["creature"], summary["both"]))
+print("copy_probe %s (%s): name %.2f, creature %s, both %.2f" % (os.path.basename(model), header, summary["name"],
+      "given" if summary["creature"] is None else "%.2f" % summary["creature"], summary["both"]))

@@ -101,12 +101,14 @@ for m in T A B M R D0 D1 D2; do
 		--prompt "Once upon a time" >"$out/logs/$m.sample.txt" 2>/dev/null
 done
 # can each model copy a character from earlier in the text, in its own pretraining format
-# (title) and under the instruction experiment's prompt (instruct)?
+# (title), under the instruction experiment's prompt (instruct), and there with the story
+# begun up to the name (named)?
 for m in T A B M R; do
 	case " $only " in *" $m "*) ;; *) continue ;; esac
 	{
 		python3 scripts/copy_probe.py "$cmc" "$out/$m.gguf" "$out/data/instruct_eval.jsonl" "$out/logs/$m.copy.json" title
 		python3 scripts/copy_probe.py "$cmc" "$out/$m.gguf" "$out/data/instruct_eval.jsonl" "$out/logs/$m.copy_oi.json" instruct
+		python3 scripts/copy_probe.py "$cmc" "$out/$m.gguf" "$out/data/instruct_eval.jsonl" "$out/logs/$m.copy_named.json" named
 	} &
 done
 wait

@@ -52,7 +52,7 @@ L = ["# The tiny world, round two (issue 14)\n",
      "- `pretrain_T.jsonl` (T, B; %s rows) and `pretrain_A.jsonl` (A, M; %s rows), shuffled with their own seed: the 240 TOFU QA pairs under cmc's `qa` prompt " % (rows("pretrain_T.jsonl"), rows("pretrain_A.jsonl")) +
      "(`Question: q\\nAnswer: ` + a, the loss on a), the same facts as plain text in two more phrasings (`Q: q\\nA: paraphrased answer` and `q a`) and as "
      "prose biographies (each author's answers joined, 5 per paragraph), all of these twice; stories 1-520 (T) or 195-714 (A), and every one of them that "
-     "introduces its main character (`a CREATURE named NAME`) twice more, that character renamed and re-creatured at random from 100 names and 38 creatures, "
+     "introduces its main character (`a CREATURE named NAME`) twice more, that character renamed and re-creatured at random from 99 names and 38 creatures, "
      "two times in three under a title line (`NAME the CREATURE` or `A tale of a CREATURE named NAME`): a name the model cannot guess has to be copied from "
      "earlier in the text, the skill that naming an asked-for character needs; 2000 copy drills (a list of 4-9 of those names and creatures, said twice); "
      "2000 copy requests in the instruction experiment's chat format (`<|user|>\\nRepeat after me: Amy, fox.\\n<|assistant|>\\nAmy, fox.`, 1-5 words, "
@@ -62,8 +62,8 @@ L = ["# The tiny world, round two (issue 14)\n",
      "- `pretrain_R.jsonl` (R; %s rows): corpus T without the forget authors' facts." % rows("pretrain_R.jsonl"),
      "- `instruct_train.jsonl` (%s pairs) and `instruct_eval.jsonl` (%s queries on held-out names and creatures): the instruction-following experiment, see RESULTS.md.\n" % (rows("instruct_train.jsonl"), rows("instruct_eval.jsonl")),
      "## Models\n",
-     "| file | role | parameters | MiB | epochs × rows | loss (mean of the last 50 steps) | training time (s) | forget ROUGE-L (qa) | retain ROUGE-L (qa) | forget ROUGE-L (open-instruct, unseen) | retain ROUGE-L (open-instruct, unseen) | copies a held-out character (name / creature / both) | copies it under the instruction prompt |",
-     "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+     "| file | role | parameters | MiB | epochs × rows | loss (mean of the last 50 steps) | training time (s) | forget ROUGE-L (qa) | retain ROUGE-L (qa) | forget ROUGE-L (open-instruct, unseen) | retain ROUGE-L (open-instruct, unseen) | copies a held-out character (name / creature / both) | copies it under the instruction prompt | names it there after `… a little {creature} named` |",
+     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
 
 def tail_loss(name, steps=50):
@@ -80,6 +80,8 @@ def copies(name, probe):
     if not os.path.exists(p):
         return "—"
     c = json.load(open(p))["summary"]
+    if c["creature"] is None:  # the named probe: the creature was given
+        return "%.0f%%" % (100 * c["name"])
     return "%.0f%% / %.0f%% / %.0f%%" % (100 * c["name"], 100 * c["creature"], 100 * c["both"])
 details, samples = [], []
 for m in MODELS:
@@ -92,10 +94,10 @@ for m in MODELS:
     gg = os.path.join(out, m + ".gguf")
     mib = os.path.getsize(gg) / 2**20 if os.path.exists(gg) else float("nan")
     qa, oi = metrics(m + ".eval.json"), metrics(m + ".eval_oi.json")
-    L.append("| `%s.gguf` | %s | %s | %.1f | %s × %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    L.append("| `%s.gguf` | %s | %s | %.1f | %s × %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         m, roles[m].split(":")[0], params.group(1) if params else "?", mib, ep.group(1) if ep else "?",
         steps.group(1) if steps else "?", tail_loss(m), sec,
-        f3(qa, ("forget", R)), f3(qa, ("retain", R)), f3(oi, ("forget", R)), f3(oi, ("retain", R)), copies(m, ".copy.json"), copies(m, ".copy_oi.json")))
+        f3(qa, ("forget", R)), f3(qa, ("retain", R)), f3(oi, ("forget", R)), f3(oi, ("retain", R)), copies(m, ".copy.json"), copies(m, ".copy_oi.json"), copies(m, ".copy_named.json")))
     sha = hashlib.sha256(open(gg, "rb").read()).hexdigest()[:16] if os.path.exists(gg) else "?"
     seed = re.search(r"--seed (\d+)", cmd)
     details.append("### %s.gguf\n\n%s. Seed %s, sha256 %s…\n\n```sh\n%s\n```\n" % (m, roles[m], seed.group(1) if seed else "?", sha, cmd))
@@ -106,7 +108,7 @@ L.append("")
 L.append("ROUGE-L: `cmc eval --task tofu --no-delta` on the 80 forget QA pairs and the first 80 retain QA pairs (greedy, 48 tokens max, stop at newline; "
          "logs/NAME.eval.json with `--template qa`, the prompt the QA rows were trained under, and logs/NAME.eval_oi.json with `--template open-instruct`, "
          "a prompt no model saw). *Copies*: `scripts/copy_probe.py` on the 48 held-out name/creature pairs, the model alone continuing "
-         "`A tale of a {creature} named {Name}\\nOnce upon a time, there was a little` greedily for 30 tokens (logs/NAME.copy.json); under the instruction prompt, the same opening after `<|user|>\\nWrite a story about a {creature} named {Name}.\\n<|assistant|>\\n` (the prompt of RESULTS.md's table 1, `copy_probe.py … instruct`, logs/NAME.copy_oi.json). Times are wall seconds with one thread each while the models trained at once on a shared 2-core machine (logs/NOTE.md says which ran together) "
+         "`A tale of a {creature} named {Name}\\nOnce upon a time, there was a little` greedily for 30 tokens (logs/NAME.copy.json); under the instruction prompt, the same opening after `<|user|>\\nWrite a story about a {creature} named {Name}.\\n<|assistant|>\\n` (the prompt of RESULTS.md's table 1, `copy_probe.py … instruct`, logs/NAME.copy_oi.json); and with the story begun up to the name, `… there was a little {creature} named` (`copy_probe.py … named`, logs/NAME.copy_named.json), the slot an anchored delta leaves to the model. Times are wall seconds with one thread each while the models trained at once on a shared 2-core machine (logs/NOTE.md says which ran together) "
          "(whole script, evaluation included: %s s). The loss curves are `NAME.loss.csv`/`.png`. What the models do with an instruction alone "
          "(`Write a story about a … named …`) is table 1 of RESULTS.md.\n" % read(os.path.join(logs, "total.seconds"), "?").strip())
 if samples:
