@@ -13,7 +13,8 @@
 #   without the forget authors, its eval in WORLD/logs/R.eval.json) and model utility.
 #   4. delta size: the instruct delta from each of the three starts D0, D1, D2 (INS_START is the
 #      one of sections 1 and 4's alpha sweep, the committed deltas/instruct.gguf), on A, B and M;
-#      alpha: both deltas at 0.5 and 2 on B.
+#      alpha: both deltas at 0.5 and 2 on B; training length: the main instruct delta trained for
+#      each of INS_EPOCH_SWEEP's epoch counts instead of INS_EPOCHS, on T, A, B and M.
 #
 # A job that finished in an earlier run into the same RUN with the same command (its NAME.seconds
 # exists and NAME.cmd is unchanged) is not run again, so an interrupted reproduce resumes; the
@@ -21,7 +22,7 @@
 # another RUN), which starts over.
 #
 # Env: WORLD (tinyworld), RUN (build/reproduce), OUT_MD (RESULTS.md), CMC (bin/cmc), JOBS (2),
-# SEED (1), INS_START (D1), INS_EPOCHS (16), INS_LR (3e-3), FT_EPOCHS (1), FT_LR (1e-3), UNL_EPOCHS (30),
+# SEED (1), INS_START (D1), INS_EPOCHS (4), INS_EPOCH_SWEEP ("2 8 16"; "" for none), INS_LR (3e-3), FT_EPOCHS (1), FT_LR (1e-3), UNL_EPOCHS (30),
 # UNL_LR (1e-3), EVAL_N (80), INS_SEEDS ("2": extra seeds of the instruct delta, on A, B, M; "" for none),
 # SKIP_UNLEARN, DIRECT (1: also unlearn each model directly with grad_diff, a baseline that adds
 # about 20 minutes), SKIP_IDK (3. IDK unlearning, scripts/idk.sh), WAIT_FOR_MODELS (start while the world is still being built: wait for each model file).
@@ -34,7 +35,8 @@ md=${OUT_MD:-RESULTS.md}
 n=${EVAL_N:-80}
 seed=${SEED:-1}
 ins_start=${INS_START:-D1}
-ins_epochs=${INS_EPOCHS:-16}
+ins_epochs=${INS_EPOCHS:-4}
+ins_sweep=$(printf '%s\n' ${INS_EPOCH_SWEEP-2 8 16} | grep -vx "$ins_epochs" || true)
 ins_lr=${INS_LR:-3e-3}
 ft_epochs=${FT_EPOCHS:-1}
 ft_lr=${FT_LR:-1e-3}
@@ -51,8 +53,6 @@ forget=$w/data/forget.jsonl
 retain=$w/data/retain.jsonl
 pairs=$w/data/instruct_train.jsonl
 queries=$w/data/instruct_eval.jsonl
-declare -A vocab=([T]=$fx/gguf-vocab/ggml-vocab-llama-spm.gguf [A]=$fx/gguf-vocab/ggml-vocab-llama-spm.gguf
-	[B]=$fx/gguf-vocab/ggml-vocab-gpt-2.gguf [M]=$fx/gguf-vocab/ggml-vocab-mistral-v1.gguf [S]=$s260)
 declare -A model=([T]=$w/T.gguf [A]=$w/A.gguf [B]=$w/B.gguf [M]=$w/M.gguf [S]=$s260)
 # the fluency judge of each writer: a model that did not write the story
 declare -A judge=([T]=$w/A.gguf [A]=$w/T.gguf [B]=$w/A.gguf [M]=$w/A.gguf [S]=$w/A.gguf)
@@ -73,7 +73,8 @@ for f in "$pairs" "$queries" "$w/data/instruct_seen.jsonl"; do
 done
 need "$w/D0.gguf"
 
-# Phase 1: every training (one thread each, $JOBS at a time).
+# Phase 1: every training (one thread each, $JOBS at a time). A model fine-tuned directly
+# brings its own tokenizer (--vocab MODEL: the vocabulary it was trained with, settings included).
 ins=(--objective sft --data "$pairs" --format tofu --prompt-template open-instruct --max-len 160 --batch 8
 	--micro-batch 8 --warmup 0.03 --threads 1 --checkpoint-every 100000 --f16)
 unl=(--objective grad_diff --forget "$forget" --retain "$retain" --format tofu --prompt-template qa
@@ -89,6 +90,10 @@ for d in $sizes; do
 	bg "delta_instruct_$d" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$d.gguf" "${ins[@]}" \
 		--epochs "$ins_epochs" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct_$d.gguf"
 done
+for e in $ins_sweep; do
+	bg "delta_instruct_e$e" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$ins_start.gguf" "${ins[@]}" \
+		--epochs "$e" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct_e$e.gguf"
+done
 for s in $ins_seeds; do
 	bg "delta_instruct_s$s" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$ins_start.gguf" "${ins[@]}" \
 		--epochs "$ins_epochs" --lr "$ins_lr" --seed "$s" --template-cache "$run/tcache" --out "$run/delta_instruct_s$s.gguf"
@@ -96,11 +101,11 @@ done
 [ -n "${SKIP_UNLEARN:-}" ] || bg delta_unlearn "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${unl[@]}" --out "$run/delta_unlearn.gguf"
 for m in T S M B A; do
 	need "${model[$m]}"
-	bg "ft_$m" "$cmc" train --template none --vocab "${vocab[$m]}" --delta "${model[$m]}" "${ins[@]}" \
+	bg "ft_$m" "$cmc" train --template none --vocab "${model[$m]}" --delta "${model[$m]}" "${ins[@]}" \
 		--epochs "$ft_epochs" --lr "$ft_lr" --seed "$seed" --out "$run/ft_$m.gguf"
 	case $m in S) continue ;; esac
 	if [ -z "${SKIP_UNLEARN:-}" ] && [ -n "${DIRECT:-}" ]; then
-		bg "direct_$m" "$cmc" train --template none --vocab "${vocab[$m]}" --delta "${model[$m]}" "${unl[@]}" --out "$run/direct_$m.gguf"
+		bg "direct_$m" "$cmc" train --template none --vocab "${model[$m]}" --delta "${model[$m]}" "${unl[@]}" --out "$run/direct_$m.gguf"
 	fi
 done
 barrier
@@ -111,7 +116,11 @@ for m in A B M T S; do
 	bg "ins_alone_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_alone_$m.json" "${model[$m]}" none "${judge[$m]}"
 	bg "ins_delta_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_$m.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
 	bg "ins_ft_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_ft_$m.json" "$run/ft_$m.gguf" none "${judge[$m]}"
-	case $m in T | S) continue ;; esac
+	case $m in S) continue ;; esac
+	for e in $ins_sweep; do
+		bg "ins_delta_e${e}_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_e${e}_$m.json" "${model[$m]}" "$run/delta_instruct_e$e.gguf" "${judge[$m]}"
+	done
+	case $m in T) continue ;; esac
 	for d in $sizes; do
 		bg "ins_delta_${d}_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_${d}_$m.json" "${model[$m]}" "$run/delta_instruct_$d.gguf" "${judge[$m]}"
 	done

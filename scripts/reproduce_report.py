@@ -186,6 +186,27 @@ if all(jload(ev + "A") for _, _, ev in SIZES):
     L.append("")
     L.append(plot("size_instruct.png", ["follows %s=" % m + ",".join("%g:%g" % p for p in pts[m]) for m in "ABM" if pts[m]], "delta parameters (M)") + "\n")
 
+# training length: the main delta at the other epoch counts of the run (reproduce.sh's INS_EPOCH_SWEEP)
+sweep = sorted(int(f[len("delta_instruct_e"):-len(".cmd")]) for f in os.listdir(run) if re.fullmatch(r"delta_instruct_e\d+\.cmd", f))
+if sweep:
+    main_ep = int(epochs("delta_instruct"))
+    rows = sorted([(main_ep, "delta_instruct", "ins_delta_")] + [(e, "delta_instruct_e%d" % e, "ins_delta_e%d_" % e) for e in sweep])
+    L.append("Training length: the delta of section 1 (from %s) trained for other numbers of epochs over the same pairs (%d is section 1's), "
+             "follows / names the character / names the creature / ends with EOS / judge ppl on the held-out queries:\n" % (ins_start, main_ep))
+    L.append("| epochs | final loss | training time (s) | T | A | B | M |")
+    L.append("|---|---|---|---|---|---|---|")
+    pts = {m: [] for m in "TABM"}
+    for e, train, ev in rows:
+        cells = []
+        for m in "TABM":
+            x = (jload(ev + m) or {}).get("summary")
+            cells.append("%s / %s / %s / %s / %s" % (pct(x["follows"]), pct(x["name"]), pct(x["creature"]), pct(x["eos"]), f1(x["fluency_ppl"])) if x else "n/a")
+            if x:
+                pts[m].append((e, x["follows"]))
+        L.append("| %d | %s | %s | %s |" % (e, logval(train, r"final loss (-?[0-9.]+)"), secs(train), " | ".join(cells)))
+    L.append("")
+    L.append(plot("epochs_instruct.png", ["follows %s=" % m + ",".join("%g:%g" % p for p in pts[m]) for m in "TABM" if pts[m]], "epochs") + "\n")
+
 L.append("Cost of each route (one thread each, wall time on a shared 2-core machine: compare ratios, not absolute seconds):\n")
 L.append("| route | parameters trained | epochs | training time (s) | disk (MiB) | final loss | models it serves |")
 L.append("|---|---|---|---|---|---|---|")
