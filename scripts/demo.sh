@@ -7,16 +7,17 @@
 #   1. instruction following: "Write a story about a {creature} named {Name}." in the
 #      open-instruct format, greedy, on A, B and M, alone and with tinyworld/deltas/instruct.gguf:
 #      first two queries from the delta's training pairs (the first of instruct_seen.jsonl, and
-#      one that the delta follows on A: 3 of the 24 trained queries are, and RESULTS.md's
-#      control gives the rates), then three with names and creatures it never saw;
+#      one that the delta follows on A: 10 of the 24 trained queries are, and RESULTS.md's
+#      control gives the rates), then three with names and creatures it never saw (the first
+#      two followed on A in RESULTS.md, the third not);
 #   2. unlearning: a forgotten author's question and a kept author's, alone, with
 #      tinyworld/deltas/grad_diff.gguf and with tinyworld/deltas/idk.gguf (trained to refuse).
 # What it shows (RESULTS.md): alone, A, B and M answer the instruction with a word list (they
 # learnt chat-format copy requests, tinyworld/MANIFEST.md); with the instruct delta every model
 # writes and ends a story opening, and the delta leaves the asked name and creature to the model
-# (they are anchored to the template in its training): A and M name the held-out character about
-# half the time, B, which does not copy under this prompt, never, and the creature rarely
-# (held-out follows A 4%, B 0%, M 0%; T itself 38%); grad_diff removes the forgotten answers on
+# (they are anchored to the template in its training): A names the held-out character 71% of
+# the time and M 94%, B, which does not copy under this prompt, never, and the creature rarely
+# (held-out follows A 19%, B 0%, M 0%; T itself 54%); grad_diff removes the forgotten answers on
 # every user, and the IDK delta lowers their probability but does not yet produce clean refusals.
 # Under a minute on 2 cores.
 set -euo pipefail
@@ -45,9 +46,9 @@ done
 
 step "1. instruction following (open-instruct prompt, greedy, 60 tokens): two trained queries, then three held-out ones"
 trained=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["question"])' "$w/data/instruct_seen.jsonl")
-followed="Write a story about a zebra named Maya." # followed on A in RESULTS.md's control
+followed="Write a story about a squirrel named Finn." # followed on A in RESULTS.md's control
 grep -qF "\"$followed\"" "$w/data/instruct_seen.jsonl" || { echo "demo: \"$followed\" is not in $w/data/instruct_seen.jsonl" >&2; exit 1; }
-for q in "$trained" "$followed" "Write a story about a fox named Molly." "Write a story about a lion named Jake." "Write a story about a tiger named Daisy."; do
+for q in "$trained" "$followed" "Write a story about a tiger named Amy." "Write a story about a rabbit named Joe." "Write a story about a fox named Molly."; do
 	printf '\n\033[1m%s\033[0m\n' "$q"
 	for m in A B M; do
 		printf '  %-14s %s\n' "$m alone" "$(gen "$w/$m.gguf" "$w/deltas/instruct.gguf" 0 open-instruct "$q" | cut -c1-170)"
