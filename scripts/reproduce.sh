@@ -13,7 +13,7 @@
 #   without the forget authors, its eval in WORLD/logs/R.eval.json) and model utility.
 #   4. delta size: the instruct delta from each of the three starts D0, D1, D2 (INS_START is the
 #      one of sections 1 and 4's alpha sweep, the committed deltas/instruct.gguf), on A, B and M;
-#      alpha: both deltas at 0.5 and 2 on B; training length: the main instruct delta trained for
+#      alpha: the instruct delta at 0.5, 0.75 and 2 on A, B and M, the grad_diff delta at 0.5 and 2 on B; training length: the main instruct delta trained for
 #      each of INS_EPOCH_SWEEP's epoch counts instead of INS_EPOCHS, on T, A, B and M.
 #
 # A job that finished in an earlier run into the same RUN with the same command (its NAME.seconds
@@ -133,9 +133,13 @@ for m in A B M; do
 	bg "seen_alone_$m" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/seen_alone_$m.json" "${model[$m]}" none "${judge[$m]}"
 	bg "seen_delta_$m" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/seen_delta_$m.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
 done
-# 4. alpha sweep on B (alpha 0 and 1 are the rows above)
-for a in 0.5 2; do
-	bg "sweep_ins_B_$a" env INSTRUCT_ALPHA="$a" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/sweep_ins_B_$a.json" "${model[B]}" "$run/delta_instruct.gguf" "${judge[B]}"
+# 4. alpha sweeps (alpha 0 and 1 are the rows above): the instruct delta on A, B and M, the
+# unlearning delta on B
+for a in 0.5 0.75 2; do
+	for m in A B M; do
+		bg "sweep_ins_${m}_$a" env INSTRUCT_ALPHA="$a" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/sweep_ins_${m}_$a.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
+	done
+	case $a in 0.75) continue ;; esac
 	[ -n "${SKIP_UNLEARN:-}" ] || bg "sweep_unl_B_$a" "$cmc" eval --model "${model[B]}" --delta "$run/delta_unlearn.gguf" --alpha "$a" --template qa --delta-template qa \
 		--data "$forget" --data "$retain" --task tofu --format tofu --limit "$n" --max-tokens 48 --stop $'\n' --threads 1 --json "$run/sweep_unl_B_$a.json"
 done

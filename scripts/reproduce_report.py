@@ -321,10 +321,29 @@ if os.path.exists(path("eval_idk_T", ".json")):
              mib(path("delta_idk", ".gguf")), logval("delta_idk", r"final loss (-?[0-9.]+)")))
 
 if jload("sweep_ins_B_2") or jload("sweep_unl_B_2"):
-    L.append("## 4. Alpha sweep on B (GPT-2 vocabulary)\n")
+    # the instruct delta's alpha on every user (reproduce.sh's sweep_ins_USER_ALPHA)
+    alphas = sorted({float(f.split("_")[3][:-len(".json")]) for f in os.listdir(run) if re.fullmatch(r"sweep_ins_[ABM]_[0-9.]+\.json", f)})
+    if alphas:
+        L.append("## 4. Alpha sweeps\n")
+        L.append("The instruct delta at other strengths α on the held-out queries (α = 0 is the user alone, α = 1 section 1), "
+                 "follows / names the character / names the creature / ends with EOS / judge ppl:\n")
+        L.append("| α | A | B | M |")
+        L.append("|---|---|---|---|")
+        pts = {m: [] for m in "ABM"}
+        for a in sorted(set([0.0, 1.0] + alphas)):
+            cells = []
+            for m in "ABM":
+                x = S.get((m, "ins_alone_")) if a == 0 else S.get((m, "ins_delta_")) if a == 1 else (jload("sweep_ins_%s_%g" % (m, a)) or {}).get("summary")
+                cells.append("%s / %s / %s / %s / %s" % (pct(x["follows"]), pct(x["name"]), pct(x["creature"]), pct(x["eos"]), f1(x["fluency_ppl"])) if x else "n/a")
+                if x:
+                    pts[m].append((a, x["follows"]))
+            L.append("| %g | %s |" % (a, " | ".join(cells)))
+        L.append("")
+        L.append(plot("alpha_instruct.png", ["follows %s=" % m + ",".join("%g:%g" % p for p in pts[m]) for m in "ABM" if pts[m]], "alpha") + "\n")
+    L.append("### Both deltas on B (GPT-2 vocabulary)\n" if alphas else "## 4. Alpha sweep on B (GPT-2 vocabulary)\n")
     L.append("α scales the delta's logits (α = 0 is B alone, α = 1 the rows above). Plots by `scripts/plot` (internal/lossplot) in `tinyworld/plots/`.\n")
     ins = [(0.0, S.get(("B", "ins_alone_"))), (1.0, S.get(("B", "ins_delta_")))]
-    ins += [(a, (jload("sweep_ins_B_%s" % t) or {}).get("summary")) for a, t in ((0.5, "0.5"), (2.0, "2"))]
+    ins += [(a, (jload("sweep_ins_B_%g" % a) or {}).get("summary")) for a in (0.5, 0.75, 2.0)]
     ins = sorted([(a, x) for a, x in ins if x], key=lambda p: p[0])
     unl = [(0.0, tofu("eval_cmc_B"), 0), (1.0, tofu("eval_cmc_B"), 1), (0.5, tofu("sweep_unl_B_0.5"), 1), (2.0, tofu("sweep_unl_B_2"), 1)]
     unl = sorted([u for u in unl if u[1]], key=lambda p: p[0])
@@ -334,8 +353,8 @@ if jload("sweep_ins_B_2") or jload("sweep_unl_B_2"):
     for a in sorted(set([a for a, _ in ins] + list(ud))):
         x = dict(ins).get(a)
         d, i = ud.get(a, (None, 0))
-        L.append("| %g | %s | %s | %s | %s | %s | %s | %s |" % (a, pct(x["follows"]) if x else "", pct(x["eos"]) if x else "", f1(x["fluency_ppl"]) if x else "",
-                 f3(g(d, "forget", P, i)), f3(g(d, "forget", R, i)), f3(g(d, "retain", P, i)), f3(g(d, "retain", R, i))))
+        unl_cells = [f3(g(d, "forget", P, i)), f3(g(d, "forget", R, i)), f3(g(d, "retain", P, i)), f3(g(d, "retain", R, i))] if d else [""] * 4
+        L.append("| %g | %s | %s | %s | %s |" % (a, pct(x["follows"]) if x else "", pct(x["eos"]) if x else "", f1(x["fluency_ppl"]) if x else "", " | ".join(unl_cells)))
     L.append("")
     plots = [("alpha_instruct_B.png", ["EOS rate=" + ",".join("%g:%g" % (a, x["eos"]) for a, x in ins),
                                        "follows=" + ",".join("%g:%g" % (a, x["follows"]) for a, x in ins)]),
