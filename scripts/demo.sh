@@ -17,7 +17,7 @@
 # writes and ends a story opening, and the delta leaves the asked name and creature to the model
 # (they are anchored to the template in its training): A names the held-out character 71% of
 # the time and M 94%, B, which does not copy under this prompt, never, and the creature rarely
-# (held-out follows A 19%, B 0%, M 0%; T itself 54%); grad_diff removes the forgotten answers on
+# (held-out follows A 19%, B 0%, M 0%; T itself 54%; A 46% at alpha 0.75, RESULTS.md section 4); grad_diff removes the forgotten answers on
 # every user, and the IDK delta lowers their probability but does not yet produce clean refusals.
 # Under a minute on 2 cores.
 set -euo pipefail
