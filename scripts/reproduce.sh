@@ -138,6 +138,8 @@ done
 for a in 0.5 0.75 2; do
 	for m in A B M; do
 		bg "sweep_ins_${m}_$a" env INSTRUCT_ALPHA="$a" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/sweep_ins_${m}_$a.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
+		# the same on the trained queries: where an alpha can be chosen without the held-out ones
+		bg "sweep_seen_${m}_$a" env INSTRUCT_ALPHA="$a" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/sweep_seen_${m}_$a.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
 	done
 	case $a in 0.75) continue ;; esac
 	[ -n "${SKIP_UNLEARN:-}" ] || bg "sweep_unl_B_$a" "$cmc" eval --model "${model[B]}" --delta "$run/delta_unlearn.gguf" --alpha "$a" --template qa --delta-template qa \

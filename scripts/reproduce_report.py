@@ -340,6 +340,19 @@ if jload("sweep_ins_B_2") or jload("sweep_unl_B_2"):
             L.append("| %g | %s |" % (a, " | ".join(cells)))
         L.append("")
         L.append(plot("alpha_instruct.png", ["follows %s=" % m + ",".join("%g:%g" % p for p in pts[m]) for m in "ABM" if pts[m]], "alpha") + "\n")
+        # an alpha chosen without the held-out queries: the best on the trained ones (the control)
+        seen = {}
+        for m in "ABM":
+            for a in sorted(set([0.0, 1.0] + alphas)):
+                x = (jload("seen_alone_" + m) if a == 0 else jload("seen_delta_" + m) if a == 1 else jload("sweep_seen_%s_%g" % (m, a))) or {}
+                if "summary" in x:
+                    seen.setdefault(m, []).append((a, x["summary"]["follows"]))
+        if seen:
+            L.append("The same α on the 24 trained queries (the control of section 1), follows: " + "; ".join(
+                "%s %s" % (m, ", ".join("%g: %s" % (a, pct(f)) for a, f in seen[m])) for m in "ABM" if m in seen) + ". "
+                "Choosing each user's α there, where the held-out names and creatures play no part (the highest follows, the smallest α on a tie among α > 0), gives on the held-out queries: " + "; ".join(
+                "%s at α = %g: %s" % (m, best, pct(dict(pts[m]).get(best))) for m in "ABM" if m in seen
+                for best in [max((p for p in seen[m] if p[0] > 0), key=lambda p: (p[1], -p[0]))[0]]) + ".\n")
     L.append("### Both deltas on B (GPT-2 vocabulary)\n" if alphas else "## 4. Alpha sweep on B (GPT-2 vocabulary)\n")
     L.append("α scales the delta's logits (α = 0 is B alone, α = 1 the rows above). Plots by `scripts/plot` (internal/lossplot) in `tinyworld/plots/`.\n")
     ins = [(0.0, S.get(("B", "ins_alone_"))), (1.0, S.get(("B", "ins_delta_")))]
