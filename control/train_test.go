@@ -407,9 +407,9 @@ func TestLossChunksTrainAlike(t *testing.T) {
 }
 
 // TestAnchorLeavesPositionsToTheTemplate trains on sequences whose token at
-// one position is a "name" drawn from a few tokens after a marker token (what
-// an instruction's pairs substitute after "named"), labelled once with the name itself and once with
-// data.Anchor. Trained on the names, the delta learns to raise them there
+// one position is a "name" drawn from a few tokens after a marker token
+// (what an instruction's pairs substitute after "named"), labelled once with
+// the name itself and once with data.Anchor. Trained on the names, the delta learns to raise them there
 // (its output moves far from the template's); anchored, it stays within a
 // small KL of the template there, while it still learns the other
 // positions, whose held-out loss falls as much as without the anchor.

@@ -24,17 +24,17 @@ cmc, model, evalf, outf = sys.argv[1:5]
 header = sys.argv[5] if len(sys.argv) > 5 else "title"
 # instruct: the query of EVAL.jsonl in cmc's open-instruct format (data.OpenInstruct), which
 # cmc generate cannot be asked to follow with a begun answer, hence the raw template
-headers = {"title": lambda q: "A tale of a %s named %s\n" % (q["creature"], q["name"]),
-           "instruct": lambda q: "<|user|>\n%s\n<|assistant|>\n" % q["question"],
-           "named": lambda q: "<|user|>\n%s\n<|assistant|>\n" % q["question"]}
-# the story's opening after the header
-opening = {"named": lambda q: "Once upon a time, there was a little %s named" % q["creature"]}
-if header not in headers:
+OPENING = "Once upon a time, there was a little"
+instruct = lambda q: "<|user|>\n%s\n<|assistant|>\n" % q["question"]
+prompts = {"title": lambda q: "A tale of a %s named %s\n" % (q["creature"], q["name"]) + OPENING,
+           "instruct": lambda q: instruct(q) + OPENING,
+           "named": lambda q: instruct(q) + OPENING + " %s named" % q["creature"]}
+if header not in prompts:
     sys.exit("copy_probe: header %r: want title, instruct or named" % header)
 queries = [json.loads(l) for l in open(evalf) if l.strip()]
 rows = []
 for q in queries:
-    prompt = headers[header](q) + opening.get(header, lambda q: "Once upon a time, there was a little")(q)
+    prompt = prompts[header](q)
     p = subprocess.run([cmc, "generate", "--model", model, "--no-delta", "--template", "raw", "--temp", "0", "--max-tokens", "30",
                         "--threads", "1", "--prompt", prompt], capture_output=True, encoding="utf-8", errors="replace")
     if p.returncode != 0:

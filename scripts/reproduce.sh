@@ -133,15 +133,16 @@ for m in A B M; do
 	bg "seen_alone_$m" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/seen_alone_$m.json" "${model[$m]}" none "${judge[$m]}"
 	bg "seen_delta_$m" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/seen_delta_$m.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
 done
-# 4. alpha sweeps (alpha 0 and 1 are the rows above): the instruct delta on A, B and M, the
-# unlearning delta on B
+# 4. alpha sweeps (alpha 0 and 1 are the rows above): the instruct delta on A, B and M, on the
+# held-out queries and on the trained ones (where an alpha can be chosen without the held-out
+# ones); the unlearning delta on B
 for a in 0.5 0.75 2; do
 	for m in A B M; do
 		bg "sweep_ins_${m}_$a" env INSTRUCT_ALPHA="$a" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/sweep_ins_${m}_$a.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
-		# the same on the trained queries: where an alpha can be chosen without the held-out ones
 		bg "sweep_seen_${m}_$a" env INSTRUCT_ALPHA="$a" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/sweep_seen_${m}_$a.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
 	done
-	case $a in 0.75) continue ;; esac
+done
+for a in 0.5 2; do
 	[ -n "${SKIP_UNLEARN:-}" ] || bg "sweep_unl_B_$a" "$cmc" eval --model "${model[B]}" --delta "$run/delta_unlearn.gguf" --alpha "$a" --template qa --delta-template qa \
 		--data "$forget" --data "$retain" --task tofu --format tofu --limit "$n" --max-tokens 48 --stop $'\n' --threads 1 --json "$run/sweep_unl_B_$a.json"
 done

@@ -76,6 +76,18 @@ pct = lambda v: "n/a" if v is None else "%.0f%%" % (100 * v)
 f3 = lambda v: "n/a" if v is None or v != v else "%.3f" % v
 f1 = lambda v: "n/a" if v is None else "%.1f" % v
 
+
+def cell(x):
+    """An instruct_eval summary as follows / names the character / names the creature / EOS / judge ppl."""
+    return "%s / %s / %s / %s / %s" % (pct(x["follows"]), pct(x["name"]), pct(x["creature"]), pct(x["eos"]), f1(x["fluency_ppl"])) if x else "n/a"
+
+
+def at_alpha(prefix, m, a):
+    """User m's instruct_eval summary at strength a: PREFIX_alone_M at 0, PREFIX_delta_M at 1
+    (section 1's jobs, prefix ins or seen), sweep_PREFIX_M_a otherwise (reproduce.sh's sweeps)."""
+    name = "%s_alone_%s" % (prefix, m) if a == 0 else "%s_delta_%s" % (prefix, m) if a == 1 else "sweep_%s_%s_%g" % (prefix, m, a)
+    return (jload(name) or {}).get("summary")
+
 def job_span():
     """When the run's jobs ran, from their files: a job writes NAME.cmd as it starts and
     NAME.seconds as it ends (scripts/jobs.sh), so a re-render or a resumed run keeps the times
@@ -200,7 +212,7 @@ if sweep:
         cells = []
         for m in "TABM":
             x = (jload(ev + m) or {}).get("summary")
-            cells.append("%s / %s / %s / %s / %s" % (pct(x["follows"]), pct(x["name"]), pct(x["creature"]), pct(x["eos"]), f1(x["fluency_ppl"])) if x else "n/a")
+            cells.append(cell(x))
             if x:
                 pts[m].append((e, x["follows"]))
         L.append("| %d | %s | %s | %s |" % (e, logval(train, r"final loss (-?[0-9.]+)"), secs(train), " | ".join(cells)))
@@ -333,8 +345,8 @@ if jload("sweep_ins_B_2") or jload("sweep_unl_B_2"):
         for a in sorted(set([0.0, 1.0] + alphas)):
             cells = []
             for m in "ABM":
-                x = S.get((m, "ins_alone_")) if a == 0 else S.get((m, "ins_delta_")) if a == 1 else (jload("sweep_ins_%s_%g" % (m, a)) or {}).get("summary")
-                cells.append("%s / %s / %s / %s / %s" % (pct(x["follows"]), pct(x["name"]), pct(x["creature"]), pct(x["eos"]), f1(x["fluency_ppl"])) if x else "n/a")
+                x = at_alpha("ins", m, a)
+                cells.append(cell(x))
                 if x:
                     pts[m].append((a, x["follows"]))
             L.append("| %g | %s |" % (a, " | ".join(cells)))
@@ -344,9 +356,9 @@ if jload("sweep_ins_B_2") or jload("sweep_unl_B_2"):
         seen = {}
         for m in "ABM":
             for a in sorted(set([0.0, 1.0] + alphas)):
-                x = (jload("seen_alone_" + m) if a == 0 else jload("seen_delta_" + m) if a == 1 else jload("sweep_seen_%s_%g" % (m, a))) or {}
-                if "summary" in x:
-                    seen.setdefault(m, []).append((a, x["summary"]["follows"]))
+                x = at_alpha("seen", m, a)
+                if x:
+                    seen.setdefault(m, []).append((a, x["follows"]))
         if seen:
             L.append("The same α on the 24 trained queries (the control of section 1), follows: " + "; ".join(
                 "%s %s" % (m, ", ".join("%g: %s" % (a, pct(f)) for a, f in seen[m])) for m in "ABM" if m in seen) + ". "
@@ -356,7 +368,7 @@ if jload("sweep_ins_B_2") or jload("sweep_unl_B_2"):
     L.append("### Both deltas on B (GPT-2 vocabulary)\n" if alphas else "## 4. Alpha sweep on B (GPT-2 vocabulary)\n")
     L.append("α scales the delta's logits (α = 0 is B alone, α = 1 the rows above). Plots by `scripts/plot` (internal/lossplot) in `tinyworld/plots/`.\n")
     ins = [(0.0, S.get(("B", "ins_alone_"))), (1.0, S.get(("B", "ins_delta_")))]
-    ins += [(a, (jload("sweep_ins_B_%g" % a) or {}).get("summary")) for a in (0.5, 0.75, 2.0)]
+    ins += [(a, at_alpha("ins", "B", a)) for a in alphas]
     ins = sorted([(a, x) for a, x in ins if x], key=lambda p: p[0])
     unl = [(0.0, tofu("eval_cmc_B"), 0), (1.0, tofu("eval_cmc_B"), 1), (0.5, tofu("sweep_unl_B_0.5"), 1), (2.0, tofu("sweep_unl_B_2"), 1)]
     unl = sorted([u for u in unl if u[1]], key=lambda p: p[0])
