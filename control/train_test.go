@@ -412,9 +412,10 @@ func TestLossChunksTrainAlike(t *testing.T) {
 // the name itself and once with data.Anchor. Trained on the names, the delta learns to raise them there
 // (its output moves far from the template's); anchored, it stays within a
 // small KL of the template there, while it still learns the other
-// positions, whose held-out loss falls as much as without the anchor.
-// (Left without a loss there, the delta drifts as far as when trained on
-// the names: 2.9 nats here, the failure the anchor was made for.)
+// positions, whose held-out loss falls as much as without the anchor. Left
+// without a loss there (data.NoToken, the first form of from_template), the
+// delta drifts as far as when trained on the names: the failure the anchor
+// was made for.
 func TestAnchorLeavesPositionsToTheTemplate(t *testing.T) {
 	const vocab, length, at = 16, 12, 6
 	tmpl := randomTemplate(vocab, 21)
@@ -467,12 +468,17 @@ func TestAnchorLeavesPositionsToTheTemplate(t *testing.T) {
 	before := heldOutLoss(t, tmpl, tinyDelta(t, vocab, 2), relabel(held, data.NoToken))
 	klNamed, lossNamed := fit(train)
 	klAnchored, lossAnchored := fit(relabel(train, data.Anchor))
-	t.Logf("KL at the name: %.4f trained on names, %.4f anchored; held-out loss elsewhere %.3f -> %.3f / %.3f", klNamed, klAnchored, before, lossNamed, lossAnchored)
+	klFree, _ := fit(relabel(train, data.NoToken))
+	t.Logf("KL at the name: %.4f trained on names, %.4f anchored, %.4f with no loss there; held-out loss elsewhere %.3f -> %.3f / %.3f",
+		klNamed, klAnchored, klFree, before, lossNamed, lossAnchored)
 	if klNamed < 0.2 {
 		t.Fatalf("trained on the names the delta moved only %.4f nats from the template at them: the test has no signal", klNamed)
 	}
 	if klAnchored > klNamed/10 {
 		t.Errorf("anchored, the delta moved %.4f nats from the template at the name (%.4f trained on names)", klAnchored, klNamed)
+	}
+	if klFree < 10*klAnchored {
+		t.Errorf("with no loss at the name the delta moved %.4f nats from the template there, anchored %.4f: the anchor adds nothing", klFree, klAnchored)
 	}
 	if lossAnchored > before*0.8 || lossAnchored > lossNamed*1.1 {
 		t.Errorf("anchored, the held-out loss elsewhere went %.3f -> %.3f (%.3f trained on names): the anchor stopped the rest of training", before, lossAnchored, lossNamed)
