@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/cmc-dev/cmc/data"
 	"github.com/cmc-dev/cmc/delta"
+	"github.com/cmc-dev/cmc/delta/kernels"
 )
 
 // Template is the frozen template LLM of training.
@@ -53,6 +55,30 @@ type TrainConfig struct {
 	Accumulate int // micro-batches per optimiser step
 	Epochs     int // passes over the training (or forget) set
 	Seed       uint64
+	// TemplateJitter J, from 0 to below 1, shows each sequence the template
+	// at its own temperature in each epoch: the template's logits times a
+	// factor drawn uniformly from [1−J, 1+J] (log-probs times it give the
+	// same softmax, so the template cache's rows are scaled alike). A delta fitted to one exact
+	// template learns shifts that hinge on its confidence (a large raise
+	// where it is unsure), which overshoot on a user LLM that is surer or
+	// less sure; jittered, it learns shifts that hold across them. 0: off.
+	TemplateJitter float64
+}
+
+// templateScale is the factor of the template's log-probs for sequence idx
+// of the training set (sign −1, grad_diff's forget set) or of the retain set
+// in epoch epoch: 1 without jitter, else a draw fixed by the seed, so a
+// resumed run sees the factors the uninterrupted one would have.
+func (c TrainConfig) templateScale(epoch int, sign float32, idx int) float32 {
+	if c.TemplateJitter == 0 {
+		return 1
+	}
+	set := uint64(0)
+	if sign < 0 {
+		set = 1
+	}
+	r := rand.New(rand.NewPCG(c.Seed, uint64(epoch)<<33|set<<32|uint64(idx)))
+	return float32(1 + c.TemplateJitter*(2*r.Float64()-1))
 }
 
 // StepsPerEpoch is the number of optimiser steps in one pass over n sequences.
@@ -374,9 +400,10 @@ func (t *Trainer) check() error {
 
 // plannedBatch names the sequences of one micro-batch.
 type plannedBatch struct {
-	from []data.Sequence
-	idx  []int // which of from, in order
-	sign float32
+	from  []data.Sequence
+	idx   []int // which of from, in order
+	sign  float32
+	epoch int
 	// stepTokens counts the labelled tokens of this sign in the whole
 	// optimiser step, known before its first micro-batch runs.
 	stepTokens int
@@ -443,10 +470,10 @@ func (t *Trainer) plan(ctx context.Context, workers *sync.WaitGroup, from, to in
 				}
 				idx := order[first:min(first+c.BatchSize, len(order))]
 				if c.Objective == SFT {
-					batches = append(batches, plannedBatch{from: t.Train, idx: idx, sign: 1})
+					batches = append(batches, plannedBatch{from: t.Train, idx: idx, sign: 1, epoch: epoch})
 					continue
 				}
-				batches = append(batches, plannedBatch{from: t.Train, idx: idx, sign: -1})
+				batches = append(batches, plannedBatch{from: t.Train, idx: idx, sign: -1, epoch: epoch})
 				// Retain batches cycle through their own shuffled order,
 				// positioned from the global micro-batch index.
 				global := step*c.Accumulate + mb
@@ -460,7 +487,7 @@ func (t *Trainer) plan(ctx context.Context, workers *sync.WaitGroup, from, to in
 					}
 					ridx = append(ridx, retainOrder[k%len(t.Retain)])
 				}
-				batches = append(batches, plannedBatch{from: t.Retain, idx: ridx, sign: 1})
+				batches = append(batches, plannedBatch{from: t.Retain, idx: ridx, sign: 1, epoch: epoch})
 			}
 			// Each sign's mean is over the step's tokens, so its count is
 			// needed before the first micro-batch's gradient.
@@ -519,7 +546,8 @@ func (t *Trainer) runTemplate(ctx context.Context, plan <-chan plannedBatch, chu
 			if r == first {
 				continue // no labels: the loss never asks for this sequence
 			}
-			out := chunker{seq: b, first: first, size: min(chunk, r-first), vocab: vocab, rows: rows, free: free, ctx: ctx, start: time.Now()}
+			out := chunker{seq: b, first: first, size: min(chunk, r-first), vocab: vocab, scale: t.Config.templateScale(p.epoch, p.sign, i),
+				rows: rows, free: free, ctx: ctx, start: time.Now()}
 			s := p.from[i]
 			if streaming != nil {
 				err = streaming.SequenceLogitsEach(s.Tokens, positions, out.add)
@@ -553,6 +581,7 @@ func (t *Trainer) runTemplate(ctx context.Context, plan <-chan plannedBatch, chu
 // (the last may be shorter) and hands each over when full.
 type chunker struct {
 	seq, first, size, vocab int
+	scale                   float32 // of the template's logits (TrainConfig.TemplateJitter)
 	rows                    chan<- rowLogits
 	free                    <-chan []float32
 	ctx                     context.Context
@@ -576,7 +605,11 @@ func (c *chunker) add(rows []float32) error {
 			c.buf = c.buf[:c.size*c.vocab]
 		}
 		n := min(c.size-c.filled, len(rows)/c.vocab)
-		copy(c.buf[c.filled*c.vocab:], rows[:n*c.vocab])
+		dst := c.buf[c.filled*c.vocab : (c.filled+n)*c.vocab]
+		copy(dst, rows[:n*c.vocab])
+		if c.scale != 1 {
+			kernels.Scale(c.scale, dst)
+		}
 		c.filled += n
 		rows = rows[n*c.vocab:]
 		if c.filled == c.size {

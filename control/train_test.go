@@ -256,7 +256,8 @@ func TestResumeIsExact(t *testing.T) {
 	const vocab = 16
 	tmpl := randomTemplate(vocab, 4)
 	forget, retain := sequences(12, 10, vocab, 1), sequences(20, 10, vocab, 2)
-	cfg := TrainConfig{Objective: GradDiff, BatchSize: 3, Accumulate: 2, Epochs: 3, Seed: 5}
+	// With jitter on, the template's factors must follow the run across the break too.
+	cfg := TrainConfig{Objective: GradDiff, BatchSize: 3, Accumulate: 2, Epochs: 3, Seed: 5, TemplateJitter: 0.5}
 
 	whole := newTrainer(t, tmpl, tinyDelta(t, vocab, 3), forget, cfg)
 	whole.Retain = retain
@@ -482,6 +483,87 @@ func TestAnchorLeavesPositionsToTheTemplate(t *testing.T) {
 	}
 	if lossAnchored > before*0.8 || lossAnchored > lossNamed*1.1 {
 		t.Errorf("anchored, the held-out loss elsewhere went %.3f -> %.3f (%.3f trained on names): the anchor stopped the rest of training", before, lossAnchored, lossNamed)
+	}
+}
+
+// TestTemplateScale: the jitter's factors lie in [1−J, 1+J], are fixed by
+// the seed, differ between sequences, epochs and the two sets of grad_diff,
+// and are exactly 1 with the jitter off.
+func TestTemplateScale(t *testing.T) {
+	off := TrainConfig{Seed: 3}
+	if s := off.templateScale(2, 1, 7); s != 1 {
+		t.Fatalf("jitter off: factor %v, want 1", s)
+	}
+	c := TrainConfig{Seed: 3, TemplateJitter: 0.8}
+	seen := map[float32]bool{}
+	var sum float64
+	n := 0
+	for epoch := range 3 {
+		for _, sign := range []float32{1, -1} {
+			for idx := range 200 {
+				s := c.templateScale(epoch, sign, idx)
+				if s < 0.2 || s > 1.8 {
+					t.Fatalf("epoch %d sign %v sequence %d: factor %v outside [0.2, 1.8]", epoch, sign, idx, s)
+				}
+				if s != c.templateScale(epoch, sign, idx) {
+					t.Fatal("the factor is not a function of the seed, epoch, set and sequence")
+				}
+				seen[s] = true
+				sum += float64(s)
+				n++
+			}
+		}
+	}
+	if len(seen) < n*99/100 {
+		t.Errorf("%d distinct factors among %d draws", len(seen), n)
+	}
+	if mean := sum / float64(n); math.Abs(mean-1) > 0.03 {
+		t.Errorf("mean factor %.3f, want about 1", mean)
+	}
+	if other := (TrainConfig{Seed: 4, TemplateJitter: 0.8}); other.templateScale(0, 1, 0) == c.templateScale(0, 1, 0) {
+		t.Error("another seed drew the same factor")
+	}
+}
+
+// TestJitterCarriesToSurerUsers trains the same delta twice against one
+// template, without and with jitter, and applies each to two users that are
+// the template at other temperatures (its logits times 2.5 and 0.4). Fitted
+// to the template's exact confidence, the plain delta's shift overshoots on
+// the surer user; jittered, it carries: that user's held-out loss falls, at
+// little cost on the template and the less sure user. (Over six other
+// template seeds the surer user's loss fell 6-20%, the template's rose
+// 0-8%, the less sure user's changed by -4% to +15%.)
+func TestJitterCarriesToSurerUsers(t *testing.T) {
+	const vocab = 16
+	tmpl := randomTemplate(vocab, 13)
+	scaled := func(f float32) bigramTemplate {
+		tab := make([][]float32, vocab)
+		for i, row := range tmpl.table {
+			tab[i] = slices.Clone(row)
+			kernels.Scale(f, tab[i])
+		}
+		return bigramTemplate{tab}
+	}
+	sharp, flat := scaled(2.5), scaled(0.4)
+	all := sequences(96, 14, vocab, 17)
+	train, held := all[:80], all[80:]
+	type losses struct{ template, sharp, flat float64 }
+	fit := func(jitter float64) losses {
+		m := tinyDelta(t, vocab, 2)
+		tr := newTrainer(t, tmpl, m, train, TrainConfig{Objective: SFT, BatchSize: 8, Accumulate: 1, Epochs: 10, Seed: 1, TemplateJitter: jitter})
+		if err := tr.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return losses{heldOutLoss(t, tmpl, m, held), heldOutLoss(t, sharp, m, held), heldOutLoss(t, flat, m, held)}
+	}
+	plain, jit := fit(0), fit(0.8)
+	t.Logf("held-out loss plain / jittered: template %.3f / %.3f, surer user %.3f / %.3f, less sure user %.3f / %.3f",
+		plain.template, jit.template, plain.sharp, jit.sharp, plain.flat, jit.flat)
+	if jit.sharp > plain.sharp*0.95 {
+		t.Errorf("on the surer user the jittered delta's loss is %.3f, the plain one's %.3f: the jitter did not carry the shift", jit.sharp, plain.sharp)
+	}
+	if jit.template > plain.template*1.1 || jit.flat > plain.flat*1.15 {
+		t.Errorf("jittered, the loss on the template went %.3f -> %.3f and on the less sure user %.3f -> %.3f", plain.template, jit.template, plain.flat, jit.flat)
 	}
 }
 

@@ -75,6 +75,7 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "gpu-layers", Value: 0, Usage: "template layers to offload to a GPU backend (-1: all)"},
 			&cli.StringFlag{Name: "template-cache", Usage: "keep the template's log-probs in DIR (top-k per position, zstd) so later epochs and runs never run the template; every epoch, the first too, trains on these cached values, so a run does not depend on what was cached before"},
 			&cli.IntFlag{Name: "template-cache-k", Value: 64, Usage: "log-probs kept exactly per position in the template cache; the rest of the mass is spread evenly"},
+			&cli.Float64Flag{Name: "template-jitter", Value: 0, Usage: "show each training sequence the template at a random temperature: its logits times a factor drawn uniformly from [1-J, 1+J], a new one per sequence and epoch, so that the delta's shift does not hinge on the template's exact confidence and carries better to user LLMs that are surer or less sure than it (0: off; from 0 to below 1)"},
 		},
 		Action: runTrain,
 	}
@@ -184,7 +185,7 @@ func runTrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := control.TrainConfig{Objective: objective, BatchSize: c.Int("micro-batch"), Epochs: c.Int("epochs"), Seed: c.Uint64("seed")}
+	cfg := control.TrainConfig{Objective: objective, BatchSize: c.Int("micro-batch"), Epochs: c.Int("epochs"), Seed: c.Uint64("seed"), TemplateJitter: c.Float64("template-jitter")}
 	cfg.Accumulate = max(1, c.Int("batch")/cfg.BatchSize)
 	total := cfg.Epochs * cfg.StepsPerEpoch(len(trainSeqs))
 	schedule := delta.AdamWConfig{
@@ -352,6 +353,7 @@ func checkTrainFlags(c *cli.Context) (*trainPaths, error) {
 		{"warmup", c.Float64("warmup") >= 0 && c.Float64("warmup") <= 1, "a fraction of all steps, from 0 to 1"},
 		{"weight-decay", finite(c.Float64("weight-decay")) && c.Float64("weight-decay") >= 0, "a finite number of at least 0"},
 		{"clip", finite(c.Float64("clip")) && c.Float64("clip") >= 0, "a finite number of at least 0 (0: no clipping)"},
+		{"template-jitter", c.Float64("template-jitter") >= 0 && c.Float64("template-jitter") < 1, "a number from 0 to below 1 (0: off)"},
 	} {
 		if !f.ok {
 			return nil, fmt.Errorf("--%s %v: want %s", f.name, c.Float64(f.name), f.expect)
@@ -373,6 +375,9 @@ func checkTrainFlags(c *cli.Context) (*trainPaths, error) {
 	if p.tokenizer == "none" {
 		if p.tokenizer = c.String("vocab"); p.tokenizer == "" {
 			return nil, errors.New("--template none needs --vocab FILE.gguf for the tokenizer")
+		}
+		if c.Float64("template-jitter") != 0 {
+			return nil, errors.New("--template-jitter needs a template: with --template none there are no template logits to jitter")
 		}
 	}
 
@@ -469,6 +474,10 @@ func runIdentity(c *cli.Context, p *trainPaths) (id map[string]string, err error
 	}
 	for _, name := range []string{"lr", "min-lr", "warmup", "weight-decay", "clip"} {
 		id[name] = strconv.FormatFloat(c.Float64(name), 'g', -1, 64)
+	}
+	// Named only when on, so that checkpoints from before the flag resume.
+	if j := c.Float64("template-jitter"); j != 0 {
+		id["template-jitter"] = strconv.FormatFloat(j, 'g', -1, 64)
 	}
 	tokenizer := "template"
 	if c.String("template") == "none" {
