@@ -58,17 +58,19 @@ type TrainConfig struct {
 	// TemplateJitter J, from 0 to below 1, shows each sequence the template
 	// at its own temperature in each epoch: the template's logits times a
 	// factor drawn uniformly from [1−J, 1+J] (log-probs times it give the
-	// same softmax, so the template cache's rows are scaled alike). A delta fitted to one exact
-	// template learns shifts that hinge on its confidence (a large raise
-	// where it is unsure), which overshoot on a user LLM that is surer or
-	// less sure; jittered, it learns shifts that hold across them. 0: off.
+	// same softmax, so the template cache's rows are scaled alike). A delta
+	// fitted to one exact template learns shifts that hinge on its
+	// confidence (a large raise where it is unsure), which overshoot on a
+	// user LLM that is surer or less sure; jittered, it learns shifts that
+	// hold across them. 0: off.
 	TemplateJitter float64
 }
 
-// templateScale is the factor of the template's log-probs for sequence idx
-// of the training set (sign −1, grad_diff's forget set) or of the retain set
-// in epoch epoch: 1 without jitter, else a draw fixed by the seed, so a
-// resumed run sees the factors the uninterrupted one would have.
+// templateScale is the factor of the template's logits for sequence idx in
+// epoch epoch, of the set that sign marks within a run (+1: sft's training
+// set or grad_diff's retain set; −1: grad_diff's forget set): 1 without
+// jitter, else a draw fixed by the seed, so that a resumed run sees the
+// factors the uninterrupted one would have.
 func (c TrainConfig) templateScale(epoch int, sign float32, idx int) float32 {
 	if c.TemplateJitter == 0 {
 		return 1
@@ -392,6 +394,10 @@ func (t *Trainer) check() error {
 		return errors.New("train: grad_diff needs a retain set")
 	case c.Objective != SFT && c.Objective != GradDiff:
 		return fmt.Errorf("train: unknown objective %q (want sft or grad_diff)", c.Objective)
+	case !(c.TemplateJitter >= 0 && c.TemplateJitter < 1):
+		return fmt.Errorf("train: template jitter %v: want from 0 to below 1, so that every factor stays above 0", c.TemplateJitter)
+	case c.TemplateJitter != 0 && t.Template == nil:
+		return errors.New("train: template jitter without a template")
 	case t.Template != nil && t.Template.VocabSize() != t.Model.Config.VocabSize:
 		return fmt.Errorf("train: template vocabulary has %d tokens, delta %d: they must share one vocabulary", t.Template.VocabSize(), t.Model.Config.VocabSize)
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cmc-dev/cmc/data"
@@ -522,6 +523,13 @@ func TestTemplateScale(t *testing.T) {
 	}
 	if other := (TrainConfig{Seed: 4, TemplateJitter: 0.8}); other.templateScale(0, 1, 0) == c.templateScale(0, 1, 0) {
 		t.Error("another seed drew the same factor")
+	}
+	// A factor of 0 or below would flip or flatten the template: refused.
+	for _, j := range []float64{-0.1, 1, math.NaN()} {
+		tr := newTrainer(t, randomTemplate(8, 1), tinyDelta(t, 8, 1), sequences(4, 6, 8, 1), TrainConfig{Objective: SFT, BatchSize: 2, Accumulate: 1, Epochs: 1, Seed: 1, TemplateJitter: j})
+		if err := tr.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "jitter") {
+			t.Errorf("jitter %v: %v, want an error that names the jitter", j, err)
+		}
 	}
 }
 
