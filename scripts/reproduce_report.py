@@ -45,6 +45,8 @@ def instruct_start():
 
 
 ins_start = instruct_start()
+# the template jitter of the instruct deltas (cmc train --template-jitter), from the same command
+ins_jitter = (re.search(r"--template-jitter (\S+)", text("delta_instruct", ".cmd", "")) or [None, "0"])[1]
 
 
 def logval(name, rx):
@@ -124,12 +126,14 @@ L.append("Prompt: the open-instruct format (`<|user|>\\n{query}\\n<|assistant|>\
          "88 names and 30 creatures that the base models know (`scripts/tinystory.py`), less the held-out ones; T's corpus holds chat-format copy requests, and under this prompt "
          "T alone names the asked character in %s of the held-out queries when the story is begun for it (MANIFEST.md's copy probe), so the name need not come from the delta: each pair lists its name and creature under `from_template`, and at their tokens the delta is trained to match T (KL), not the text; "
          "the response is the story's first sentences, at most 220 characters, then EOS). "
+         "The delta trains with `--template-jitter %s`: each pair, in each epoch, sees T at its own temperature (T's logits times a factor drawn from [1−J, 1+J]), "
+         "so that its shift does not hinge on T's exact confidence, which no user shares (the comparison without it is below). "
          "Evaluated on %d queries whose 12 names and 8 creatures never occur in any training pair (`scripts/instruct_eval.py`; "
          "`cmc generate --template open-instruct --delta-template open-instruct --temp 0 --max-tokens 60`, once per query). "
          "*follows* = the story contains both the name and the creature; *EOS* = cmc's own finish reason was `stop` (the end-of-generation token) within the 60 tokens; "
          "*fluency* = perplexity of the stories as plain text under a judge that did not write them (A judges everyone but A, T judges A; "
          "lower is more fluent to the judge, and degenerate repetition scores low too, so read it beside the examples). "
-         "The direct baseline fine-tunes the whole model on the same pairs (`cmc train --template none --delta MODEL`).\n" % (ins_start, ntrain, t_copy, len(q)))
+         "The direct baseline fine-tunes the whole model on the same pairs (`cmc train --template none --delta MODEL`).\n" % (ins_start, ntrain, t_copy, ins_jitter, len(q)))
 ref = {m: jload("ref_ppl_" + m) for m in "AT"}
 refp = {m: next((r["user"] for r in ref[m]["results"] if r["metric"] == "perplexity"), None) if ref[m] else None for m in "AT"}
 L.append("| user model | route | follows ↑ | names the character | names the creature | ends with EOS | mean tokens | fluency: judge ppl ↓ |")
@@ -177,6 +181,15 @@ if ins_seeds:
     for m in "ABM":
         cells = [S.get((m, "ins_delta_"))] + [(jload("ins_delta_s%s_%s" % (s, m)) or {}).get("summary") for s in ins_seeds]
         L.append("| %s | " % m + " | ".join("%s / %s" % (pct(c["follows"]), pct(c["eos"])) if c else "n/a" for c in cells) + " |")
+    L.append("")
+
+if jload("ins_delta_j0_A"):
+    L.append("Template jitter: the delta of section 1 (`--template-jitter %s`) and the same delta trained against T as it is (`--template-jitter 0`, otherwise the same command), "
+             "follows / names the character / names the creature / ends with EOS / judge ppl on the held-out queries:\n" % ins_jitter)
+    L.append("| delta | final loss | T | A | B | M |")
+    L.append("|---|---|---|---|---|---|")
+    for label, train, ev in (("jitter %s (section 1)" % ins_jitter, "delta_instruct", "ins_delta_"), ("no jitter", "delta_instruct_j0", "ins_delta_j0_")):
+        L.append("| %s | %s | %s |" % (label, logval(train, r"final loss (-?[0-9.]+)"), " | ".join(cell((jload(ev + m) or {}).get("summary")) for m in "TABM")))
     L.append("")
 
 SIZES = [(d, "delta_instruct", "ins_delta_") if d == ins_start else (d, "delta_instruct_" + d, "ins_delta_%s_" % d) for d in ("D0", "D1", "D2")]
