@@ -61,8 +61,8 @@ type TrainConfig struct {
 	// same softmax, so the template cache's rows are scaled alike). A delta
 	// fitted to one exact template learns shifts that hinge on its
 	// confidence (a large raise where it is unsure), which overshoot on a
-	// user LLM that is surer or less sure; jittered, it learns shifts that
-	// hold across them. 0: off.
+	// user LLM that is surer; jittered, it learns shifts that hold across
+	// confidences (TestJitterCarriesToSurerUsers). 0: off.
 	TemplateJitter float64
 }
 

@@ -75,7 +75,7 @@ func trainCommand() *cli.Command {
 			&cli.IntFlag{Name: "gpu-layers", Value: 0, Usage: "template layers to offload to a GPU backend (-1: all)"},
 			&cli.StringFlag{Name: "template-cache", Usage: "keep the template's log-probs in DIR (top-k per position, zstd) so later epochs and runs never run the template; every epoch, the first too, trains on these cached values, so a run does not depend on what was cached before"},
 			&cli.IntFlag{Name: "template-cache-k", Value: 64, Usage: "log-probs kept exactly per position in the template cache; the rest of the mass is spread evenly"},
-			&cli.Float64Flag{Name: "template-jitter", Value: 0, Usage: "show each training sequence the template at a random temperature: its logits times a factor drawn uniformly from [1-J, 1+J], a new one per sequence and epoch, so that the delta's shift does not hinge on the template's exact confidence and carries better to user LLMs that are surer or less sure than it (0: off; from 0 to below 1)"},
+			&cli.Float64Flag{Name: "template-jitter", Value: 0, Usage: "show each training sequence the template at a random temperature: its logits times a factor drawn uniformly from [1-J, 1+J], a new one per sequence and epoch, so that the delta's shift does not hinge on the template's exact confidence, which no user LLM shares (it overshoots on a surer one); 0: off, else from 0 to below 1"},
 		},
 		Action: runTrain,
 	}
