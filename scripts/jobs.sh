@@ -10,11 +10,33 @@
 
 # x NAME CMD...: log the command, run it (unless it finished before), time it.
 x() {
+	logged "$@"
+	run_job "$@"
+}
+
+# bg NAME CMD...: x in the background, at most $JOBS at a time; barrier waits for all. The
+# command is logged here, before the fork, so that commands.sh lists the jobs in the order
+# they start, not in the order their subshells get to run.
+bg() {
+	while [ "$(jobs -rp | wc -l)" -ge "${JOBS:-2}" ]; do wait -n || exit 1; done
+	logged "$@"
+	run_job "$@" &
+}
+
+# logged NAME CMD...: append the command to $run/commands.sh.
+logged() {
+	shift
+	printf '%s\n\n' "$(quoted "$@")" >>"$run/commands.sh"
+}
+
+quoted() { printf '%q ' "$@" | sed 's/ $//'; }
+
+# run_job NAME CMD...: run it unless it finished before with this very command.
+run_job() {
 	local name=$1
 	shift
 	local cmd
-	cmd=$(printf '%q ' "$@" | sed 's/ $//')
-	printf '%s\n\n' "$cmd" >>"$run/commands.sh"
+	cmd=$(quoted "$@")
 	if [ -e "$run/$name.seconds" ] && [ "$(cat "$run/$name.cmd" 2>/dev/null)" = "$cmd" ]; then
 		echo "$job_tag: $name (done in an earlier run)" >&2
 		return 0
@@ -27,9 +49,4 @@ x() {
 	echo "$((SECONDS - t0))" >"$run/$name.seconds"
 }
 
-# bg NAME CMD...: x in the background, at most $JOBS at a time; barrier waits for all.
-bg() {
-	while [ "$(jobs -rp | wc -l)" -ge "${JOBS:-2}" ]; do wait -n || exit 1; done
-	x "$@" &
-}
 barrier() { while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || exit 1; done; wait || exit 1; }

@@ -56,6 +56,7 @@ forget=$w/data/forget.jsonl
 retain=$w/data/retain.jsonl
 pairs=$w/data/instruct_train.jsonl
 queries=$w/data/instruct_eval.jsonl
+seen=$w/data/instruct_seen.jsonl # the control: queries the delta was trained on
 declare -A model=([T]=$w/T.gguf [A]=$w/A.gguf [B]=$w/B.gguf [M]=$w/M.gguf [S]=$s260)
 # the fluency judge of each writer: a model that did not write the story
 declare -A judge=([T]=$w/A.gguf [A]=$w/T.gguf [B]=$w/A.gguf [M]=$w/A.gguf [S]=$w/A.gguf)
@@ -70,7 +71,7 @@ need() {
 }
 
 # the instruction pairs: the world's data (make tinyworld writes them with scripts/instruct_pairs.py)
-for f in "$pairs" "$queries" "$w/data/instruct_seen.jsonl"; do
+for f in "$pairs" "$queries" "$seen"; do
 	need "$f"
 	[ -s "$f" ] || { echo "reproduce: $f is missing: make tinyworld (scripts/tinyworld.sh) writes it" >&2; exit 1; }
 done
@@ -85,27 +86,28 @@ insd=("${ins[@]}" --template-jitter "$ins_jitter")
 unl=(--objective grad_diff --forget "$forget" --retain "$retain" --format tofu --prompt-template qa
 	--max-len 160 --epochs "$unl_epochs" --batch 16 --micro-batch 8 --warmup 0.03
 	--weight-decay 0.01 --threads 1 --checkpoint-every 100000 --f16 --lr "$unl_lr" --seed "$seed")
+# instruct_delta NAME START EPOCHS SEED RECIPE...: an instruct delta from WORLD/START.gguf,
+# trained against T into RUN/NAME.gguf
+instruct_delta() {
+	local name=$1 start=$2 ep=$3 s=$4
+	shift 4
+	bg "$name" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$start.gguf" "$@" \
+		--epochs "$ep" --lr "$ins_lr" --seed "$s" --template-cache "$run/tcache" --out "$run/$name.gguf"
+}
 # what needs only T and the delta starts first, so that it can overlap a world still training (WAIT_FOR_MODELS)
 need "$w/T.gguf"
-bg delta_instruct "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$ins_start.gguf" "${insd[@]}" \
-	--epochs "$ins_epochs" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct.gguf"
-if [ "$ins_jitter" != 0 ]; then
-	bg delta_instruct_j0 "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$ins_start.gguf" "${ins[@]}" \
-		--epochs "$ins_epochs" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct_j0.gguf"
-fi
+instruct_delta delta_instruct "$ins_start" "$ins_epochs" "$seed" "${insd[@]}"
+[ "$ins_jitter" = 0 ] || instruct_delta delta_instruct_j0 "$ins_start" "$ins_epochs" "$seed" "${ins[@]}"
 sizes=$(printf '%s\n' D0 D1 D2 | grep -vx "$ins_start")
 for d in $sizes; do
 	need "$w/$d.gguf"
-	bg "delta_instruct_$d" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$d.gguf" "${insd[@]}" \
-		--epochs "$ins_epochs" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct_$d.gguf"
+	instruct_delta "delta_instruct_$d" "$d" "$ins_epochs" "$seed" "${insd[@]}"
 done
 for e in $ins_sweep; do
-	bg "delta_instruct_e$e" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$ins_start.gguf" "${insd[@]}" \
-		--epochs "$e" --lr "$ins_lr" --seed "$seed" --template-cache "$run/tcache" --out "$run/delta_instruct_e$e.gguf"
+	instruct_delta "delta_instruct_e$e" "$ins_start" "$e" "$seed" "${insd[@]}"
 done
 for s in $ins_seeds; do
-	bg "delta_instruct_s$s" "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/$ins_start.gguf" "${insd[@]}" \
-		--epochs "$ins_epochs" --lr "$ins_lr" --seed "$s" --template-cache "$run/tcache" --out "$run/delta_instruct_s$s.gguf"
+	instruct_delta "delta_instruct_s$s" "$ins_start" "$ins_epochs" "$s" "${insd[@]}"
 done
 [ -n "${SKIP_UNLEARN:-}" ] || bg delta_unlearn "$cmc" train --template "$w/T.gguf" --template-threads 1 --delta "$w/D0.gguf" "${unl[@]}" --out "$run/delta_unlearn.gguf"
 for m in T S M B A; do
@@ -121,35 +123,42 @@ barrier
 
 # Phase 2: every evaluation.
 need "$w/logs/R.eval.json"
+# ins_eval NAME QUERIES USER MODEL DELTA|none [PREFIX...]: scripts/instruct_eval.py of MODEL (USER's
+# file or one made from it) into RUN/NAME.json, judged by USER's judge; PREFIX (env VAR=...) runs it
+ins_eval() {
+	local name=$1 qs=$2 u=$3 mf=$4 d=$5
+	shift 5
+	bg "$name" "$@" python3 scripts/instruct_eval.py "$cmc" "$qs" "$run/$name.json" "$mf" "$d" "${judge[$u]}"
+}
 for m in A B M T S; do
-	bg "ins_alone_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_alone_$m.json" "${model[$m]}" none "${judge[$m]}"
-	bg "ins_delta_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_$m.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
-	bg "ins_ft_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_ft_$m.json" "$run/ft_$m.gguf" none "${judge[$m]}"
+	ins_eval "ins_alone_$m" "$queries" "$m" "${model[$m]}" none
+	ins_eval "ins_delta_$m" "$queries" "$m" "${model[$m]}" "$run/delta_instruct.gguf"
+	ins_eval "ins_ft_$m" "$queries" "$m" "$run/ft_$m.gguf" none
 	case $m in S) continue ;; esac
-	[ "$ins_jitter" = 0 ] || bg "ins_delta_j0_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_j0_$m.json" "${model[$m]}" "$run/delta_instruct_j0.gguf" "${judge[$m]}"
+	[ "$ins_jitter" = 0 ] || ins_eval "ins_delta_j0_$m" "$queries" "$m" "${model[$m]}" "$run/delta_instruct_j0.gguf"
 	for e in $ins_sweep; do
-		bg "ins_delta_e${e}_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_e${e}_$m.json" "${model[$m]}" "$run/delta_instruct_e$e.gguf" "${judge[$m]}"
+		ins_eval "ins_delta_e${e}_$m" "$queries" "$m" "${model[$m]}" "$run/delta_instruct_e$e.gguf"
 	done
 	case $m in T) continue ;; esac
 	for d in $sizes; do
-		bg "ins_delta_${d}_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_${d}_$m.json" "${model[$m]}" "$run/delta_instruct_$d.gguf" "${judge[$m]}"
+		ins_eval "ins_delta_${d}_$m" "$queries" "$m" "${model[$m]}" "$run/delta_instruct_$d.gguf"
 	done
 	for s in $ins_seeds; do
-		bg "ins_delta_s${s}_$m" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/ins_delta_s${s}_$m.json" "${model[$m]}" "$run/delta_instruct_s$s.gguf" "${judge[$m]}"
+		ins_eval "ins_delta_s${s}_$m" "$queries" "$m" "${model[$m]}" "$run/delta_instruct_s$s.gguf"
 	done
 done
-# the control: queries the delta was trained on, on A, B, M
+# the control, on A, B, M
 for m in A B M; do
-	bg "seen_alone_$m" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/seen_alone_$m.json" "${model[$m]}" none "${judge[$m]}"
-	bg "seen_delta_$m" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/seen_delta_$m.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
+	ins_eval "seen_alone_$m" "$seen" "$m" "${model[$m]}" none
+	ins_eval "seen_delta_$m" "$seen" "$m" "${model[$m]}" "$run/delta_instruct.gguf"
 done
 # 4. alpha sweeps (alpha 0 and 1 are the rows above): the instruct delta on A, B and M, on the
 # held-out queries and on the trained ones (where an alpha can be chosen without the held-out
 # ones); the unlearning delta on B
 for a in 0.5 0.75 2; do
 	for m in A B M; do
-		bg "sweep_ins_${m}_$a" env INSTRUCT_ALPHA="$a" python3 scripts/instruct_eval.py "$cmc" "$queries" "$run/sweep_ins_${m}_$a.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
-		bg "sweep_seen_${m}_$a" env INSTRUCT_ALPHA="$a" python3 scripts/instruct_eval.py "$cmc" "$w/data/instruct_seen.jsonl" "$run/sweep_seen_${m}_$a.json" "${model[$m]}" "$run/delta_instruct.gguf" "${judge[$m]}"
+		ins_eval "sweep_ins_${m}_$a" "$queries" "$m" "${model[$m]}" "$run/delta_instruct.gguf" env INSTRUCT_ALPHA="$a"
+		ins_eval "sweep_seen_${m}_$a" "$seen" "$m" "${model[$m]}" "$run/delta_instruct.gguf" env INSTRUCT_ALPHA="$a"
 	done
 done
 for a in 0.5 2; do

@@ -25,6 +25,11 @@ def jload(name):
     return json.load(open(p)) if os.path.exists(p) else None
 
 
+def summary(name):
+    """The summary of an instruct_eval job's JSON, or None if it did not run."""
+    return (jload(name) or {}).get("summary")
+
+
 def text(name, ext, default=None):
     p = path(name, ext)
     return open(p).read() if os.path.exists(p) else default
@@ -88,7 +93,8 @@ def at_alpha(prefix, m, a):
     """User m's instruct_eval summary at strength a: PREFIX_alone_M at 0, PREFIX_delta_M at 1
     (section 1's jobs, prefix ins or seen), sweep_PREFIX_M_a otherwise (reproduce.sh's sweeps)."""
     name = "%s_alone_%s" % (prefix, m) if a == 0 else "%s_delta_%s" % (prefix, m) if a == 1 else "sweep_%s_%s_%g" % (prefix, m, a)
-    return (jload(name) or {}).get("summary")
+    return summary(name)
+
 
 def job_span():
     """When the run's jobs ran, from their files: a job writes NAME.cmd as it starts and
@@ -141,9 +147,7 @@ L.append("|---|---|---|---|---|---|---|---|")
 S = {}
 for m, label in USERS:
     for route, name in (("alone", "ins_alone_"), ("+ instruct delta (α=1)", "ins_delta_"), ("fine-tuned directly", "ins_ft_")):
-        d = jload(name + m)
-        s = d["summary"] if d else None
-        S[(m, name)] = s
+        s = S[(m, name)] = summary(name + m)
         if s:
             L.append("| %s | %s | %s | %s | %s | %s | %.1f | %s |" % (label, route, pct(s["follows"]), pct(s["name"]), pct(s["creature"]), pct(s["eos"]), s["mean_tokens"], f1(s["fluency_ppl"])))
         else:
@@ -168,9 +172,8 @@ if jload("seen_delta_A"):
     L.append("|---|---|---|---|---|---|---|")
     for m in "ABM":
         for route, name in (("alone", "seen_alone_"), ("+ instruct delta", "seen_delta_")):
-            d = jload(name + m)
-            if d:
-                s_ = d["summary"]
+            s_ = summary(name + m)
+            if s_:
                 L.append("| %s | %s | %s | %s | %s | %s | %s |" % (m, route, pct(s_["follows"]), pct(s_["name"]), pct(s_["creature"]), pct(s_["eos"]), f1(s_["fluency_ppl"])))
     L.append("")
 
@@ -179,7 +182,7 @@ if ins_seeds:
     L.append("| user | seed 1 | " + " | ".join("seed %s" % s for s in ins_seeds) + " |")
     L.append("|---|---|" + "---|" * len(ins_seeds))
     for m in "ABM":
-        cells = [S.get((m, "ins_delta_"))] + [(jload("ins_delta_s%s_%s" % (s, m)) or {}).get("summary") for s in ins_seeds]
+        cells = [S.get((m, "ins_delta_"))] + [summary("ins_delta_s%s_%s" % (s, m)) for s in ins_seeds]
         L.append("| %s | " % m + " | ".join("%s / %s" % (pct(c["follows"]), pct(c["eos"])) if c else "n/a" for c in cells) + " |")
     L.append("")
 
@@ -189,7 +192,7 @@ if jload("ins_delta_j0_A"):
     L.append("| delta | final loss | T | A | B | M |")
     L.append("|---|---|---|---|---|---|")
     for label, train, ev in (("jitter %s (section 1)" % ins_jitter, "delta_instruct", "ins_delta_"), ("no jitter", "delta_instruct_j0", "ins_delta_j0_")):
-        L.append("| %s | %s | %s |" % (label, logval(train, r"final loss (-?[0-9.]+)"), " | ".join(cell((jload(ev + m) or {}).get("summary")) for m in "TABM")))
+        L.append("| %s | %s | %s |" % (label, logval(train, r"final loss (-?[0-9.]+)"), " | ".join(cell(summary(ev + m)) for m in "TABM")))
     L.append("")
 
 SIZES = [(d, "delta_instruct", "ins_delta_") if d == ins_start else (d, "delta_instruct_" + d, "ins_delta_%s_" % d) for d in ("D0", "D1", "D2")]
@@ -203,7 +206,7 @@ if all(jload(ev + "A") for _, _, ev in SIZES):
         params = logval(train, r"delta_params=(\d+)")
         cells = []
         for m in "ABM":
-            x = (jload(ev + m) or {}).get("summary")
+            x = summary(ev + m)
             cells.append("%s / %s / %s / %s" % (pct(x["follows"]), pct(x["name"]), pct(x["eos"]), f1(x["fluency_ppl"])) if x else "n/a")
             if x and params != "?":
                 pts[m].append((int(params) / 1e6, x["follows"]))
@@ -224,7 +227,7 @@ if sweep:
     for e, train, ev in rows:
         cells = []
         for m in "TABM":
-            x = (jload(ev + m) or {}).get("summary")
+            x = summary(ev + m)
             cells.append(cell(x))
             if x:
                 pts[m].append((e, x["follows"]))
