@@ -64,6 +64,14 @@ type TrainConfig struct {
 	// user LLM that is surer; jittered, it learns shifts that hold across
 	// confidences (TestJitterCarriesToSurerUsers). 0: off.
 	TemplateJitter float64
+	// AnchorFlatness λ ≥ 0 adds, at an anchored word (data.Anchor, the
+	// words an example leaves to the template), λ times the variance of the
+	// delta's logits over the vocabulary to the anchor's KL. The KL weighs
+	// each token by the template's probability, so it lets the delta raise a
+	// token the template finds unlikely almost for free, and on a user LLM
+	// that finds it likely the raise takes the slot the user was to copy
+	// into (TestAnchorFlatnessKeepsUsersOwnWord). 0: the KL alone.
+	AnchorFlatness float64
 }
 
 // templateScale is the factor of the template's logits for sequence idx in
@@ -335,7 +343,7 @@ func (t *Trainer) trainMicroBatch(ctx context.Context, st *Step, mb *microBatch,
 			}
 			bias = cur.logT
 		}
-		sum, k := controlledCE(t.Model, logits, bias, mb, lo, hi)
+		sum, k := controlledCE(t.Model, logits, bias, mb, lo, hi, float32(t.Config.AnchorFlatness))
 		if math.IsNaN(sum) || math.IsInf(sum, 0) {
 			return t.nonFinite(*st, bias, sum)
 		}
@@ -398,6 +406,10 @@ func (t *Trainer) check() error {
 		return fmt.Errorf("train: template jitter %v: want from 0 to below 1, so that every factor stays above 0", c.TemplateJitter)
 	case c.TemplateJitter != 0 && t.Template == nil:
 		return errors.New("train: template jitter without a template")
+	case !(c.AnchorFlatness >= 0 && c.AnchorFlatness <= math.MaxFloat32):
+		return fmt.Errorf("train: anchor flatness %v: want a finite number from 0 up", c.AnchorFlatness)
+	case c.AnchorFlatness != 0 && t.Template == nil:
+		return errors.New("train: anchor flatness without a template: with no template there are no anchored words")
 	case t.Template != nil && t.Template.VocabSize() != t.Model.Config.VocabSize:
 		return fmt.Errorf("train: template vocabulary has %d tokens, delta %d: they must share one vocabulary", t.Template.VocabSize(), t.Model.Config.VocabSize)
 	}
@@ -675,8 +687,10 @@ func (t *Trainer) pad(p plannedBatch) (*microBatch, error) {
 // scale · d(CE)/d(delta logits), so that a step's micro-batches sum to the
 // gradient of its per-token mean. The template's raw logits serve as well
 // as its log-probs: log_softmax only shifts each row by a constant, which
-// the softmax cancels. It returns the sum of CE over the rows and their
-// number.
-func controlledCE(m *delta.Model, logits, bias []float32, mb *microBatch, lo, hi int) (float64, int) {
-	return delta.BiasedCrossEntropySum(m.Pool, logits, bias, mb.targets[lo:hi], m.Config.VocabSize, mb.scale)
+// the softmax cancels. At an anchored word the loss is the anchor's
+// instead, KL to the template plus flatness times the variance of the
+// delta's row (delta.Anchor). It returns the sum of the losses over the
+// rows and their number.
+func controlledCE(m *delta.Model, logits, bias []float32, mb *microBatch, lo, hi int, flatness float32) (float64, int) {
+	return delta.BiasedCrossEntropySum(m.Pool, logits, bias, mb.targets[lo:hi], m.Config.VocabSize, mb.scale, flatness)
 }

@@ -95,11 +95,11 @@ func TestControlledCEGradient(t *testing.T) {
 	}
 	loss := func(d []float32) float64 {
 		buf := slices.Clone(d)
-		l, _ := controlledCE(m, buf, logT, mb, 0, R)
+		l, _ := controlledCE(m, buf, logT, mb, 0, R, 0)
 		return l
 	}
 	grad := slices.Clone(delt)
-	base, count := controlledCE(m, grad, logT, mb, 0, R)
+	base, count := controlledCE(m, grad, logT, mb, 0, R, 0)
 	if count != R {
 		t.Fatalf("counted %d positions, want %d", count, R)
 	}
@@ -125,7 +125,7 @@ func TestControlledCEGradient(t *testing.T) {
 	// The forget set's sign flips the gradient.
 	mb.sign, mb.scale = -1, -mb.scale
 	neg := slices.Clone(delt)
-	controlledCE(m, neg, logT, mb, 0, R)
+	controlledCE(m, neg, logT, mb, 0, R, 0)
 	for i := range neg {
 		if math.Abs(float64(neg[i]+grad[i])) > 1e-6 {
 			t.Fatalf("forget gradient %g is not the negated %g", neg[i], grad[i])
@@ -220,7 +220,7 @@ func heldOutLoss(t testing.TB, tmpl Template, m *delta.Model, seqs []data.Sequen
 		}
 		mb.scale = 1
 		logits := m.ForwardAt(mb.ids, 1, mb.T, mb.rows)
-		l, n := controlledCE(m, logits, logT, mb, 0, len(mb.rows))
+		l, n := controlledCE(m, logits, logT, mb, 0, len(mb.rows), 0)
 		sum += l / float64(n)
 	}
 	return sum / float64(len(seqs))
@@ -588,4 +588,94 @@ func softmax(x []float32) []float64 {
 		p[i] /= sum
 	}
 	return p
+}
+
+// TestAnchorFlatnessKeepsUsersOwnWord: the data raise a token u that the
+// template never expects (it is the target at other positions), and the
+// name after a marker is anchored. The anchor's KL weighs u by the
+// template's tiny probability, so the raise learnt elsewhere leaks into the
+// anchored row almost for free; on a user LLM that likes u there as much
+// as the names, u then takes the slot. With TrainConfig.AnchorFlatness the
+// row stays flat and the user keeps its names, while the rest is learnt as
+// well as without it. (With template and data seeds 29/43 and 31/47, run by
+// hand, the name mass went 0.131 -> 0.000 / 0.113 and 0.132 -> 0.000 / 0.137.)
+func TestAnchorFlatnessKeepsUsersOwnWord(t *testing.T) {
+	const vocab, length, at, marker, u = 16, 12, 6, 15, 5
+	tmpl := randomTemplate(vocab, 23)
+	for _, row := range tmpl.table {
+		row[u] = -12
+	}
+	names := []int32{3, 7, 11}
+	all := sequences(80, length, vocab, 41)
+	r := rand.New(rand.NewPCG(41, 5))
+	for i := range all {
+		s := &all[i]
+		s.Tokens[at-1], s.Labels[at-2] = marker, marker
+		s.Tokens[at] = names[r.IntN(len(names))]
+		s.Labels[at-1] = data.Anchor
+		for _, j := range []int{3, 8, 10} {
+			s.Tokens[j], s.Labels[j-1] = u, u
+		}
+	}
+	train, held := all[:64], all[64:]
+	// The user: the template, but at the marker it likes u as the names.
+	user := slices.Clone(tmpl.table[marker])
+	for _, n := range names {
+		user[u] = max(user[u], user[n])
+	}
+	// nameMass is the user's probability of the names at the marker with
+	// the delta added, and raise the delta's u there over its row's mean.
+	nameMass := func(m *delta.Model) (mass, raise float64) {
+		for _, s := range held {
+			d := m.Forward(s.Tokens, 1, length)[(at-1)*vocab : at*vocab]
+			z := slices.Clone(user)
+			var mean float64
+			for j := range z {
+				z[j] += d[j]
+				mean += float64(d[j]) / vocab
+			}
+			q := softmax(z)
+			for _, n := range names {
+				mass += q[n]
+			}
+			raise += float64(d[u]) - mean
+		}
+		return mass / float64(len(held)), raise / float64(len(held))
+	}
+	fit := func(flatness float64) (mass, raise, heldLoss float64) {
+		m := tinyDelta(t, vocab, 2)
+		tr := newTrainer(t, tmpl, m, train, TrainConfig{Objective: SFT, BatchSize: 8, Accumulate: 1, Epochs: 16, Seed: 1, AnchorFlatness: flatness})
+		if err := tr.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		mass, raise = nameMass(m)
+		return mass, raise, heldOutLoss(t, tmpl, m, held)
+	}
+	alone := 0.0
+	for _, n := range names {
+		alone += softmax(user)[n]
+	}
+	klMass, klRaise, klLoss := fit(0)
+	flatMass, flatRaise, flatLoss := fit(1)
+	t.Logf("user's name mass at the anchor: alone %.3f, KL anchor %.3f (u raised %.2f), flat anchor %.3f (u raised %.2f); held-out loss %.3f / %.3f",
+		alone, klMass, klRaise, flatMass, flatRaise, klLoss, flatLoss)
+	if klMass > alone/4 {
+		t.Fatalf("with the KL anchor the user kept %.3f of its %.3f name mass: the test has no signal", klMass, alone)
+	}
+	if flatMass < 0.8*alone || flatRaise > klRaise/5 {
+		t.Errorf("with the flat anchor the user's name mass is %.3f (alone %.3f) and u is raised %.2f (KL anchor %.2f)", flatMass, alone, flatRaise, klRaise)
+	}
+	if flatLoss > klLoss*1.1 {
+		t.Errorf("the flat anchor's held-out loss is %.3f, the KL anchor's %.3f: it stopped the rest of training", flatLoss, klLoss)
+	}
+	for _, f := range []float64{-1, math.NaN(), math.Inf(1)} {
+		tr := newTrainer(t, tmpl, tinyDelta(t, vocab, 1), train[:4], TrainConfig{Objective: SFT, BatchSize: 2, Accumulate: 1, Epochs: 1, Seed: 1, AnchorFlatness: f})
+		if err := tr.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "anchor flatness") {
+			t.Errorf("anchor flatness %v: %v, want an error that names it", f, err)
+		}
+	}
+	tr := newTrainer(t, nil, tinyDelta(t, vocab, 1), train[:4], TrainConfig{Objective: SFT, BatchSize: 2, Accumulate: 1, Epochs: 1, Seed: 1, AnchorFlatness: 1})
+	if err := tr.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "without a template") {
+		t.Errorf("anchor flatness with no template: %v, want a refusal", err)
+	}
 }

@@ -32,7 +32,7 @@ func TestTrainRowsMatchesBackward(t *testing.T) {
 	}
 	ref.Pool = pool
 	logits := ref.ForwardAt(ids, B, T, rows)
-	want, _ := BiasedCrossEntropySum(pool, logits, bias, targets, cfg.VocabSize, 0.1)
+	want, _ := BiasedCrossEntropySum(pool, logits, bias, targets, cfg.VocabSize, 0.1, 0)
 	ref.Backward(logits)
 
 	for _, ends := range [][]int{{1, 2, 3, 4, 5, 6, 7}, {3, 6, 7}, {1, 7}, {7}} {
@@ -41,7 +41,7 @@ func TestTrainRowsMatchesBackward(t *testing.T) {
 		var got float64
 		err := m.TrainRows(ids, B, T, rows, ends, func(lo, hi int, logits []float32) error {
 			v := cfg.VocabSize
-			s, _ := BiasedCrossEntropySum(pool, logits, bias[lo*v:hi*v], targets[lo:hi], v, 0.1)
+			s, _ := BiasedCrossEntropySum(pool, logits, bias[lo*v:hi*v], targets[lo:hi], v, 0.1, 0)
 			got += s
 			return nil
 		})

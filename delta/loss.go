@@ -14,7 +14,9 @@ const Ignore = -1
 // output to the template: its loss there is KL(softmax(bias) ‖ softmax(z)),
 // zero when the delta's row is flat, so the delta is trained to stay out of
 // the template's way (an instruction's name, which the template copies from
-// the prompt) instead of being left unconstrained. It needs a bias.
+// the prompt) instead of being left unconstrained; BiasedCrossEntropySum
+// can add the variance of the row, which holds it flat also where the
+// template is unsure. It needs a bias.
 const Anchor = -2
 
 // CrossEntropy returns the mean cross-entropy of the rows of logits
@@ -51,7 +53,7 @@ func BiasedCrossEntropy(p *kernels.Pool, logits, bias []float32, targets []int32
 		clear(logits)
 		return 0, 0
 	}
-	sum := crossEntropySum(p, logits, bias, targets, vocab, gradScale/float32(count))
+	sum := crossEntropySum(p, logits, bias, targets, vocab, gradScale/float32(count), 0)
 	return sum / float64(count), count
 }
 
@@ -60,14 +62,16 @@ func BiasedCrossEntropy(p *kernels.Pool, logits, bias []float32, targets []int32
 // gradient is gradScale·(softmax − onehot). With gradScale = 1/n for the n
 // counted positions of a whole optimiser step, the micro-batches' gradients
 // sum to that of the step's per-token mean, however unevenly its tokens
-// fall into micro-batches.
-func BiasedCrossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, vocab int, gradScale float32) (sum float64, count int) {
+// fall into micro-batches. At an Anchor position the row's loss is the KL
+// plus flatness times the variance of the delta's row (anchorLoss;
+// BiasedCrossEntropy uses the KL alone).
+func BiasedCrossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, vocab int, gradScale, flatness float32) (sum float64, count int) {
 	count = countTargets(logits, bias, targets, vocab)
 	if count == 0 {
 		clear(logits)
 		return 0, 0
 	}
-	return crossEntropySum(p, logits, bias, targets, vocab, gradScale), count
+	return crossEntropySum(p, logits, bias, targets, vocab, gradScale, flatness), count
 }
 
 // countTargets counts the positions whose target is not Ignore. It panics
@@ -94,8 +98,9 @@ func countTargets(logits, bias []float32, targets []int32, vocab int) (count int
 
 // crossEntropySum overwrites each row of logits with g·(softmax(z) −
 // onehot(target)), z = row + bias, or with zeros where the target is
-// Ignore, and returns the sum of the rows' −log softmax(z)[target].
-func crossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, vocab int, g float32) float64 {
+// Ignore, or with g times anchorLoss's gradient where it is Anchor, and
+// returns the sum of the rows' losses, −log softmax(z)[target] or anchorLoss.
+func crossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, vocab int, g, flatness float32) float64 {
 	// Rows are summed in fixed blocks, then the blocks in order, so the
 	// loss does not depend on how the pool schedules them.
 	const blocks = 64
@@ -112,7 +117,7 @@ func crossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, v
 					continue
 				}
 				if y == Anchor {
-					partial[b] += anchorKL(row, bias[i*vocab:(i+1)*vocab], g)
+					partial[b] += anchorLoss(row, bias[i*vocab:(i+1)*vocab], g, flatness)
 					continue
 				}
 				if bias != nil {
@@ -137,41 +142,82 @@ func crossEntropySum(p *kernels.Pool, logits, bias []float32, targets []int32, v
 	return loss
 }
 
-// anchorChunk is how many of the template's entries anchorKL exponentiates
-// at a time, into a buffer on the stack: it needs softmax(bias) twice and
-// has no second row of scratch, and the vector exponential of a chunk costs
-// a fraction of math.Exp entry by entry.
+// anchorChunk is how many entries of a row anchorLoss works on at a
+// time, in buffers on the stack: it needs softmax(bias) and softmax(z)
+// while keeping the delta's row, and has no scratch row of its own; the
+// vector exponential of a chunk costs a fraction of math.Exp entry by entry.
 const anchorChunk = 512
 
-// anchorKL returns KL(p ‖ q), p = softmax(bias) and q = softmax(z) with
-// z = d + bias, d the delta's row, and overwrites d with g·(q − p), the KL's
-// gradient with respect to it; NaN when z holds a NaN or +Inf. KL =
-// logsumexp(z) − logsumexp(bias) − Σ p·d, so a −Inf in bias (a token the
-// template cache dropped) adds nothing.
-func anchorKL(d, bias []float32, g float32) float64 {
-	var buf [anchorChunk]float32
-	mb := maxOf(bias)
-	var sb, pd float64 // Σ exp(bias − mb), Σ exp(bias − mb)·d
-	for lo := 0; lo < len(bias); lo += anchorChunk {
-		e := buf[:copy(buf[:], bias[lo:])]
-		sb += float64(kernels.ExpShifted(e, mb))
-		pd += float64(kernels.Dot(e, d[lo:lo+len(e)]))
+// anchorLoss returns the loss at an Anchor position,
+//
+//	KL(p ‖ q) + flatness · Var(d),  p = softmax(bias), q = softmax(d + bias),
+//
+// d the delta's row and Var its variance over the vocabulary, and
+// overwrites d with g times the loss's gradient with respect to it,
+// g·(q − p) + g·flatness·2(d − mean(d))/vocab; NaN when z holds a NaN or
+// +Inf. KL = logsumexp(z) − logsumexp(bias) − Σ p·d, so a −Inf in bias (a
+// token the template cache dropped) adds nothing.
+//
+// The KL is zero when the row is flat, but it weighs each token by the
+// template's probability: raising a token the template finds very unlikely
+// costs it almost nothing, and on a user LLM that finds the token likely
+// the raise wins. The variance weighs every token alike (TrainConfig.AnchorFlatness).
+func anchorLoss(d, bias []float32, g, flatness float32) float64 {
+	var e, zc [anchorChunk]float32
+	n := len(d)
+	// The template's normaliser, Σ exp(bias − mb)·d, z's largest entry and
+	// d's mean.
+	mb, mz := maxOf(bias), float32(math.Inf(-1))
+	var sb, pd, sd float64
+	for lo := 0; lo < n; lo += anchorChunk {
+		hi := min(lo+anchorChunk, n)
+		eb := e[:copy(e[:], bias[lo:hi])]
+		sb += float64(kernels.ExpShifted(eb, mb))
+		pd += float64(kernels.Dot(eb, d[lo:hi]))
+		z := zc[:copy(zc[:], d[lo:hi])]
+		kernels.Axpy(1, bias[lo:hi], z)
+		if !usable(z) {
+			return math.NaN()
+		}
+		mz = max(mz, maxOf(z))
+		for _, v := range d[lo:hi] {
+			sd += float64(v)
+		}
 	}
-	z := d
-	kernels.Axpy(1, bias, z)
-	if !usable(z) {
-		return math.NaN()
+	mean := sd / float64(n)
+	// z's normaliser and d's variance.
+	var sz, ss float64
+	for lo := 0; lo < n; lo += anchorChunk {
+		hi := min(lo+anchorChunk, n)
+		z := zc[:copy(zc[:], d[lo:hi])]
+		kernels.Axpy(1, bias[lo:hi], z)
+		sz += float64(kernels.ExpShifted(z, mz))
+		for _, v := range d[lo:hi] {
+			x := float64(v) - mean
+			ss += x * x
+		}
 	}
-	mz := maxOf(z)
-	sz := kernels.ExpShifted(z, mz) // z now holds exp(z − mz)
-	kl := float64(mz) + math.Log(float64(sz)) - float64(mb) - math.Log(sb) - pd/sb
-	kernels.Scale(g/sz, z)
-	for lo := 0; lo < len(bias); lo += anchorChunk {
-		e := buf[:copy(buf[:], bias[lo:])]
-		kernels.ExpShifted(e, mb)
-		kernels.Axpy(-g/float32(sb), e, z[lo:lo+len(e)])
+	kl := float64(mz) + math.Log(sz) - float64(mb) - math.Log(sb) - pd/sb
+	// The gradient, chunk by chunk, into d.
+	gq, gp := g/float32(sz), -g/float32(sb)
+	gf := 2 * g * flatness / float32(n)
+	for lo := 0; lo < n; lo += anchorChunk {
+		hi := min(lo+anchorChunk, n)
+		z := zc[:copy(zc[:], d[lo:hi])]
+		kernels.Axpy(1, bias[lo:hi], z)
+		kernels.ExpShifted(z, mz)
+		kernels.Scale(gq, z)
+		eb := e[:copy(e[:], bias[lo:hi])]
+		kernels.ExpShifted(eb, mb)
+		kernels.Axpy(gp, eb, z)
+		if flatness != 0 {
+			for i, v := range d[lo:hi] {
+				z[i] += gf * (v - float32(mean))
+			}
+		}
+		copy(d[lo:hi], z)
 	}
-	return kl
+	return kl + float64(flatness)*ss/float64(n)
 }
 
 // usable reports whether no element of x is NaN or +Inf; −Inf, a

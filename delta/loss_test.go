@@ -98,7 +98,7 @@ func TestAnchorKL(t *testing.T) {
 	}
 
 	flat := []float32{3, 3, 3, 3, 3}
-	if loss, n := BiasedCrossEntropySum(p, flat, bias, []int32{Anchor}, 5, 1); n != 1 || math.Abs(loss) > 1e-6 {
+	if loss, n := BiasedCrossEntropySum(p, flat, bias, []int32{Anchor}, 5, 1, 0); n != 1 || math.Abs(loss) > 1e-6 {
 		t.Errorf("flat delta: KL %g over %d rows, want 0 over 1", loss, n)
 	}
 	for j, g := range flat {
@@ -112,7 +112,7 @@ func TestAnchorKL(t *testing.T) {
 	for j, v := range d {
 		row[j] = float32(v)
 	}
-	loss, _ := BiasedCrossEntropySum(p, row, bias, []int32{Anchor}, 5, 1)
+	loss, _ := BiasedCrossEntropySum(p, row, bias, []int32{Anchor}, 5, 1, 0)
 	if want := kl64(d); math.Abs(loss-want) > 1e-5 {
 		t.Errorf("KL %g, want %g", loss, want)
 	}
@@ -125,7 +125,7 @@ func TestAnchorKL(t *testing.T) {
 		}
 	}
 
-	// A row longer than the chunks anchorKL works in, with dropped tokens
+	// A row longer than the chunks anchorLoss works in, with dropped tokens
 	// among them, against the float64 KL and its gradient q − p.
 	const vocab = 3*anchorChunk + 77
 	r := rand.New(rand.NewPCG(4, 5))
@@ -139,7 +139,7 @@ func TestAnchorKL(t *testing.T) {
 		d[j] = r.NormFloat64()
 		row[j] = float32(d[j])
 	}
-	loss, _ = BiasedCrossEntropySum(p, row, bias, []int32{Anchor}, vocab, 1)
+	loss, _ = BiasedCrossEntropySum(p, row, bias, []int32{Anchor}, vocab, 1, 0)
 	if want := kl64(d); math.Abs(loss-want) > 1e-4*math.Max(1, want) {
 		t.Errorf("%d entries: KL %g, want %g", vocab, loss, want)
 	}
@@ -152,6 +152,75 @@ func TestAnchorKL(t *testing.T) {
 		want := math.Exp(float64(b)+d[j])/sz - math.Exp(float64(b))/sb
 		if math.Abs(float64(row[j])-want) > 1e-6 {
 			t.Fatalf("%d entries: gradient[%d] = %g, want %g", vocab, j, row[j], want)
+		}
+	}
+}
+
+// TestAnchorFlatness: with a flatness weight λ the Anchor loss is the KL
+// plus λ times the variance of the delta's row. Raising a token the
+// template finds unlikely costs the KL almost nothing, and the variance
+// term is what holds it; the gradient of the sum matches finite
+// differences, in a row longer than anchorLoss's chunks.
+func TestAnchorFlatness(t *testing.T) {
+	p := kernels.NewPool(1)
+	const vocab = 2*anchorChunk + 31
+	const lambda = 0.7
+	r := rand.New(rand.NewPCG(6, 7))
+	bias := make([]float32, vocab)
+	for j := range bias {
+		bias[j] = 2 * float32(r.NormFloat64())
+	}
+	bias[9] = -30 // a token the template finds very unlikely
+	loss64 := func(d []float64, lambda float64) float64 {
+		var sb, sz, mean float64
+		for j, b := range bias {
+			sb += math.Exp(float64(b))
+			sz += math.Exp(float64(b) + d[j])
+			mean += d[j]
+		}
+		mean /= vocab
+		kl, v := 0.0, 0.0
+		for j, b := range bias {
+			pj := math.Exp(float64(b)) / sb
+			kl += pj * (math.Log(pj) - (float64(b) + d[j] - math.Log(sz)))
+			v += (d[j] - mean) * (d[j] - mean)
+		}
+		return kl + lambda*v/vocab
+	}
+	run := func(d []float64, lambda float32) (float64, []float32) {
+		row := make([]float32, vocab)
+		for j, v := range d {
+			row[j] = float32(v)
+		}
+		loss, _ := BiasedCrossEntropySum(p, row, bias, []int32{Anchor}, vocab, 1, lambda)
+		return loss, row
+	}
+
+	raised := make([]float64, vocab)
+	raised[9] = 20 // lifts the unlikely token to about e^-10 on the template, to the top on a surer model
+	kl, _ := run(raised, 0)
+	both, _ := run(raised, lambda)
+	if kl > 1e-3 {
+		t.Errorf("a raise of an unlikely token: KL %g, want almost 0", kl)
+	}
+	if want := lambda * 400 * (vocab - 1) / vocab / vocab; math.Abs(both-kl-want) > 1e-4 {
+		t.Errorf("a raise of 20 at one of %d tokens: flatness term %g, want %g", vocab, both-kl, want)
+	}
+
+	d := make([]float64, vocab)
+	for j := range d {
+		d[j] = r.NormFloat64()
+	}
+	loss, grad := run(d, lambda)
+	if want := loss64(d, lambda); math.Abs(loss-want) > 1e-4*math.Max(1, want) {
+		t.Errorf("loss %g, want %g", loss, want)
+	}
+	for _, j := range []int{0, 9, anchorChunk, vocab - 1} {
+		up, down := slices.Clone(d), slices.Clone(d)
+		up[j] += 1e-4
+		down[j] -= 1e-4
+		if num := (loss64(up, lambda) - loss64(down, lambda)) / 2e-4; math.Abs(float64(grad[j])-num) > 1e-5 {
+			t.Errorf("gradient[%d] = %g, finite differences %g", j, grad[j], num)
 		}
 	}
 }

@@ -76,6 +76,7 @@ func trainCommand() *cli.Command {
 			&cli.StringFlag{Name: "template-cache", Usage: "keep the template's log-probs in DIR (top-k per position, zstd) so later epochs and runs never run the template; every epoch, the first too, trains on these cached values, so a run does not depend on what was cached before"},
 			&cli.IntFlag{Name: "template-cache-k", Value: 64, Usage: "log-probs kept exactly per position in the template cache; the rest of the mass is spread evenly"},
 			&cli.Float64Flag{Name: "template-jitter", Value: 0, Usage: "show each training sequence the template at a random temperature: its logits times a factor drawn uniformly from [1-J, 1+J], a new one per sequence and epoch, so that the delta's shift does not hinge on the template's exact confidence, which no user LLM shares (it overshoots on a surer one); 0: off, else from 0 to below 1"},
+			&cli.Float64Flag{Name: "anchor-flatness", Value: 0, Usage: "at the words a data row leaves to the template (its from_template list), add this weight times the variance of the delta's logits over the vocabulary to the loss that keeps the delta out of the template's way there; that loss alone (a KL to the template) lets the delta raise a token the template finds unlikely almost for free, and on a user LLM that finds the token likely the raise takes the word; 0: off, else a number above 0"},
 		},
 		Action: runTrain,
 	}
@@ -185,7 +186,7 @@ func runTrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg := control.TrainConfig{Objective: objective, BatchSize: c.Int("micro-batch"), Epochs: c.Int("epochs"), Seed: c.Uint64("seed"), TemplateJitter: c.Float64("template-jitter")}
+	cfg := control.TrainConfig{Objective: objective, BatchSize: c.Int("micro-batch"), Epochs: c.Int("epochs"), Seed: c.Uint64("seed"), TemplateJitter: c.Float64("template-jitter"), AnchorFlatness: c.Float64("anchor-flatness")}
 	cfg.Accumulate = max(1, c.Int("batch")/cfg.BatchSize)
 	total := cfg.Epochs * cfg.StepsPerEpoch(len(trainSeqs))
 	schedule := delta.AdamWConfig{
@@ -354,6 +355,7 @@ func checkTrainFlags(c *cli.Context) (*trainPaths, error) {
 		{"weight-decay", finite(c.Float64("weight-decay")) && c.Float64("weight-decay") >= 0, "a finite number of at least 0"},
 		{"clip", finite(c.Float64("clip")) && c.Float64("clip") >= 0, "a finite number of at least 0 (0: no clipping)"},
 		{"template-jitter", c.Float64("template-jitter") >= 0 && c.Float64("template-jitter") < 1, "a number from 0 to below 1 (0: off)"},
+		{"anchor-flatness", c.Float64("anchor-flatness") >= 0 && c.Float64("anchor-flatness") <= math.MaxFloat32, "a finite number from 0 up (0: off)"},
 	} {
 		if !f.ok {
 			return nil, fmt.Errorf("--%s %v: want %s", f.name, c.Float64(f.name), f.expect)
@@ -378,6 +380,9 @@ func checkTrainFlags(c *cli.Context) (*trainPaths, error) {
 		}
 		if c.Float64("template-jitter") != 0 {
 			return nil, errors.New("--template-jitter needs a template: with --template none there are no template logits to jitter")
+		}
+		if c.Float64("anchor-flatness") != 0 {
+			return nil, errors.New("--anchor-flatness needs a template: with --template none no word is left to a template")
 		}
 	}
 
@@ -478,6 +483,9 @@ func runIdentity(c *cli.Context, p *trainPaths) (id map[string]string, err error
 	// Named only when on, so that checkpoints from before the flag resume.
 	if j := c.Float64("template-jitter"); j != 0 {
 		id["template-jitter"] = strconv.FormatFloat(j, 'g', -1, 64)
+	}
+	if f := c.Float64("anchor-flatness"); f != 0 {
+		id["anchor-flatness"] = strconv.FormatFloat(f, 'g', -1, 64)
 	}
 	tokenizer := "template"
 	if c.String("template") == "none" {
