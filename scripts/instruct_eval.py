@@ -11,7 +11,10 @@ line: finish=stop is the end-of-generation token, since no --stop string is give
 Then scores:
   name      the story contains the character's name (whole word, case-sensitive)
   creature  it contains the creature (whole word, singular or plural, any case)
-  follows   both
+  both      both, in whatever answer
+  story     the answer has at least STORY_WORDS words, prose rather than a word list (the base
+            models answer an instruction as they learnt to answer a copy request: "Amy, bear.")
+  follows   a story that names both: what the instruction asks
   eos       it ended with the end-of-generation token within the 60 tokens
   fluency   perplexity of the stories under JUDGE (a model that did not write them), as plain
             text with no prompt: CMC eval --task nll --template raw
@@ -27,6 +30,7 @@ with open(evalf) as f:
 if os.environ.get("INSTRUCT_LIMIT"):  # a quick check of the pipeline: the first N queries only
     queries = queries[: int(os.environ["INSTRUCT_LIMIT"])]
 
+STORY_WORDS = 8  # the base models alone answer with 1-7 words; the shortest story any delta led to has 9
 STAT = re.compile(r"msg=generated tokens=(\d+) finish=(\w+)")
 rows = []
 for q in queries:
@@ -42,6 +46,7 @@ for q in queries:
         "tokens": int(m.group(1)), "finish": m.group(2),
         "has_name": bool(re.search(r"\b%s\b" % re.escape(q["name"]), g)),
         "has_creature": bool(re.search(r"\b%ss?\b" % re.escape(q["creature"]), g, re.IGNORECASE)),
+        "story": len(g.split()) >= STORY_WORDS,
     })
 
 # fluency: the judge's perplexity of the non-empty stories
@@ -66,7 +71,9 @@ summary = {
     "model": model, "delta": delta, "alpha": float(os.environ.get("INSTRUCT_ALPHA", "1")), "judge": judge, "template": template, "queries": n,
     "name": sum(r["has_name"] for r in rows) / n,
     "creature": sum(r["has_creature"] for r in rows) / n,
-    "follows": sum(r["has_name"] and r["has_creature"] for r in rows) / n,
+    "both": sum(r["has_name"] and r["has_creature"] for r in rows) / n,
+    "story": sum(r["story"] for r in rows) / n,
+    "follows": sum(r["story"] and r["has_name"] and r["has_creature"] for r in rows) / n,
     "eos": sum(r["finish"] == "stop" for r in rows) / n,
     "mean_tokens": sum(r["tokens"] for r in rows) / n,
     "fluency_ppl": ppl,
@@ -74,5 +81,5 @@ summary = {
 with open(outf + ".tmp", "w") as f:
     json.dump({"summary": summary, "rows": rows}, f, indent=1, ensure_ascii=False)
 os.replace(outf + ".tmp", outf)
-print("instruct_eval %s + %s: follows %.2f (name %.2f, creature %.2f), EOS %.2f, judge ppl %s" % (
-    os.path.basename(model), os.path.basename(delta), summary["follows"], summary["name"], summary["creature"], summary["eos"], "%.1f" % ppl if ppl else "-"))
+print("instruct_eval %s + %s: follows %.2f (name %.2f, creature %.2f, both %.2f), EOS %.2f, judge ppl %s" % (
+    os.path.basename(model), os.path.basename(delta), summary["follows"], summary["name"], summary["creature"], summary["both"], summary["eos"], "%.1f" % ppl if ppl else "-"))

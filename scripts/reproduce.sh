@@ -6,8 +6,9 @@
 #      (scripts/instruct_pairs.py, open-instruct prompt), applied unchanged to T, A, B, M and
 #      stories260K on held-out names and creatures (scripts/instruct_eval.py);
 #      baseline: each model fine-tuned directly on the same pairs. Every instruct delta trains with
-#      --template-jitter INS_JITTER (T at a random temperature per sequence); one more is trained
-#      without it, for comparison, on T, A, B and M.
+#      --template-jitter INS_JITTER (T at a random temperature per sequence) and --anchor-flatness
+#      INS_FLAT (its row held flat where the pairs leave the words to T); two more are trained, each
+#      without one of them, for comparison, on T, A, B and M.
 #   2. unlearning (grad_diff): one delta trained with T on the forget authors, applied to
 #      T, A, B and M; baseline: each model unlearned directly with the same objective and budget.
 #   3. unlearning (IDK): one delta trained with T to refuse the forget questions (scripts/idk.sh).
@@ -24,7 +25,7 @@
 # another RUN), which starts over.
 #
 # Env: WORLD (tinyworld), RUN (build/reproduce), OUT_MD (RESULTS.md), CMC (bin/cmc), JOBS (2),
-# SEED (1), INS_START (D1), INS_EPOCHS (4), INS_JITTER (0.8; 0 for none, and no comparison), INS_EPOCH_SWEEP ("2 8 16"; "" for none), INS_LR (3e-3), FT_EPOCHS (1), FT_LR (1e-3), UNL_EPOCHS (30),
+# SEED (1), INS_START (D1), INS_EPOCHS (4), INS_JITTER (0.8; 0 for none, and no comparison), INS_FLAT (100; 0 likewise), INS_EPOCH_SWEEP ("2 8 16"; "" for none), INS_LR (3e-3), FT_EPOCHS (1), FT_LR (1e-3), UNL_EPOCHS (30),
 # UNL_LR (1e-3), EVAL_N (80), INS_SEEDS ("2": extra seeds of the instruct delta, on A, B, M; "" for none),
 # SKIP_UNLEARN, DIRECT (1: also unlearn each model directly with grad_diff, a baseline that adds
 # about 20 minutes), SKIP_IDK (3. IDK unlearning, scripts/idk.sh), WAIT_FOR_MODELS (start while the world is still being built: wait for each model file).
@@ -41,6 +42,7 @@ ins_epochs=${INS_EPOCHS:-4}
 ins_sweep=$(printf '%s\n' ${INS_EPOCH_SWEEP-2 8 16} | grep -vx "$ins_epochs" || true)
 ins_lr=${INS_LR:-3e-3}
 ins_jitter=${INS_JITTER:-0.8}
+ins_flat=${INS_FLAT:-100}
 ft_epochs=${FT_EPOCHS:-1}
 ft_lr=${FT_LR:-1e-3}
 unl_epochs=${UNL_EPOCHS:-30}
@@ -81,8 +83,8 @@ need "$w/D0.gguf"
 # brings its own tokenizer (--vocab MODEL: the vocabulary it was trained with, settings included).
 ins=(--objective sft --data "$pairs" --format tofu --prompt-template open-instruct --max-len 160 --batch 8
 	--micro-batch 8 --warmup 0.03 --threads 1 --checkpoint-every 100000 --f16)
-# the instruct deltas' recipe: the pairs' and, against T, its jitter
-insd=("${ins[@]}" --template-jitter "$ins_jitter")
+# the instruct deltas' recipe: the pairs' and, against T, its jitter and the anchor's flatness
+insd=("${ins[@]}" --template-jitter "$ins_jitter" --anchor-flatness "$ins_flat")
 unl=(--objective grad_diff --forget "$forget" --retain "$retain" --format tofu --prompt-template qa
 	--max-len 160 --epochs "$unl_epochs" --batch 16 --micro-batch 8 --warmup 0.03
 	--weight-decay 0.01 --threads 1 --checkpoint-every 100000 --f16 --lr "$unl_lr" --seed "$seed")
@@ -97,7 +99,8 @@ instruct_delta() {
 # what needs only T and the delta starts first, so that it can overlap a world still training (WAIT_FOR_MODELS)
 need "$w/T.gguf"
 instruct_delta delta_instruct "$ins_start" "$ins_epochs" "$seed" "${insd[@]}"
-[ "$ins_jitter" = 0 ] || instruct_delta delta_instruct_j0 "$ins_start" "$ins_epochs" "$seed" "${ins[@]}"
+[ "$ins_jitter" = 0 ] || instruct_delta delta_instruct_j0 "$ins_start" "$ins_epochs" "$seed" "${ins[@]}" --anchor-flatness "$ins_flat"
+[ "$ins_flat" = 0 ] || instruct_delta delta_instruct_f0 "$ins_start" "$ins_epochs" "$seed" "${ins[@]}" --template-jitter "$ins_jitter"
 sizes=$(printf '%s\n' D0 D1 D2 | grep -vx "$ins_start")
 for d in $sizes; do
 	need "$w/$d.gguf"
@@ -136,6 +139,7 @@ for m in A B M T S; do
 	ins_eval "ins_ft_$m" "$queries" "$m" "$run/ft_$m.gguf" none
 	case $m in S) continue ;; esac
 	[ "$ins_jitter" = 0 ] || ins_eval "ins_delta_j0_$m" "$queries" "$m" "${model[$m]}" "$run/delta_instruct_j0.gguf"
+	[ "$ins_flat" = 0 ] || ins_eval "ins_delta_f0_$m" "$queries" "$m" "${model[$m]}" "$run/delta_instruct_f0.gguf"
 	for e in $ins_sweep; do
 		ins_eval "ins_delta_e${e}_$m" "$queries" "$m" "${model[$m]}" "$run/delta_instruct_e$e.gguf"
 	done

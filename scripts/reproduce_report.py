@@ -52,6 +52,8 @@ def instruct_start():
 ins_start = instruct_start()
 # the template jitter of the instruct deltas (cmc train --template-jitter), from the same command
 ins_jitter = (re.search(r"--template-jitter (\S+)", text("delta_instruct", ".cmd", "")) or [None, "0"])[1]
+# and the anchor's flatness (cmc train --anchor-flatness)
+ins_flat = (re.search(r"--anchor-flatness (\S+)", text("delta_instruct", ".cmd", "")) or [None, "0"])[1]
 
 
 def logval(name, rx):
@@ -133,36 +135,38 @@ L.append("Prompt: the open-instruct format (`<|user|>\\n{query}\\n<|assistant|>\
          "T alone names the asked character in %s of the held-out queries when the story is begun for it (MANIFEST.md's copy probe), so the name need not come from the delta: each pair lists its name and creature under `from_template`, and at their tokens the delta is trained to match T (KL), not the text; "
          "the response is the story's first sentences, at most 220 characters, then EOS). "
          "The delta trains with `--template-jitter %s`: each pair, in each epoch, sees T at its own temperature (T's logits times a factor drawn from [1−J, 1+J]), "
-         "so that its shift does not hinge on T's exact confidence, which no user shares (the comparison without it is below). "
+         "so that its shift does not hinge on T's exact confidence, which no user shares; and with `--anchor-flatness %s`: at the anchored words the loss adds that weight times the variance of the delta's row, "
+         "which the KL alone leaves free where T finds a word unlikely (the comparisons without either are below). "
          "Evaluated on %d queries whose 12 names and 8 creatures never occur in any training pair (`scripts/instruct_eval.py`; "
          "`cmc generate --template open-instruct --delta-template open-instruct --temp 0 --max-tokens 60`, once per query). "
-         "*follows* = the story contains both the name and the creature; *EOS* = cmc's own finish reason was `stop` (the end-of-generation token) within the 60 tokens; "
+         "*follows* = the answer is a story (at least 8 words: alone, the base models answer with a list of 1-7 words, as they learnt to answer a copy request) and contains both the name and the creature; "
+         "*names both* = it contains both, whatever the answer (a list `Amy, bear.` counts); *EOS* = cmc's own finish reason was `stop` (the end-of-generation token) within the 60 tokens; "
          "*fluency* = perplexity of the stories as plain text under a judge that did not write them (A judges everyone but A, T judges A; "
          "lower is more fluent to the judge, and degenerate repetition scores low too, so read it beside the examples). "
-         "The direct baseline fine-tunes the whole model on the same pairs (`cmc train --template none --delta MODEL`).\n" % (ins_start, ntrain, t_copy, ins_jitter, len(q)))
+         "The direct baseline fine-tunes the whole model on the same pairs (`cmc train --template none --delta MODEL`).\n" % (ins_start, ntrain, t_copy, ins_jitter, ins_flat, len(q)))
 ref = {m: jload("ref_ppl_" + m) for m in "AT"}
 refp = {m: next((r["user"] for r in ref[m]["results"] if r["metric"] == "perplexity"), None) if ref[m] else None for m in "AT"}
-L.append("| user model | route | follows ↑ | names the character | names the creature | ends with EOS | mean tokens | fluency: judge ppl ↓ |")
-L.append("|---|---|---|---|---|---|---|---|")
+L.append("| user model | route | follows ↑ | names both | names the character | names the creature | ends with EOS | mean tokens | fluency: judge ppl ↓ |")
+L.append("|---|---|---|---|---|---|---|---|---|")
 S = {}
 for m, label in USERS:
     for route, name in (("alone", "ins_alone_"), ("+ instruct delta (α=1)", "ins_delta_"), ("fine-tuned directly", "ins_ft_")):
         s = S[(m, name)] = summary(name + m)
         if s:
-            L.append("| %s | %s | %s | %s | %s | %s | %.1f | %s |" % (label, route, pct(s["follows"]), pct(s["name"]), pct(s["creature"]), pct(s["eos"]), s["mean_tokens"], f1(s["fluency_ppl"])))
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %.1f | %s |" % (label, route, pct(s["follows"]), pct(s["both"]), pct(s["name"]), pct(s["creature"]), pct(s["eos"]), s["mean_tokens"], f1(s["fluency_ppl"])))
         else:
-            L.append("| %s | %s | not run | | | | | |" % (label, route))
+            L.append("| %s | %s | not run | | | | | | |" % (label, route))
 L.append("")
 L.append("Fluency scale: the reference openings (held-out substituted TinyStories text) have perplexity %s under A and %s under T.\n" % (f1(refp["A"]), f1(refp["T"])))
 
 L.append("Goal of the issue: A, B and M follow the instruction at least 60% of the time with the delta, at least 40 points more than alone, with fluency kept.\n")
-L.append("| user | alone | + delta | gain (points) | ≥ 60% | ≥ +40 points | ppl alone → with delta |")
+L.append("| user | alone (names both, in any answer) | + delta | gain (points) | ≥ 60% | ≥ +40 points | ppl alone → with delta |")
 L.append("|---|---|---|---|---|---|---|")
 for m in "ABM":
     a, d = S.get((m, "ins_alone_")), S.get((m, "ins_delta_"))
     if a and d:
         gain = 100 * (d["follows"] - a["follows"])
-        L.append("| %s | %s | %s | %+.0f | %s | %s | %s → %s |" % (m, pct(a["follows"]), pct(d["follows"]), gain, "met" if d["follows"] >= 0.6 else "**not met**",
+        L.append("| %s | %s (%s) | %s | %+.0f | %s | %s | %s → %s |" % (m, pct(a["follows"]), pct(a["both"]), pct(d["follows"]), gain, "met" if d["follows"] >= 0.6 else "**not met**",
                  "met" if gain >= 40 else "**not met**", f1(a["fluency_ppl"]), f1(d["fluency_ppl"])))
 L.append("")
 
@@ -186,13 +190,17 @@ if ins_seeds:
         L.append("| %s | " % m + " | ".join("%s / %s" % (pct(c["follows"]), pct(c["eos"])) if c else "n/a" for c in cells) + " |")
     L.append("")
 
-if jload("ins_delta_j0_A"):
-    L.append("Template jitter: the delta of section 1 (`--template-jitter %s`) and the same delta trained against T as it is (`--template-jitter 0`, otherwise the same command), "
-             "follows / names the character / names the creature / ends with EOS / judge ppl on the held-out queries:\n" % ins_jitter)
+ABLATIONS = [("jitter %s, flatness %s (section 1)" % (ins_jitter, ins_flat), "delta_instruct", "ins_delta_"),
+             ("no jitter (`--template-jitter 0`)", "delta_instruct_j0", "ins_delta_j0_"),
+             ("no flatness (`--anchor-flatness 0`)", "delta_instruct_f0", "ins_delta_f0_")]
+if any(jload(ev + "A") for _, _, ev in ABLATIONS[1:]):
+    L.append("The delta's two guards against overshooting on a user: the delta of section 1 and the same delta trained without one of them (otherwise the same command), "
+             "follows / names the character / names the creature / ends with EOS / judge ppl on the held-out queries:\n")
     L.append("| delta | final loss | T | A | B | M |")
     L.append("|---|---|---|---|---|---|")
-    for label, train, ev in (("jitter %s (section 1)" % ins_jitter, "delta_instruct", "ins_delta_"), ("no jitter", "delta_instruct_j0", "ins_delta_j0_")):
-        L.append("| %s | %s | %s |" % (label, logval(train, r"final loss (-?[0-9.]+)"), " | ".join(cell(summary(ev + m)) for m in "TABM")))
+    for label, train, ev in ABLATIONS:
+        if jload(ev + "A"):
+            L.append("| %s | %s | %s |" % (label, logval(train, r"final loss (-?[0-9.]+)"), " | ".join(cell(summary(ev + m)) for m in "TABM")))
     L.append("")
 
 SIZES = [(d, "delta_instruct", "ins_delta_") if d == ins_start else (d, "delta_instruct_" + d, "ins_delta_%s_" % d) for d in ("D0", "D1", "D2")]
