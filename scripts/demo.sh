@@ -15,10 +15,10 @@
 # What it shows (RESULTS.md): alone, A, B and M answer the instruction with a word list (they
 # learnt chat-format copy requests, tinyworld/MANIFEST.md); with the instruct delta every model
 # writes and ends a story opening, and the delta leaves the asked name and creature to the model
-# (they are anchored to the template in its training): A names the held-out character 73% of
-# the time and M 81%, B, which does not copy under this prompt, never; M rarely names the
-# creature (held-out follows A 40%, B 0%, M 21%; T itself 46%; A 44% and M 35% at alpha 0.5,
-# RESULTS.md section 4); grad_diff removes the forgotten answers on
+# (they are anchored to the template in its training, its row held flat there): A names the
+# held-out character 81% of the time and M 92%, B, which does not copy under this prompt, never;
+# M names the creature 42% of the time, as often as it copies one alone (held-out follows A 54%,
+# B 0%, M 40%, alone 0-2%; T itself 50%; RESULTS.md); grad_diff removes the forgotten answers on
 # every user, and the IDK delta lowers their probability but does not yet produce clean refusals.
 # Under a minute on 2 cores.
 set -euo pipefail
