@@ -113,9 +113,10 @@ func BenchmarkPrefill15M(b *testing.B) {
 // BenchmarkLossRows128k is the loss of 16 rows of a 128256-token vocabulary
 // (Llama-3's) against the template's log-probabilities: "target" is the
 // cross-entropy at a next token, "anchor" the KL to the template at an
-// Anchor position (a from_template word), whose template probabilities are
-// exponentiated twice besides the row's own softmax. The pairs anchor a few
-// tokens per example. BENCHMARKS.md has the ratio.
+// Anchor position (a from_template word), whose template probabilities and
+// own softmax are each exponentiated twice, and "anchor-flat" the same with
+// the flatness term (the row's variance, two scalar passes more). The pairs
+// anchor a few tokens per example. BENCHMARKS.md has the ratios.
 func BenchmarkLossRows128k(b *testing.B) {
 	const vocab, rows = 128256, 16
 	r := rand.New(rand.NewPCG(1, 2))
@@ -127,9 +128,10 @@ func BenchmarkLossRows128k(b *testing.B) {
 	p := kernels.NewPool(1)
 	defer p.Close()
 	for _, c := range []struct {
-		name   string
-		target int32
-	}{{"target", 7}, {"anchor", Anchor}} {
+		name     string
+		target   int32
+		flatness float32
+	}{{"target", 7, 0}, {"anchor", Anchor, 0}, {"anchor-flat", Anchor, 100}} {
 		targets := make([]int32, rows)
 		for i := range targets {
 			targets[i] = c.target
@@ -139,7 +141,7 @@ func BenchmarkLossRows128k(b *testing.B) {
 				b.StopTimer()
 				copy(logits, start) // the loss overwrites the row with its gradient
 				b.StartTimer()
-				BiasedCrossEntropySum(p, logits, bias, targets, vocab, 1, 0)
+				BiasedCrossEntropySum(p, logits, bias, targets, vocab, 1, c.flatness)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/row")
 		})

@@ -165,8 +165,8 @@ const anchorChunk = 512
 func anchorLoss(d, bias []float32, g, flatness float32) float64 {
 	var e, zc [anchorChunk]float32
 	n := len(d)
-	// The template's normaliser, Σ exp(bias − mb)·d, z's largest entry and
-	// d's mean.
+	// The template's normaliser, Σ exp(bias − mb)·d, z's largest entry and,
+	// with a flatness term, d's mean.
 	mb, mz := maxOf(bias), float32(math.Inf(-1))
 	var sb, pd, sd float64
 	for lo := 0; lo < n; lo += anchorChunk {
@@ -180,21 +180,27 @@ func anchorLoss(d, bias []float32, g, flatness float32) float64 {
 			return math.NaN()
 		}
 		mz = max(mz, maxOf(z))
-		for _, v := range d[lo:hi] {
-			sd += float64(v)
+		if flatness != 0 {
+			for _, v := range d[lo:hi] {
+				sd += float64(v)
+			}
 		}
 	}
 	mean := sd / float64(n)
-	// z's normaliser and d's variance.
+	// z's normaliser and d's variance (the loss has one more exponential
+	// pass than the KL alone would need, since d must outlive it for the
+	// variance's gradient).
 	var sz, ss float64
 	for lo := 0; lo < n; lo += anchorChunk {
 		hi := min(lo+anchorChunk, n)
 		z := zc[:copy(zc[:], d[lo:hi])]
 		kernels.Axpy(1, bias[lo:hi], z)
 		sz += float64(kernels.ExpShifted(z, mz))
-		for _, v := range d[lo:hi] {
-			x := float64(v) - mean
-			ss += x * x
+		if flatness != 0 {
+			for _, v := range d[lo:hi] {
+				x := float64(v) - mean
+				ss += x * x
+			}
 		}
 	}
 	kl := float64(mz) + math.Log(sz) - float64(mb) - math.Log(sb) - pd/sb
