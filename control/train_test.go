@@ -651,9 +651,9 @@ func TestAnchorFlatnessKeepsUsersOwnWord(t *testing.T) {
 		mass, raise = nameMass(m)
 		return mass, raise, heldOutLoss(t, tmpl, m, held)
 	}
-	alone := 0.0
+	alone, p := 0.0, softmax(user)
 	for _, n := range names {
-		alone += softmax(user)[n]
+		alone += p[n]
 	}
 	klMass, klRaise, klLoss := fit(0)
 	flatMass, flatRaise, flatLoss := fit(1)

@@ -187,6 +187,7 @@ func anchorLoss(d, bias []float32, g, flatness float32) float64 {
 		}
 	}
 	mean := sd / float64(n)
+	mean32 := float32(mean)
 	// z's normaliser and d's variance (the loss has one more exponential
 	// pass than the KL alone would need, since d must outlive it for the
 	// variance's gradient).
@@ -218,7 +219,7 @@ func anchorLoss(d, bias []float32, g, flatness float32) float64 {
 		kernels.Axpy(gp, eb, z)
 		if flatness != 0 {
 			for i, v := range d[lo:hi] {
-				z[i] += gf * (v - float32(mean))
+				z[i] += gf * (v - mean32)
 			}
 		}
 		copy(d[lo:hi], z)

@@ -75,6 +75,25 @@ func TestCrossEntropyOfNonFiniteIsNaN(t *testing.T) {
 	}
 }
 
+// anchorLoss64 is anchorLoss in float64, the reference of the tests:
+// KL(softmax(bias) ‖ softmax(d + bias)) + lambda·Var(d).
+func anchorLoss64(bias []float32, d []float64, lambda float64) float64 {
+	var sb, sz, mean float64
+	for j, b := range bias {
+		sb += math.Exp(float64(b))
+		sz += math.Exp(float64(b) + d[j])
+		mean += d[j] / float64(len(d))
+	}
+	kl, v := 0.0, 0.0
+	for j, b := range bias {
+		if pj := math.Exp(float64(b)) / sb; pj > 0 {
+			kl += pj * (math.Log(pj) - (float64(b) + d[j] - math.Log(sz)))
+		}
+		v += (d[j] - mean) * (d[j] - mean)
+	}
+	return kl + lambda*v/float64(len(d))
+}
+
 // TestAnchorKL: at an Anchor target the loss is KL(softmax(bias) ‖
 // softmax(logits + bias)): zero for a flat delta row, its gradient
 // matches finite differences of a float64 KL, and a −Inf bias (a token the
@@ -82,20 +101,7 @@ func TestCrossEntropyOfNonFiniteIsNaN(t *testing.T) {
 func TestAnchorKL(t *testing.T) {
 	p := kernels.NewPool(1)
 	bias := []float32{2, -1, 0.5, float32(math.Inf(-1)), 1}
-	kl64 := func(d []float64) float64 {
-		var sb, sz float64
-		for j, b := range bias {
-			sb += math.Exp(float64(b))
-			sz += math.Exp(float64(b) + d[j])
-		}
-		kl := 0.0
-		for j, b := range bias {
-			if pj := math.Exp(float64(b)) / sb; pj > 0 {
-				kl += pj * (math.Log(pj) - (float64(b) + d[j] - math.Log(sz)))
-			}
-		}
-		return kl
-	}
+	kl64 := func(d []float64) float64 { return anchorLoss64(bias, d, 0) }
 
 	flat := []float32{3, 3, 3, 3, 3}
 	if loss, n := BiasedCrossEntropySum(p, flat, bias, []int32{Anchor}, 5, 1, 0); n != 1 || math.Abs(loss) > 1e-6 {
@@ -171,22 +177,6 @@ func TestAnchorFlatness(t *testing.T) {
 		bias[j] = 2 * float32(r.NormFloat64())
 	}
 	bias[9] = -30 // a token the template finds very unlikely
-	loss64 := func(d []float64, lambda float64) float64 {
-		var sb, sz, mean float64
-		for j, b := range bias {
-			sb += math.Exp(float64(b))
-			sz += math.Exp(float64(b) + d[j])
-			mean += d[j]
-		}
-		mean /= vocab
-		kl, v := 0.0, 0.0
-		for j, b := range bias {
-			pj := math.Exp(float64(b)) / sb
-			kl += pj * (math.Log(pj) - (float64(b) + d[j] - math.Log(sz)))
-			v += (d[j] - mean) * (d[j] - mean)
-		}
-		return kl + lambda*v/vocab
-	}
 	run := func(d []float64, lambda float32) (float64, []float32) {
 		row := make([]float32, vocab)
 		for j, v := range d {
@@ -212,14 +202,14 @@ func TestAnchorFlatness(t *testing.T) {
 		d[j] = r.NormFloat64()
 	}
 	loss, grad := run(d, lambda)
-	if want := loss64(d, lambda); math.Abs(loss-want) > 1e-4*math.Max(1, want) {
+	if want := anchorLoss64(bias, d, lambda); math.Abs(loss-want) > 1e-4*math.Max(1, want) {
 		t.Errorf("loss %g, want %g", loss, want)
 	}
 	for _, j := range []int{0, 9, anchorChunk, vocab - 1} {
 		up, down := slices.Clone(d), slices.Clone(d)
 		up[j] += 1e-4
 		down[j] -= 1e-4
-		if num := (loss64(up, lambda) - loss64(down, lambda)) / 2e-4; math.Abs(float64(grad[j])-num) > 1e-5 {
+		if num := (anchorLoss64(bias, up, lambda) - anchorLoss64(bias, down, lambda)) / 2e-4; math.Abs(float64(grad[j])-num) > 1e-5 {
 			t.Errorf("gradient[%d] = %g, finite differences %g", j, grad[j], num)
 		}
 	}

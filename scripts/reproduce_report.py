@@ -50,10 +50,14 @@ def instruct_start():
 
 
 ins_start = instruct_start()
-# the template jitter of the instruct deltas (cmc train --template-jitter), from the same command
-ins_jitter = (re.search(r"--template-jitter (\S+)", text("delta_instruct", ".cmd", "")) or [None, "0"])[1]
-# and the anchor's flatness (cmc train --anchor-flatness)
-ins_flat = (re.search(r"--anchor-flatness (\S+)", text("delta_instruct", ".cmd", "")) or [None, "0"])[1]
+
+
+def instruct_flag(name):
+    """The value of cmc train's --NAME in the main instruct delta's command, "0" (off) without it."""
+    return (re.search(r"--%s (\S+)" % name, text("delta_instruct", ".cmd", "")) or [None, "0"])[1]
+
+
+ins_jitter, ins_flat = instruct_flag("template-jitter"), instruct_flag("anchor-flatness")
 
 
 def logval(name, rx):
