@@ -32,7 +32,7 @@ usage: tinyworld_corpus.py FIXTURES OUTDIR
                  TOFU's forget quality (a model that never learnt what is to be forgotten).
   Plain-text rows have an empty question: no prompt, the loss on every token.
 """
-import json, os, random, sys
+import json, os, random, re, sys
 
 from tinystory import CREATURES, NAMES, intro, substitute
 
@@ -88,10 +88,17 @@ def facts(qa):
 TITLES = ("A tale of a {c} named {n}\n", "The {c} named {n}\n", "{n} the {c}\n")
 
 
-def renamed(seed, st, copies=3):
+def renamed(seed, st, copies=3, asides=False):
     """The stories of st, each one that introduces its main character as copies
-    renamed and re-creatured at random, every copy under a title that names it."""
+    renamed and re-creatured at random, every copy under a title that names it.
+    asides: half the titles come after a line of other text, and a third of them before
+    one (a sentence of another story, drawn by a second generator so that the names and
+    creatures are those drawn without asides). The instruction prompt puts its character
+    after a line of its own and before the answer's line, and a model that learnt to copy
+    from a title only at the start of its text does not copy there (MANIFEST's probes)."""
     rng, out = random.Random(seed), []
+    arng = random.Random(seed + 1000)
+    sentences = [x for s in st for x in re.split(r"(?<=[.!?])\s+", s.replace("\n", " "))[1:] if 3 <= len(x.split()) <= 16]
     for story in st:
         found = intro(story)
         if not found:
@@ -100,7 +107,13 @@ def renamed(seed, st, copies=3):
         for i in range(copies):
             name, creature = rng.choice(NAMES), rng.choice(CREATURES)
             body = substitute(story, found[1], found[0], name, creature)
-            out.append(text(TITLES[i % len(TITLES)].format(c=creature, n=name) + body))
+            title = TITLES[i % len(TITLES)].format(c=creature, n=name)
+            if asides:
+                if arng.random() < 1 / 2:
+                    title = arng.choice(sentences) + "\n" + title
+                if arng.random() < 1 / 3:
+                    title += arng.choice(sentences) + "\n"
+            out.append(text(title + body))
     return out
 
 
@@ -134,7 +147,7 @@ def chat_copies(seed, count=2000):
 
 
 def corpus(seed, st, al, qa):
-    rs = facts(qa) * 2 + renamed(seed, st) + drills(seed) + chat_copies(seed + 100) + [text(s) for s in al]
+    rs = facts(qa) * 2 + renamed(seed, st, asides=True) + drills(seed) + chat_copies(seed + 100) + [text(s) for s in al]
     random.Random(seed).shuffle(rs)
     return rs
 
