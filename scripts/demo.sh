@@ -9,16 +9,15 @@
 #      first two queries from the delta's training pairs (the first of instruct_seen.jsonl, and
 #      one that the delta follows on A: 14 of the 24 trained queries are, and RESULTS.md's
 #      control gives the rates), then three with names and creatures it never saw (in RESULTS.md
-#      the first is followed on A and M, the second on A only, the third on M only);
+#      the first two are followed on A, B and M, the third on M only);
 #   2. unlearning: a forgotten author's question and a kept author's, alone, with
 #      tinyworld/deltas/grad_diff.gguf and with tinyworld/deltas/idk.gguf (trained to refuse).
 # What it shows (RESULTS.md): alone, A, B and M answer the instruction with a word list (they
 # learnt chat-format copy requests, tinyworld/MANIFEST.md); with the instruct delta every model
 # writes and ends a story opening, and the delta leaves the asked name and creature to the model
-# (they are anchored to the template in its training, its row held flat there): A names the
-# held-out character 81% of the time and M 92%, B, which does not copy under this prompt, never;
-# M names the creature 42% of the time, as often as it copies one alone (held-out follows A 54%,
-# B 0%, M 40%, alone 0-2%; T itself 50%; RESULTS.md); grad_diff removes the forgotten answers on
+# (they are anchored to the template in its training, its row held flat there), so each user
+# follows as far as it copies the asked words under this prompt: held-out follows A 62%, B 33%,
+# M 75%, alone 0% (T itself 35%; RESULTS.md); grad_diff removes the forgotten answers on
 # every user, and the IDK delta lowers their probability but does not yet produce clean refusals.
 # Under a minute on 2 cores.
 set -euo pipefail
@@ -49,7 +48,7 @@ step "1. instruction following (open-instruct prompt, greedy, 60 tokens): two tr
 trained=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["question"])' "$w/data/instruct_seen.jsonl")
 followed="Write a story about a squirrel named Finn." # followed on A in RESULTS.md's control
 grep -qF "\"$followed\"" "$w/data/instruct_seen.jsonl" || { echo "demo: \"$followed\" is not in $w/data/instruct_seen.jsonl" >&2; exit 1; }
-for q in "$trained" "$followed" "Write a story about a lion named Sally." "Write a story about a rabbit named Joe." "Write a story about a bear named Emma."; do
+for q in "$trained" "$followed" "Write a story about a lion named Sally." "Write a story about a tiger named Kim." "Write a story about a bear named Emma."; do
 	printf '\n\033[1m%s\033[0m\n' "$q"
 	for m in A B M; do
 		printf '  %-14s %s\n' "$m alone" "$(gen "$w/$m.gguf" "$w/deltas/instruct.gguf" 0 open-instruct "$q" | cut -c1-170)"
