@@ -91,14 +91,14 @@ TITLES = ("A tale of a {c} named {n}\n", "The {c} named {n}\n", "{n} the {c}\n")
 def renamed(seed, st, copies=3, asides=False):
     """The stories of st, each one that introduces its main character as copies
     renamed and re-creatured at random, every copy under a title that names it.
-    asides: half the titles come after a line of other text, and a third of them before
-    one (a sentence of another story, drawn by a second generator so that the names and
-    creatures are those drawn without asides). The instruction prompt puts its character
+    asides: half the titles come after a line of other text, and a third (drawn apart from
+    the first half) are followed by one: a sentence of another story, drawn by a second
+    generator so that the names and creatures are those drawn without asides. The instruction prompt puts its character
     after a line of its own and before the answer's line, and a model that learnt to copy
     from a title only at the start of its text does not copy there (MANIFEST's probes)."""
     rng, out = random.Random(seed), []
     arng = random.Random(seed + 1000)
-    sentences = [x for s in st for x in re.split(r"(?<=[.!?])\s+", s.replace("\n", " "))[1:] if 3 <= len(x.split()) <= 16]
+    sentences = [x for s in st for x in re.split(r"(?<=[.!?])\s+", s.replace("\n", " "))[1:] if 3 <= len(x.split()) <= 16] if asides else []
     for story in st:
         found = intro(story)
         if not found:

@@ -21,8 +21,16 @@ roles = {
 
 
 def rows(name):
+    """The rows of data/NAME, or, for a corpus not committed (the pretraining ones), the
+    examples cmc train read from it, as a model's training log says."""
     p = os.path.join(out, "data", name)
-    return sum(1 for l in open(p) if l.strip()) if os.path.exists(p) else "?"
+    if os.path.exists(p):
+        return sum(1 for l in open(p) if l.strip())
+    for m in MODELS:
+        found = re.search(r"msg=data file=\S*/%s examples=(\d+)" % re.escape(name), read(os.path.join(logs, m + ".log")))
+        if found:
+            return found.group(1)
+    return "?"
 
 
 def read(p, default=""):
