@@ -39,6 +39,9 @@ type Generator struct {
 	// Map is nil when both models share one vocabulary (the identity map).
 	Map   *TokenMap
 	Alpha float32
+	// LeadingSpace[u] says that user token u's text starts with a space
+	// (LeadingSpace): Options.Heal needs it; nil leaves prompts as they are.
+	LeadingSpace []bool
 
 	scores, scratch []float32
 	steered         []float32 // the scores before penalties, for log-probs
@@ -76,6 +79,12 @@ type Options struct {
 	Sample    SampleOptions
 	// Penalties shift the scores before each choice.
 	Penalties Penalties
+	// Heal drops a lone space that ends both prompts and starts the text
+	// with a token that begins with a space (heal.go): for prompts that a
+	// template rendered ("Answer: "), whose space no one meant as a token.
+	// A plain completion continues its text exactly as given, so that a
+	// client that appends the log-probs' token texts gets the text back.
+	Heal bool
 
 	// Logprobs records every generated token's log-probability
 	// (Result.Logprobs), with the TopLogprobs most likely tokens of its step
@@ -102,6 +111,10 @@ type Result struct {
 	CachedTokens int
 	// Logprobs and PromptLogprobs are recorded when Options ask for them.
 	Logprobs, PromptLogprobs Logprobs
+	// Healed says that the prompts ended in a lone space, which was dropped
+	// and which the first generated token carries (heal.go): Text does not
+	// repeat it.
+	Healed bool
 	// DeltaRetokenised counts the tokens after which the delta's context had
 	// to be rebuilt from the text (inexact map entries); DeltaRedecoded the
 	// delta tokens decoded again because of it.
@@ -151,7 +164,11 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 	// Both contexts keep what they share with the new prompts (a chat's
 	// earlier turns, a completion that extends an earlier one): only the
 	// rest is decoded. With ScorePrompt the prompt after its first token is
-	// forced, one token per step, instead of sampled, from an empty context.
+	// forced, one token per step, instead of sampled, from an empty context,
+	// and is not healed: each of its tokens is scored as it is.
+	if opt.Heal && !opt.ScorePrompt {
+		userPrompt, deltaPrompt, res.Healed = g.healPrompts(userPrompt, deltaPrompt, useDelta)
+	}
 	userNext := userPrompt
 	var forced []int32
 	if opt.ScorePrompt {
@@ -231,6 +248,9 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 		if err := g.step(scores, userNext, rows, bg, step == 0); err != nil {
 			return res, err
 		}
+		if res.Healed && step == 0 {
+			g.keepLeadingSpace(scores)
+		}
 		var u int32
 		if forcing {
 			u = forced[step]
@@ -272,6 +292,9 @@ func (g *Generator) Generate(ctx context.Context, userPrompt, deltaPrompt []int3
 		}
 		start := len(text)
 		text = g.UserTok.AppendPiece(text, u, false)
+		if res.Healed && step == 0 {
+			start++ // the prompt's space, which the delta reads and the caller wrote
+		}
 		if !forcing {
 			if stopped, err := out.write(text[start:]); err != nil || stopped {
 				res.FinishReason = "stop"

@@ -94,6 +94,15 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 		return res, errors.New("remote generate: a delta needs a text map")
 	}
 	s := &g.step
+	// Healing as Generator.Generate heals (heal.go), by text: the engine
+	// is asked after the prompt without its space, and only candidates
+	// that start with one may come first.
+	if opt.Heal && len(prompt) > 1 && strings.HasSuffix(prompt, " ") && (!useDelta || endsInSpace(g.DeltaTok, deltaPrompt, nil)) {
+		prompt, res.Healed = prompt[:len(prompt)-1], true
+		if useDelta {
+			deltaPrompt = deltaPrompt[:len(deltaPrompt)-1]
+		}
+	}
 	deltaNext, deltaBase, err := g.begin(useDelta, deltaPrompt)
 	if err != nil {
 		return res, err
@@ -135,8 +144,19 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 			return res, errors.New("remote generate: the engine offered no candidates")
 		}
 		scores := g.scoreCandidates(cands, dl, true)
+		first := res.Healed && len(res.Pieces) == 0
+		if first {
+			for j, c := range cands {
+				if c.End || len(c.Text) == 0 || c.Text[0] != ' ' {
+					scores[j] = float32(math.Inf(-1))
+				}
+			}
+		}
 		i := sampler.Sample(scores)
 		if math.IsInf(float64(scores[i]), -1) {
+			if first {
+				return res, fmt.Errorf("remote generate: the prompt ends in a space and none of the engine's %d candidates after it starts with one", len(cands))
+			}
 			return res, fmt.Errorf("remote generate: none of the engine's %d candidates is whole UTF-8 text", len(cands))
 		}
 		c := cands[i]
@@ -148,6 +168,9 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 		res.Ranks = append(res.Ranks, int(i))
 		start := len(text)
 		text = append(text, c.Text...)
+		if first {
+			start++ // the prompt's space
+		}
 		if stopped, err := out.write(text[start:]); err != nil || stopped {
 			res.FinishReason = "stop"
 			res.Text = out.kept()

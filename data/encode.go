@@ -53,11 +53,15 @@ type EncodeStats struct {
 //
 // Prompt and response are tokenized as one text (addSpecial and
 // parseSpecial false, so a "<|user|>"-like string inside user data stays
-// plain text) and split where the response begins (see TokenizeJoined): the
-// model learns the tokens that the joined text really has, which is what
-// TOFU and other Hugging Face pipelines train on. Tokenizing the two
-// separately would give each its own SentencePiece word marker ("Answer: "
-// then "▁The": two spaces) and tokens that text never contains.
+// plain text): the model learns the tokens that the joined text really
+// has, which is what TOFU and other Hugging Face pipelines train on.
+// Tokenizing the two separately would give each its own SentencePiece word
+// marker ("Answer: " then "▁The": two spaces) and tokens that text never
+// contains. Unlike TOFU's mask (TokenizeJoined, which `cmc eval` keeps), a
+// token that straddles the boundary ("▁The" after "Answer: ") is labelled:
+// generation heals a prompt that ends in a space (control's heal.go), so the
+// model has to choose that token itself, and a model never trained on it
+// starts every answer with a guess.
 //
 // With maxLen > 0, a sequence longer than maxLen tokens keeps its prompt and
 // as much of its response as fits (at least one token), and loses its EOS;
@@ -76,7 +80,7 @@ func Encode(tok vocab.Tokenizer, sp Specials, tmpl Template, examples []Example,
 		if err != nil {
 			return nil, EncodeStats{}, fmt.Errorf("encode %s: %w", ex.Source, err)
 		}
-		split, err := splitAt(tok, joined, spans, prompt)
+		split, err := splitAt(tok, joined, spans, prompt, true)
 		if err != nil {
 			return nil, EncodeStats{}, fmt.Errorf("encode %s: %w", ex.Source, err)
 		}
@@ -154,7 +158,7 @@ func TokenizeJoined(tok vocab.Tokenizer, prompt, response string) (tokens []int3
 	if err != nil {
 		return nil, 0, err
 	}
-	split, err = splitAt(tok, tokens, spans, prompt)
+	split, err = splitAt(tok, tokens, spans, prompt, false)
 	return tokens, split, err
 }
 
@@ -196,9 +200,11 @@ func tokenizeSpans(tok vocab.Tokenizer, prompt, response string) (tokens []int32
 }
 
 // splitAt is the index of the first response token: the first whose span
-// starts at or after the prompt's end. Without spans it falls back to the
-// number of tokens of the prompt alone.
-func splitAt(tok vocab.Tokenizer, tokens []int32, spans [][2]int, prompt string) (int, error) {
+// starts at or after the prompt's end, or with straddle the first that ends
+// after it (a token across the boundary goes with the response). Without
+// spans it falls back to the number of tokens of the prompt alone (where
+// the boundary lies is then not known).
+func splitAt(tok vocab.Tokenizer, tokens []int32, spans [][2]int, prompt string, straddle bool) (int, error) {
 	if spans == nil {
 		alone, err := tok.Tokenize(prompt, false, false)
 		if err != nil {
@@ -207,7 +213,7 @@ func splitAt(tok vocab.Tokenizer, tokens []int32, spans [][2]int, prompt string)
 		return min(len(alone), len(tokens)), nil
 	}
 	for i, sp := range spans {
-		if sp[0] >= len(prompt) {
+		if sp[0] >= len(prompt) || straddle && sp[1] > len(prompt) {
 			return i, nil
 		}
 	}

@@ -31,8 +31,9 @@ func (Raw) Prompt(ex Example) string { return ex.Query() }
 // QA is the "Question: ...\nAnswer: " format, for TOFU-style question
 // answering without a chat template (TOFU's Phi prompt). Its trailing space
 // and the answer's first word are one token in the joined text ("▁The" in
-// SentencePiece, " The" in byte-level BPE); Encode and `cmc eval` count
-// that token with the prompt, as TOFU's label mask does.
+// SentencePiece, " The" in byte-level BPE): `cmc eval` scores that token with
+// the prompt, as TOFU's label mask does; Encode trains on it, since
+// generation heals the trailing space and the model writes that token.
 type QA struct{}
 
 // Prompt implements Template.

@@ -28,7 +28,7 @@ func (e *evaluator) remoteTOFUItem(set metrics.TOFUSet, ex data.Example) (Item, 
 		return it, err
 	}
 	answers := scoredAnswers(ex)
-	opt := control.Options{MaxTokens: e.maxTokens, Stop: e.stop}
+	opt := control.Options{MaxTokens: e.maxTokens, Stop: e.stop, Heal: true}
 	return e.measure(it, set, ex, len(answers), answerer{
 		generate: func(alone bool) (string, string, error) {
 			alpha := e.rm.Alpha

@@ -76,7 +76,7 @@ func (e *evaluator) tofuItem(set metrics.TOFUSet, ex data.Example) (Item, error)
 	if len(p.user) >= size {
 		return it, overLongError{len(p.user) + 1, size}
 	}
-	opt := control.Options{MaxTokens: min(e.maxTokens, size-len(p.user)), Stop: e.stop}
+	opt := control.Options{MaxTokens: min(e.maxTokens, size-len(p.user)), Stop: e.stop, Heal: true}
 
 	return e.measure(it, set, ex, len(answers), answerer{
 		generate: func(alone bool) (string, string, error) {

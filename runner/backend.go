@@ -158,6 +158,9 @@ func (b *Backend) options(req server.Request, n int) (control.Options, error) {
 		Logprobs:    req.Logprobs,
 		TopLogprobs: req.TopLogprobs,
 		ScorePrompt: req.Echo && req.Logprobs,
+		// A chat's prompt is a template's. A completion's is the client's,
+		// and its text_offset log-probs count the tokens' text from it.
+		Heal: req.Messages != nil,
 	}
 	if req.MaxTokens == 0 {
 		opt.MaxTokens = -1 // echo only: score the prompt, generate nothing

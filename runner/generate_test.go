@@ -3,10 +3,13 @@ package runner
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cmc-dev/cmc/control"
+	"github.com/cmc-dev/cmc/internal/testfixture"
 	"github.com/cmc-dev/cmc/llama"
+	"github.com/cmc-dev/cmc/pmmined"
 )
 
 // TestGenerateChatReusesTheCache: cmc chat's second turn, through
@@ -50,5 +53,77 @@ func TestCharOffsets(t *testing.T) {
 	want := []int{0, 1, 2, 2, 3, 3, 3, 4} // a at 0, é at 1-2, 日 at 3-5, b at 6, the end at 7
 	if !slices.Equal(got, want) {
 		t.Errorf("charOffsets(%q) = %v, want %v", text, got, want)
+	}
+}
+
+// TestGenerateHealsTheQAPrompt: under the qa template ("… Answer: ", whose
+// space llama.cpp tokenises on its own), with the Llama-2 vocabulary of
+// llama-2-tiny-random as user and as its own delta, the first token
+// generated starts with a space, the reply's text does not, and both KV
+// caches hold the prompt without that lone space, which a second turn finds
+// again in them.
+func TestGenerateHealsTheQAPrompt(t *testing.T) {
+	path := testfixture.Path(t, "models/llama-2-tiny-random/llama-2-tiny-random.gguf")
+	rm := &Runner{Alpha: 1}
+	t.Cleanup(rm.Close)
+	var err error
+	if rm.User, err = llama.LoadModel(path, llama.ModelParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rm.ResolveTemplates("qa", "qa"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rm.OpenUserContext(llama.ContextParams{Size: 256, Threads: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rm.LoadDelta(path, path, pmmined.PMMinED, ""); err != nil {
+		t.Fatal(err)
+	}
+	v := rm.User.Vocab()
+	msgs := []llama.Message{{Role: "user", Content: "Who was Lily?"}}
+	userIDs, deltaIDs, text, err := rm.ChatPrompts(msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(text, "Answer: ") || v.Piece(userIDs[len(userIDs)-1], false) != " " || !slices.Equal(userIDs, deltaIDs) {
+		t.Fatalf("prompt %q ends in token %q: want the qa prompt, its space a token of its own, for both models", text, v.Piece(userIDs[len(userIDs)-1], false))
+	}
+	opt := control.Options{MaxTokens: 8, Heal: true}
+	rep, err := rm.Generate(context.Background(), Request{Messages: msgs, Alpha: 1, Options: opt}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spelled []byte
+	for _, id := range rep.Tokens {
+		spelled = v.AppendPiece(spelled, id, false)
+	}
+	if !rep.Healed || len(spelled) < 2 || spelled[0] != ' ' || " "+rep.Text != string(spelled) {
+		t.Fatalf("healed %v: tokens spell %q, text %q; want a first token that starts with a space, and the text without it", rep.Healed, spelled, rep.Text)
+	}
+	held := rm.userLM.Tokens()
+	if n := len(userIDs) - 1; !slices.Equal(held[:n], userIDs[:n]) || held[n] != rep.Tokens[0] || !slices.Equal(rm.deltaLM.Tokens()[:n+1], held[:n+1]) {
+		t.Errorf("caches: user %v, delta %v; want the prompt %v without its last token, then %d", held, rm.deltaLM.Tokens(), userIDs, rep.Tokens[0])
+	}
+
+	// The next turn renders the reply after "Answer: " as one text: its
+	// tokens are the cached ones, so the whole first turn is reused.
+	turn2 := append(msgs, llama.Message{Role: "assistant", Content: rep.Text}, llama.Message{Role: "user", Content: "And Tom?"})
+	second, err := rm.Generate(context.Background(), Request{Messages: turn2, Alpha: 1, Options: opt}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := len(userIDs) - 1 + len(rep.Tokens) - 1; second.CachedTokens < want {
+		t.Errorf("second turn: %d tokens cached, want the first turn's %d at least", second.CachedTokens, want)
+	}
+
+	// Without Heal the model continues after the lone space (on this model
+	// with another text).
+	opt.Heal = false
+	plain, err := rm.Generate(context.Background(), Request{Messages: msgs, Alpha: 1, Options: opt}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Healed || plain.Text == rep.Text {
+		t.Errorf("without Heal: healed %v, text %q (healed: %q); want the unhealed continuation", plain.Healed, plain.Text, rep.Text)
 	}
 }

@@ -33,6 +33,9 @@ type Runner struct {
 	// request decodes only what its prompt does not share with the cache.
 	// Every decode of the user model goes through it.
 	userLM *control.Tracked
+	// leadingSpace marks the user tokens that start with a space, which
+	// heal a prompt ending in one (control.LeadingSpace).
+	leadingSpace []bool
 
 	Delta      *delta.Model // nil: the user model alone
 	DeltaVocab *llama.Model // the delta's tokenizer, loaded vocab-only
@@ -185,6 +188,7 @@ func (r *Runner) OpenUserContext(p llama.ContextParams) error {
 		return err
 	}
 	r.userLM = control.Track(allPositions{r.UserCtx})
+	r.leadingSpace = control.LeadingSpace(r.User.Vocab(), r.userLM.VocabSize())
 	return nil
 }
 
@@ -196,6 +200,7 @@ func (r *Runner) Generator(alpha float32) *control.Generator {
 		User:            r.userLM,
 		UserTok:         r.User.Vocab(),
 		EndOfGeneration: r.User.Vocab().IsEOG,
+		LeadingSpace:    r.leadingSpace,
 	}
 	if r.Delta != nil && alpha != 0 {
 		g.Delta, g.DeltaTok, g.Map, g.Alpha = r.deltaLM, r.DeltaVocab.Vocab(), r.tokenMap, alpha

@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cmc-dev/cmc/data"
@@ -12,7 +13,9 @@ import (
 // (Llama-2 SentencePiece, GPT-2 byte-level BPE), prompt and answer are the
 // tokens of the joined text, the answer's tokens spell the answer, or the
 // part after a token that straddles the boundary, and nothing reads
-// "Answer:  The" with two spaces as separate tokenisation did.
+// "Answer:  The" with two spaces as separate tokenisation did. Training
+// (data.Encode) learns that straddling token too: its labels spell the
+// answer after the prompt's space.
 func TestTokenizeJoinedRealVocabularies(t *testing.T) {
 	const question = "Question: Who wrote 'Romeo and Juliet'?\nAnswer: "
 	const answer = "The play was written by William Shakespeare."
@@ -50,6 +53,23 @@ func TestTokenizeJoinedRealVocabularies(t *testing.T) {
 		}
 		if string(text) != tc.wantAnswer {
 			t.Errorf("%s, prompt %q: answer tokens spell %q, want %q", tc.vocab, tc.prompt, text, tc.wantAnswer)
+		}
+		seqs, _, err := data.Encode(v, data.Specials{BOS: data.NoToken, EOS: data.NoToken}, data.Raw{}, []data.Example{{Instruction: tc.prompt, Output: answer}}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var labelled []byte
+		for _, l := range seqs[0].Labels {
+			if l != data.NoToken {
+				labelled = v.AppendPiece(labelled, l, false)
+			}
+		}
+		want := answer
+		if strings.HasSuffix(tc.prompt, " ") {
+			want = " " + answer // the prompt's space, carried by the first answer token
+		}
+		if string(labelled) != want {
+			t.Errorf("%s, prompt %q: training labels spell %q, want %q", tc.vocab, tc.prompt, labelled, want)
 		}
 		m.Close()
 	}

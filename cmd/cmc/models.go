@@ -88,6 +88,7 @@ func sampleOptions(c *cli.Context) control.Options {
 	return control.Options{
 		MaxTokens: c.Int("max-tokens"),
 		Stop:      c.StringSlice("stop"),
+		Heal:      true, // a template's trailing space ("Answer: "), or the user's
 		Sample: control.SampleOptions{
 			Temperature: c.Float64("temp"),
 			TopK:        c.Int("top-k"),

@@ -1,0 +1,75 @@
+package control
+
+import (
+	"math"
+
+	"github.com/cmc-dev/cmc/vocab"
+)
+
+// Token healing. A prompt whose text ends in a space ("Question: …\nAnswer: ",
+// the qa template) tokenises to a lone space token at its end, a position
+// the models never predicted from in training: their tokenizers join a
+// space to the word after it ("▁The" in SentencePiece, " The" in byte-level
+// BPE), and a prompt and its answer are trained on as one joined text
+// (data.TokenizeJoined). After that lone space a model guesses (the tiny
+// world's T wrote "2es in …" where it knew the answer). So Generate drops the
+// lone space from both prompts and lets the first generated token be only
+// one whose text starts with a space: the same text, tokenised as training
+// tokenised it. Text and the stop strings do not repeat the healed space.
+
+// LeadingSpace returns, for each of the n tokens of tok, whether its text
+// starts with a space: the tokens a healed prompt may continue with. The
+// lone space is one of them, since a small vocabulary spells some words
+// after a space with it (" Ducky" is " ", "D", … in stories260K's 512
+// tokens), and then it is the model's choice, not the prompt's.
+// Generator.LeadingSpace takes it; computing it reads every piece once, so
+// a runner does it at load.
+func LeadingSpace(tok vocab.Tokenizer, n int) []bool {
+	lead := make([]bool, n)
+	var piece []byte
+	for u := range lead {
+		piece = tok.AppendPiece(piece[:0], int32(u), false)
+		lead[u] = len(piece) > 0 && piece[0] == ' '
+	}
+	return lead
+}
+
+// endsInSpace reports whether prompt's last token is a lone space (and is
+// not its only token).
+func endsInSpace(tok vocab.Tokenizer, prompt []int32, piece []byte) bool {
+	if len(prompt) < 2 {
+		return false
+	}
+	piece = tok.AppendPiece(piece[:0], prompt[len(prompt)-1], false)
+	return len(piece) == 1 && piece[0] == ' '
+}
+
+// healPrompts drops the lone space that ends both prompts, and reports
+// whether it did. Only both together: the delta then reads the generated
+// text, the healed space first, exactly as the user model writes it.
+func (g *Generator) healPrompts(userPrompt, deltaPrompt []int32, useDelta bool) (user, delta []int32, healed bool) {
+	if g.LeadingSpace == nil || !endsInSpace(g.UserTok, userPrompt, g.piece) {
+		return userPrompt, deltaPrompt, false
+	}
+	if useDelta {
+		if !endsInSpace(g.DeltaTok, deltaPrompt, g.piece) {
+			return userPrompt, deltaPrompt, false
+		}
+		deltaPrompt = deltaPrompt[:len(deltaPrompt)-1]
+	}
+	return userPrompt[:len(userPrompt)-1], deltaPrompt, true
+}
+
+// keepLeadingSpace sets the score of every token that does not start with a
+// space to -Inf: the first token after a healed prompt.
+func (g *Generator) keepLeadingSpace(scores []float32) {
+	lead := g.LeadingSpace[:min(len(g.LeadingSpace), len(scores))]
+	for u, ok := range lead {
+		if !ok {
+			scores[u] = float32(math.Inf(-1))
+		}
+	}
+	for u := len(lead); u < len(scores); u++ {
+		scores[u] = float32(math.Inf(-1))
+	}
+}
