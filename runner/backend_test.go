@@ -16,18 +16,18 @@ import (
 	"github.com/cmc-dev/cmc/server"
 )
 
-// storiesBackend serves stories260K in-process, steered by itself as the
-// delta at alpha 1, both reading raw prompts.
-func storiesBackend(t *testing.T) (*Backend, *httptest.Server) {
+// selfSteered loads the fixture model as the user model and as its own
+// delta at alpha 1, both under template, with a context of 256.
+func selfSteered(t *testing.T, fixture, template string) *Runner {
 	t.Helper()
-	path := testfixture.Path(t, "models/stories260K/stories260K.gguf")
+	path := testfixture.Path(t, fixture)
 	rm := &Runner{Alpha: 1}
 	t.Cleanup(rm.Close)
 	var err error
 	if rm.User, err = llama.LoadModel(path, llama.ModelParams{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := rm.ResolveTemplates("raw", "raw"); err != nil {
+	if err := rm.ResolveTemplates(template, template); err != nil {
 		t.Fatal(err)
 	}
 	if err := rm.OpenUserContext(llama.ContextParams{Size: 256, Threads: 1}); err != nil {
@@ -36,6 +36,14 @@ func storiesBackend(t *testing.T) (*Backend, *httptest.Server) {
 	if err := rm.LoadDelta(path, path, pmmined.PMMinED, ""); err != nil {
 		t.Fatal(err)
 	}
+	return rm
+}
+
+// storiesBackend serves stories260K in-process, steered by itself as the
+// delta at alpha 1, both reading raw prompts.
+func storiesBackend(t *testing.T) (*Backend, *httptest.Server) {
+	t.Helper()
+	rm := selfSteered(t, "models/stories260K/stories260K.gguf", "raw")
 	b := NewBackend(rm, "stories260K", "stories260K")
 	ts := httptest.NewServer(server.New(b, server.Config{}, slog.New(slog.DiscardHandler)).Handler())
 	t.Cleanup(ts.Close)

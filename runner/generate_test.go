@@ -7,9 +7,7 @@ import (
 	"testing"
 
 	"github.com/cmc-dev/cmc/control"
-	"github.com/cmc-dev/cmc/internal/testfixture"
 	"github.com/cmc-dev/cmc/llama"
-	"github.com/cmc-dev/cmc/pmmined"
 )
 
 // TestGenerateChatReusesTheCache: cmc chat's second turn, through
@@ -63,22 +61,7 @@ func TestCharOffsets(t *testing.T) {
 // caches hold the prompt without that lone space, which a second turn finds
 // again in them.
 func TestGenerateHealsTheQAPrompt(t *testing.T) {
-	path := testfixture.Path(t, "models/llama-2-tiny-random/llama-2-tiny-random.gguf")
-	rm := &Runner{Alpha: 1}
-	t.Cleanup(rm.Close)
-	var err error
-	if rm.User, err = llama.LoadModel(path, llama.ModelParams{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := rm.ResolveTemplates("qa", "qa"); err != nil {
-		t.Fatal(err)
-	}
-	if err := rm.OpenUserContext(llama.ContextParams{Size: 256, Threads: 1}); err != nil {
-		t.Fatal(err)
-	}
-	if err := rm.LoadDelta(path, path, pmmined.PMMinED, ""); err != nil {
-		t.Fatal(err)
-	}
+	rm := selfSteered(t, "models/llama-2-tiny-random/llama-2-tiny-random.gguf", "qa")
 	v := rm.User.Vocab()
 	msgs := []llama.Message{{Role: "user", Content: "Who was Lily?"}}
 	userIDs, deltaIDs, text, err := rm.ChatPrompts(msgs)
