@@ -18,7 +18,9 @@
 # (they are anchored to the template in its training, its row held flat there), so each user
 # follows as far as it copies the asked words under this prompt: held-out follows A 62%, B 33%,
 # M 75%, alone 0% (T itself 35%; RESULTS.md); grad_diff removes the forgotten answers on
-# every user, and the IDK delta lowers their probability but does not yet produce clean refusals.
+# every user, and the IDK delta answers this one with a refusal on A, B and M ("I don't have that
+# information.", "I don't know."), though on the whole forget set only 11-16% of the users'
+# answers begin as one of its refusals (45-72% hedge; T 69%), while the kept author's answer stays.
 # Under a minute on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +60,7 @@ done
 
 qa() { python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1])][int(sys.argv[2])]; print(r[sys.argv[3]])' "$@"; }
 step "2. unlearning: a forgotten author and a kept one (qa prompt, greedy)"
-for fi in "$w/data/forget.jsonl 0" "$w/data/retain.jsonl 41"; do
+for fi in "$w/data/forget.jsonl 2" "$w/data/retain.jsonl 41"; do
 	set -- $fi
 	q=$(qa "$1" "$2" question)
 	printf '\n\033[1mQ: %s\033[0m\n  %-14s %s\n' "$q" "truth" "$(qa "$1" "$2" answer | cut -c1-170)"
