@@ -61,7 +61,8 @@ func (g *Generator) healPrompts(userPrompt, deltaPrompt []int32, useDelta bool) 
 }
 
 // keepLeadingSpace sets the score of every token that does not start with a
-// space to -Inf: the first token after a healed prompt.
+// space to -Inf: the first token after a healed prompt. An end token is one
+// of them: a healed answer has at least its first word.
 func (g *Generator) keepLeadingSpace(scores []float32) {
 	lead := g.LeadingSpace[:min(len(g.LeadingSpace), len(scores))]
 	for u, ok := range lead {

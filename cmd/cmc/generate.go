@@ -19,7 +19,9 @@ func generateCommand() *cli.Command {
 		Name:  "generate",
 		Usage: "continue a prompt with a user LLM steered by a delta",
 		Description: "Each token is chosen from log_softmax(user logits) + alpha × delta logits, the delta's logits\n" +
-			"gathered through a token map when the two vocabularies differ. Text streams to stdout.\n\n" +
+			"gathered through a token map when the two vocabularies differ. Text streams to stdout.\n" +
+			"A prompt that ends in a space (the qa template's \"Answer: \") is healed: its lone space token\n" +
+			"is dropped and the first token must start with a space, as the models saw it in training.\n\n" +
 			"Example:\n  cmc generate --model llama-2-7b.Q4_K_M.gguf --delta delta.gguf --prompt \"Write a haiku about rain\"",
 		Flags: append(append(modelFlags(), sampleFlags()...),
 			&cli.StringFlag{Name: "prompt", Aliases: []string{"p"}, Usage: "the prompt (or the query, with a chat or instruction template)", Required: true},
