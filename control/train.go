@@ -87,8 +87,12 @@ func (c TrainConfig) templateScale(epoch int, sign float32, idx int) float32 {
 	if sign < 0 {
 		set = 1
 	}
-	r := rand.New(rand.NewPCG(c.Seed, uint64(epoch)<<33|set<<32|uint64(idx)))
-	return float32(1 + c.TemplateJitter*(2*r.Float64()-1))
+	// A PCG on the stack, read as rand.Rand.Float64 reads it (the 53 low
+	// bits over 2⁵³), so that no sequence allocates a generator.
+	var r rand.PCG
+	r.Seed(c.Seed, uint64(epoch)<<33|set<<32|uint64(idx))
+	u := float64(r.Uint64()<<11>>11) / (1 << 53)
+	return float32(1 + c.TemplateJitter*(2*u-1))
 }
 
 // StepsPerEpoch is the number of optimiser steps in one pass over n sequences.

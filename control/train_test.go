@@ -524,6 +524,15 @@ func TestTemplateScale(t *testing.T) {
 	if other := (TrainConfig{Seed: 4, TemplateJitter: 0.8}); other.templateScale(0, 1, 0) == c.templateScale(0, 1, 0) {
 		t.Error("another seed drew the same factor")
 	}
+	// Drawn once per sequence of every micro-batch: no allocation.
+	if n := testing.AllocsPerRun(100, func() { c.templateScale(1, -1, 9) }); n != 0 {
+		t.Errorf("a factor allocates %v times", n)
+	}
+	// The draw is rand.Rand's Float64 of the same PCG, as it was before the
+	// generator moved to the stack: the committed deltas' factors stay.
+	if s, want := c.templateScale(0, 1, 0), float32(1+0.8*(2*rand.New(rand.NewPCG(3, 0)).Float64()-1)); s != want {
+		t.Errorf("factor %v, want %v", s, want)
+	}
 	// A factor of 0 or below would flip or flatten the template: refused.
 	for _, j := range []float64{-0.1, 1, math.NaN()} {
 		tr := newTrainer(t, randomTemplate(8, 1), tinyDelta(t, 8, 1), sequences(4, 6, 8, 1), TrainConfig{Objective: SFT, BatchSize: 2, Accumulate: 1, Epochs: 1, Seed: 1, TemplateJitter: j})
