@@ -11,11 +11,12 @@ import (
 // the models never predicted from in training: their tokenizers join a
 // space to the word after it ("▁The" in SentencePiece, " The" in byte-level
 // BPE), and a prompt and its answer are trained on as one joined text
-// (data.TokenizeJoined). After that lone space a model guesses (the tiny
-// world's T wrote "2es in …" where it knew the answer). So Generate drops the
-// lone space from both prompts and lets the first generated token be only
-// one whose text starts with a space: the same text, tokenised as training
-// tokenised it. Text and the stop strings do not repeat the healed space.
+// (data.Encode). After that lone space a model guesses (the tiny world's T
+// wrote "2es in …" where it knew the answer). So with Options.Heal, Generate
+// drops the lone space from both prompts and lets the first generated token
+// be only one whose text starts with a space: the same text, tokenised as
+// training tokenised it. Text and the stop strings do not repeat the healed
+// space.
 
 // LeadingSpace returns, for each of the n tokens of tok, whether its text
 // starts with a space: the tokens a healed prompt may continue with. The
