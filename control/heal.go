@@ -37,28 +37,40 @@ func LeadingSpace(tok vocab.Tokenizer, n int) []bool {
 
 // endsInSpace reports whether prompt's last token is a lone space (and is
 // not its only token).
-func endsInSpace(tok vocab.Tokenizer, prompt []int32, piece []byte) bool {
+func endsInSpace(tok vocab.Tokenizer, prompt []int32) bool {
 	if len(prompt) < 2 {
 		return false
 	}
-	piece = tok.AppendPiece(piece[:0], prompt[len(prompt)-1], false)
+	piece := tok.AppendPiece(nil, prompt[len(prompt)-1], false)
 	return len(piece) == 1 && piece[0] == ' '
 }
 
+// healDelta is the delta's half of healing, for a user prompt that ends in
+// a space: the delta's prompt (with a delta) must end in a lone space too,
+// and is returned without it; ok false means that neither is healed. Only
+// both together: the delta then reads the generated text, the healed space
+// first, exactly as the user model writes it.
+func healDelta(tok vocab.Tokenizer, deltaPrompt []int32, useDelta bool) (prompt []int32, ok bool) {
+	if !useDelta {
+		return deltaPrompt, true
+	}
+	if !endsInSpace(tok, deltaPrompt) {
+		return deltaPrompt, false
+	}
+	return deltaPrompt[:len(deltaPrompt)-1], true
+}
+
 // healPrompts drops the lone space that ends both prompts, and reports
-// whether it did. Only both together: the delta then reads the generated
-// text, the healed space first, exactly as the user model writes it.
+// whether it did.
 func (g *Generator) healPrompts(userPrompt, deltaPrompt []int32, useDelta bool) (user, delta []int32, healed bool) {
-	if g.LeadingSpace == nil || !endsInSpace(g.UserTok, userPrompt, g.piece) {
+	if g.LeadingSpace == nil || !endsInSpace(g.UserTok, userPrompt) {
 		return userPrompt, deltaPrompt, false
 	}
-	if useDelta {
-		if !endsInSpace(g.DeltaTok, deltaPrompt, g.piece) {
-			return userPrompt, deltaPrompt, false
-		}
-		deltaPrompt = deltaPrompt[:len(deltaPrompt)-1]
+	delta, ok := healDelta(g.DeltaTok, deltaPrompt, useDelta)
+	if !ok {
+		return userPrompt, deltaPrompt, false
 	}
-	return userPrompt[:len(userPrompt)-1], deltaPrompt, true
+	return userPrompt[:len(userPrompt)-1], delta, true
 }
 
 // keepLeadingSpace sets the score of every token that does not start with a

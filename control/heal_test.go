@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"slices"
 	"testing"
 )
@@ -68,5 +69,33 @@ func TestHealTrailingSpace(t *testing.T) {
 	g = &Generator{User: answerLM(), UserTok: answerTok, LeadingSpace: lead}
 	if res := generate(t, g, prompt, nil, Options{MaxTokens: 1, ScorePrompt: true, Heal: true}); res.Healed || res.PromptLogprobs.Len() != 2 {
 		t.Errorf("scored prompt: healed %v, %d prompt log-probs; want no healing and 2", res.Healed, res.PromptLogprobs.Len())
+	}
+}
+
+// TestRemoteHealsLikeLocal: over a served model the prompt's space is
+// healed by text: the engine is first asked after the prompt without it,
+// only a candidate that starts with a space may come first, and the text
+// and the delta's context are the local generator's.
+func TestRemoteHealsLikeLocal(t *testing.T) {
+	same := func(text string) (int32, bool) {
+		i := slices.Index(answerTok.pieces, text)
+		return int32(i), i >= 0
+	}
+	engine, d := &fakeRemote{lm: answerLM(), tok: answerTok}, answerLM()
+	g := &RemoteGenerator{User: engine, K: 8, Delta: d, DeltaTok: answerTok, DeltaEOS: 0, Map: same, Alpha: 1}
+	res, err := g.Generate(context.Background(), "Answer: ", []int32{0, 1, 2}, Options{MaxTokens: 3, Heal: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Text != "The cat." || !res.Healed || engine.texts[0] != "Answer:" {
+		t.Errorf("text %q (healed %v), the engine first asked after %q; want \"The cat.\" after \"Answer:\"", res.Text, res.Healed, engine.texts[0])
+	}
+	if want := []int32{0, 1, 3, 5}; !slices.Equal(d.ctx, want) {
+		t.Errorf("delta context %v, want %v, as the local generator's", d.ctx, want)
+	}
+	engine = &fakeRemote{lm: answerLM(), tok: answerTok}
+	g.User = engine
+	if res, err := g.Generate(context.Background(), "Answer: ", []int32{0, 1, 2}, Options{MaxTokens: 2}, nil); err != nil || res.Healed || engine.texts[0] != "Answer: " {
+		t.Errorf("without Heal: healed %v, first asked after %q (%v); want the prompt as given", res.Healed, engine.texts[0], err)
 	}
 }

@@ -97,10 +97,9 @@ func (g *RemoteGenerator) Generate(ctx context.Context, prompt string, deltaProm
 	// Healing as Generator.Generate heals (heal.go), by text: the engine
 	// is asked after the prompt without its space, and only candidates
 	// that start with one may come first.
-	if opt.Heal && len(prompt) > 1 && strings.HasSuffix(prompt, " ") && (!useDelta || endsInSpace(g.DeltaTok, deltaPrompt, nil)) {
-		prompt, res.Healed = prompt[:len(prompt)-1], true
-		if useDelta {
-			deltaPrompt = deltaPrompt[:len(deltaPrompt)-1]
+	if opt.Heal && len(prompt) > 1 && strings.HasSuffix(prompt, " ") {
+		if d, ok := healDelta(g.DeltaTok, deltaPrompt, useDelta); ok {
+			prompt, deltaPrompt, res.Healed = prompt[:len(prompt)-1], d, true
 		}
 	}
 	deltaNext, deltaBase, err := g.begin(useDelta, deltaPrompt)
