@@ -138,6 +138,12 @@ func (b *Backend) prompt(req server.Request) (servedPrompt, error) {
 	return p, nil
 }
 
+// heals says whether a request's prompt is healed (control.Options.Heal):
+// a chat's, which a template rendered, is; a completion's is the client's,
+// continued as sent, since its text_offset log-probs count the tokens' text
+// from it and a client that appends the tokens' texts must get the text.
+func heals(req server.Request) bool { return req.Messages != nil }
+
 // options turns a request's sampling, penalty and log-prob fields into the
 // generator's, for a prompt of n tokens.
 func (b *Backend) options(req server.Request, n int) (control.Options, error) {
@@ -158,9 +164,7 @@ func (b *Backend) options(req server.Request, n int) (control.Options, error) {
 		Logprobs:    req.Logprobs,
 		TopLogprobs: req.TopLogprobs,
 		ScorePrompt: req.Echo && req.Logprobs,
-		// A chat's prompt is a template's. A completion's is the client's,
-		// and its text_offset log-probs count the tokens' text from it.
-		Heal: req.Messages != nil,
+		Heal:        heals(req),
 	}
 	if req.MaxTokens == 0 {
 		opt.MaxTokens = -1 // echo only: score the prompt, generate nothing

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cmc-dev/cmc/control"
 	"github.com/cmc-dev/cmc/llama"
+	"github.com/cmc-dev/cmc/server"
 )
 
 // TestGenerateChatReusesTheCache: cmc chat's second turn, through
@@ -108,5 +109,41 @@ func TestGenerateHealsTheQAPrompt(t *testing.T) {
 	}
 	if plain.Healed || plain.Text == rep.Text {
 		t.Errorf("without Heal: healed %v, text %q (healed: %q); want the unhealed continuation", plain.Healed, plain.Text, rep.Text)
+	}
+}
+
+// TestServeHealsChatsNotCompletions: cmc serve heals a chat's qa prompt as
+// cmc chat does, and continues a completion's prompt, the same text, as
+// sent (the user model alone, so that both see the same delta-free text).
+func TestServeHealsChatsNotCompletions(t *testing.T) {
+	rm := selfSteered(t, "models/llama-2-tiny-random/llama-2-tiny-random.gguf", "qa")
+	msgs := []llama.Message{{Role: "user", Content: "Who was Lily?"}}
+	local := func(heal bool) string {
+		t.Helper()
+		rep, err := rm.Generate(context.Background(), Request{Messages: msgs, Options: control.Options{MaxTokens: 8, Heal: heal}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.Text
+	}
+	healed, asSent := local(true), local(false)
+	if healed == asSent {
+		t.Fatalf("healed and unhealed answers are both %q: the test cannot tell them apart", healed)
+	}
+	b := NewBackend(rm, "tiny", "tiny")
+	serve := func(req server.Request) string {
+		t.Helper()
+		req.MaxTokens, req.Delta = 8, "none"
+		res, err := b.Generate(context.Background(), req, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Text
+	}
+	if chat := serve(server.Request{Messages: []server.Message{{Role: "user", Content: "Who was Lily?"}}}); chat != healed {
+		t.Errorf("chat %q, want cmc chat's healed %q", chat, healed)
+	}
+	if completion := serve(server.Request{Prompt: "Question: Who was Lily?\nAnswer: "}); completion != asSent {
+		t.Errorf("completion %q, want the prompt continued as sent, %q", completion, asSent)
 	}
 }

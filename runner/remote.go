@@ -97,7 +97,7 @@ func (r *Runner) serveRemote(ctx context.Context, req server.Request, alpha floa
 		MaxTokens: req.MaxTokens,
 		Stop:      req.Stop,
 		Sample:    control.SampleOptions{Temperature: req.Temperature, TopK: req.TopK, TopP: req.TopP, Seed: seed},
-		Heal:      req.Messages != nil, // as a local model's (Backend.options)
+		Heal:      heals(req),
 	}
 	res, err := r.RemoteGenerate(ctx, text, deltaIDs, alpha, opt, emit)
 	// The served model's prompt tokens are not known here: PromptTokens
